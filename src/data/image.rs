@@ -1,0 +1,158 @@
+//! Decoding user images (JPEG, PNG, WebP, GIF, BMP) with bounded memory.
+
+use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use std::io::Cursor;
+
+/// Largest image accepted, in pixels: 64 MP (an 8000x8000 photo). A 20000x20000 PNG would
+/// need 1.2 GB as RGB before any resizing, so it is refused from its header alone.
+pub const MAX_PIXELS: u64 = 64_000_000;
+
+/// Why an image was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// Zero bytes.
+    #[error("the image file is empty (0 bytes)")]
+    Empty,
+    /// The first bytes match no supported format.
+    #[error("not an image: the bytes are not JPEG, PNG, WebP, GIF or BMP")]
+    UnknownFormat,
+    /// Too many pixels to decode safely.
+    #[error("image is {width}x{height} ({} MP); the limit is {} MP: downscale it first", (*.width as u64 * *.height as u64) / 1_000_000, MAX_PIXELS / 1_000_000)]
+    TooLarge {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+    },
+    /// The decoder failed: truncated or corrupt data.
+    #[error("corrupt or truncated {format} image: {detail}")]
+    Corrupt {
+        /// The format the header claimed.
+        format: String,
+        /// The decoder's complaint.
+        detail: String,
+    },
+    /// Pixel data that does not match its stated size (from `ImageData`).
+    #[error("pixel buffer of {len} bytes does not match {width}x{height} RGBA")]
+    BadBuffer {
+        /// Stated width.
+        width: u32,
+        /// Stated height.
+        height: u32,
+        /// Bytes given.
+        len: usize,
+    },
+}
+
+/// Decodes an encoded image into 8-bit RGB, checking its size before allocating pixels.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| ImageError::UnknownFormat)?;
+    let format = reader.format().ok_or(ImageError::UnknownFormat)?;
+    let corrupt = |e: image::ImageError| ImageError::Corrupt {
+        format: format!("{format:?}").to_uppercase(),
+        detail: e.to_string(),
+    };
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(corrupt)?;
+    if width == 0 || height == 0 {
+        return Err(ImageError::Corrupt {
+            format: format!("{format:?}").to_uppercase(),
+            detail: format!("{width}x{height} has no pixels"),
+        });
+    }
+    if width as u64 * height as u64 > MAX_PIXELS {
+        return Err(ImageError::TooLarge { width, height });
+    }
+    let mut reader = reader;
+    let mut limits = Limits::default();
+    // RGBA16 of the largest accepted image, plus the decoder's own buffers.
+    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    reader.limits(limits);
+    let image = reader.decode().map_err(corrupt)?;
+    Ok(image.into_rgb8())
+}
+
+/// Wraps RGBA pixels (a browser `ImageData`) as RGB, dropping alpha.
+pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Result<RgbImage, ImageError> {
+    let len = rgba.len();
+    let bad = || ImageError::BadBuffer { width, height, len };
+    if width == 0 || height == 0 {
+        return Err(bad());
+    }
+    if width as u64 * height as u64 > MAX_PIXELS {
+        return Err(ImageError::TooLarge { width, height });
+    }
+    let rgba = image::RgbaImage::from_raw(width, height, rgba).ok_or_else(bad)?;
+    if rgba.len() != len {
+        return Err(bad());
+    }
+    Ok(DynamicImage::ImageRgba8(rgba).into_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageEncoder;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let pixels = vec![200u8; (width * height * 3) as usize];
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_a_png() {
+        let image = decode(&png(5, 3)).unwrap();
+        assert_eq!(image.dimensions(), (5, 3));
+        assert_eq!(image.get_pixel(4, 2).0, [200, 200, 200]);
+    }
+
+    #[test]
+    fn refuses_bad_input_with_a_reason() {
+        assert_eq!(decode(&[]), Err(ImageError::Empty));
+        assert_eq!(decode(b"hello, world"), Err(ImageError::UnknownFormat));
+        let full = png(64, 64);
+        let err = decode(&full[..full.len() / 2]).unwrap_err();
+        assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().starts_with("corrupt or truncated PNG image"), "{err}");
+    }
+
+    /// A 20000x20000 PNG header is refused before a byte of its pixels is decoded.
+    #[test]
+    fn refuses_huge_images_from_the_header() {
+        let mut huge = png(1, 1);
+        // IHDR width and height live at bytes 16..24; the CRC is not checked before
+        // dimensions are read, but fix it anyway so only the size is wrong.
+        huge[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        huge[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        let crc = crc32(&huge[12..29]);
+        huge[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode(&huge), Err(ImageError::TooLarge { width: 20_000, height: 20_000 }));
+    }
+
+    #[test]
+    fn rgba_buffers_must_match_their_size() {
+        assert_eq!(from_rgba(2, 1, vec![1, 2, 3, 255, 4, 5, 6, 255]).unwrap().into_raw(), vec![1, 2, 3, 4, 5, 6]);
+        assert!(matches!(from_rgba(2, 2, vec![0; 8]), Err(ImageError::BadBuffer { .. })));
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}

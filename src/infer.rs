@@ -1,0 +1,178 @@
+//! Classification: a loaded model, its card, and the averaging of test-time views.
+//! The native CLI and the browser package both classify through here.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::Error;
+use crate::data::views::{TestView, views};
+use crate::io::{ModelCard, WeightsFile};
+use crate::model::{ResNet, ResNetConfig};
+
+/// The 1000 ImageNet class names, in torchvision's order.
+const IMAGENET_CLASSES: &str = include_str!("data/imagenet_classes.txt");
+
+/// One class and its probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Class index.
+    pub index: usize,
+    /// Class name.
+    pub label: String,
+    /// Softmax probability averaged over the views.
+    pub probability: f32,
+}
+
+/// The result of classifying one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// The `top_k` most probable classes, most probable first.
+    pub predictions: Vec<Prediction>,
+    /// How many views were averaged (1, 10, or 2 per scale).
+    pub views: usize,
+    /// Sum of the averaged probabilities of every class (1 up to rounding).
+    pub total_probability: f32,
+}
+
+/// A model ready to classify, in eval mode (its BN layers use their running statistics).
+pub struct Classifier {
+    model: ResNet,
+    card: ModelCard,
+    labels: Vec<String>,
+    device: Device,
+}
+
+impl Classifier {
+    /// Builds the model a weights file describes (or `config`, which must agree with the
+    /// file's card if it has one) on `device` and loads the weights into it.
+    pub fn load(
+        file: WeightsFile,
+        config: Option<ResNetConfig>,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let card = match (&file.card, config) {
+            (_, Some(config)) => match &file.card {
+                Some(card) => ModelCard { config, ..card.clone() },
+                None => ModelCard::for_config(config),
+            },
+            (Some(card), None) => card.clone(),
+            (None, None) => return Err(Error::NoArchitecture { path: file.path }),
+        };
+        card.config.validate()?;
+        let model = card.config.init(device);
+        let model = file.apply(model, &card.config)?;
+        Ok(Self::new(model, card, device))
+    }
+
+    /// Wraps a model already in memory (e.g. just trained).
+    pub fn new(model: ResNet, card: ModelCard, device: &Device) -> Self {
+        let num_classes = card.config.num_classes;
+        let labels = match &card.labels {
+            Some(labels) if labels.len() == num_classes => labels.clone(),
+            _ if num_classes == 1000 => IMAGENET_CLASSES.lines().map(str::to_string).collect(),
+            _ => (0..num_classes).map(|i| format!("class {i}")).collect(),
+        };
+        Self { model, card, labels, device: device.clone() }
+    }
+
+    /// Replaces the class names (their count must equal the number of classes).
+    pub fn set_labels(&mut self, labels: Vec<String>) -> Result<(), Error> {
+        if labels.len() != self.card.config.num_classes {
+            return Err(Error::Labels {
+                given: labels.len(),
+                classes: self.card.config.num_classes,
+            });
+        }
+        self.card.labels = Some(labels.clone());
+        self.labels = labels;
+        Ok(())
+    }
+
+    /// The model's card (architecture, normalisation, labels).
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The class names, index by index.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The network.
+    pub fn model(&self) -> &ResNet {
+        &self.model
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Logits of a normalised batch.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, height, width]`
+    /// - output: `[batch, num_classes]`
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        self.model.forward(x)
+    }
+
+    /// Classifies an image, averaging the softmax over the views of `mode`; one read-back.
+    pub async fn classify(
+        &self,
+        image: &RgbImage,
+        mode: TestView,
+        top_k: usize,
+    ) -> Result<Classification, Error> {
+        let batches = views(image, &self.card, mode);
+        let mut total: Option<Tensor<1>> = None;
+        let mut count = 0;
+        for batch in batches {
+            count += batch.shape[0];
+            let x = Tensor::<4>::from_data(TensorData::new(batch.data, batch.shape), &self.device);
+            let probabilities = softmax(self.logits(x), 1).sum_dim(0);
+            let [_, classes] = probabilities.dims();
+            let probabilities = probabilities.reshape([classes]);
+            total = Some(match total {
+                Some(total) => total + probabilities,
+                None => probabilities,
+            });
+        }
+        let total = total.expect("every test view yields at least one batch") / count as f32;
+        let probabilities = read_f32(total).await?;
+        Ok(self.top_k(&probabilities, top_k, count))
+    }
+
+    /// The `top_k` classes of averaged probabilities (sorted on the CPU: WebGPU has no sort
+    /// without a synchronous read).
+    fn top_k(&self, probabilities: &[f32], top_k: usize, views: usize) -> Classification {
+        let mut order: Vec<usize> = (0..probabilities.len()).collect();
+        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+        let predictions = order
+            .into_iter()
+            .take(top_k.max(1))
+            .map(|index| Prediction {
+                index,
+                label: self.labels[index].clone(),
+                probability: probabilities[index],
+            })
+            .collect();
+        Classification {
+            predictions,
+            views,
+            total_probability: probabilities.iter().sum(),
+        }
+    }
+}
+
+/// Reads a tensor back with an async read (the only kind a browser allows).
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))
+}

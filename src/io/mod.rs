@@ -1,0 +1,13 @@
+//! Everything that crosses the boundary of the process as bytes: weights in every format,
+//! `.npy` arrays.
+
+pub mod npy;
+mod weights;
+
+pub use weights::{
+    ModelCard, Normalization, Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors,
+    to_bytes_async,
+};
+pub(crate) use weights::CARD_KEY;
+#[cfg(not(target_family = "wasm"))]
+pub use weights::{save, to_bytes};

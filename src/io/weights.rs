@@ -1,0 +1,477 @@
+//! Every weights format goes through here: Burnpack (`.bpk`, the project's own, self-describing),
+//! PyTorch `.pth` state dicts (read without running pickle code) and `.safetensors`.
+//!
+//! All sources become one list of named tensors, keys are mapped onto this crate's module
+//! tree, and a single check refuses any file that does not fit the model exactly: a missing
+//! tensor, an unexpected one or a wrong shape is listed by name, and the model is never
+//! returned half loaded.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::store::burn_pack::{self, Reader, Tensor as PackTensor, Writer};
+use burn::store::{
+    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
+use burn::tensor::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ResNet, ResNetConfig};
+
+/// Metadata key under which a Burnpack file carries its [ModelCard].
+pub(crate) const CARD_KEY: &str = "resnet.card";
+
+/// Where the tensors of a file come from, which decides how keys and layouts are mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightsFormat {
+    /// This crate's Burnpack files: Burn layout, same key names.
+    Burnpack,
+    /// A PyTorch `torch.save(state_dict)` file.
+    Pytorch,
+    /// A safetensors file in torchvision layout.
+    Safetensors,
+}
+
+impl WeightsFormat {
+    /// Recognises a format from the first bytes of a file.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [b'B', b'U', b'R', b'N', ..] | [b'N', b'R', b'U', b'B', ..] => Some(Self::Burnpack),
+            // A zip archive (torch >= 1.6) or a legacy pickle (protocol 2+).
+            [b'P', b'K', 3, 4, ..] | [0x80, 2..=5, ..] => Some(Self::Pytorch),
+            // safetensors: an 8-byte little-endian header length, then a JSON object.
+            [_, _, _, _, _, _, _, _, b'{', ..] => Some(Self::Safetensors),
+            _ => None,
+        }
+    }
+}
+
+/// Float precision of stored weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Precision {
+    /// 32-bit floats: bit-exact round trips.
+    #[default]
+    F32,
+    /// 16-bit floats: half the size; loaded back as f32.
+    F16,
+}
+
+/// Per-channel input normalisation: `(pixel / 255 - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mean of each RGB channel on the [0, 1] scale.
+    pub mean: [f32; 3],
+    /// Standard deviation of each RGB channel on the [0, 1] scale.
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// torchvision's ImageNet statistics.
+    pub const IMAGENET: Self = Self {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    /// The CIFAR-10 training set's statistics.
+    pub const CIFAR10: Self = Self {
+        mean: [0.4914, 0.4822, 0.4465],
+        std: [0.2470, 0.2435, 0.2616],
+    };
+}
+
+/// What a Burnpack file says about the model it holds, so that a page or a CLI can load it
+/// without being told the architecture, and refuse it when told a different one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// The architecture the tensors belong to.
+    pub config: ResNetConfig,
+    /// Class names, index by index.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// How images are normalised before the network.
+    pub normalization: Normalization,
+    /// Side of the square crop the network was trained on (224 or 32).
+    pub input_size: usize,
+    /// Free text: data, steps, accuracy.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl ModelCard {
+    /// The defaults for a configuration: ImageNet preprocessing for ImageNet nets, CIFAR-10's
+    /// for CIFAR nets.
+    pub fn for_config(config: ResNetConfig) -> Self {
+        let (normalization, input_size) = match config.stem {
+            crate::model::Stem::ImageNet => (Normalization::IMAGENET, 224),
+            crate::model::Stem::Cifar => (Normalization::CIFAR10, 32),
+        };
+        Self {
+            config,
+            labels: None,
+            normalization,
+            input_size,
+            description: None,
+        }
+    }
+}
+
+/// Why weights could not be read, written or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The bytes are not any supported weights format.
+    #[error("{path}: not a weights file (expected Burnpack .bpk, PyTorch .pth or .safetensors)")]
+    UnknownFormat {
+        /// The file.
+        path: String,
+    },
+    /// The file claims a format but its contents are broken (truncated, corrupt).
+    #[error("{path}: corrupt or truncated {format:?} file: {detail}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The format it claimed.
+        format: WeightsFormat,
+        /// The reader's complaint.
+        detail: String,
+    },
+    /// The file is fine but holds weights for another model.
+    #[error("{path}: weights do not fit {arch}: {summary}{details}")]
+    Mismatch {
+        /// The file.
+        path: String,
+        /// The model the weights were loaded into.
+        arch: String,
+        /// One line: counts of each kind of problem.
+        summary: String,
+        /// One problem per line.
+        details: String,
+    },
+}
+
+/// Tensors read from a weights file, ready to be applied to a model.
+pub struct WeightsFile {
+    /// Where they came from, for messages.
+    pub path: String,
+    /// The format they were read from.
+    pub format: WeightsFormat,
+    /// The model card of a Burnpack file written by this crate.
+    pub card: Option<ModelCard>,
+    tensors: Vec<PackTensor>,
+}
+
+impl WeightsFile {
+    /// Reads a weights file of any supported format.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn open(path: &std::path::Path) -> Result<Self, WeightsError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        match WeightsFormat::sniff(&bytes) {
+            Some(WeightsFormat::Pytorch) => Self::read_pytorch(path),
+            Some(_) => Self::from_bytes(bytes, &name),
+            None => Err(WeightsError::UnknownFormat { path: name }),
+        }
+    }
+
+    /// Reads Burnpack or safetensors bytes (PyTorch pickles need a file: see [open](Self::open)).
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Self, WeightsError> {
+        let corrupt = |format, detail: String| WeightsError::Corrupt {
+            path: name.to_string(),
+            format,
+            detail,
+        };
+        match WeightsFormat::sniff(&bytes) {
+            Some(WeightsFormat::Burnpack) => {
+                let format = WeightsFormat::Burnpack;
+                let reader = Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes))
+                    .map_err(|e| corrupt(format, e.to_string()))?;
+                let card = match reader.metadata().get(CARD_KEY) {
+                    Some(json) => Some(
+                        serde_json::from_str(json)
+                            .map_err(|e| corrupt(format, format!("bad model card: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let tensors = reader
+                    .into_tensors()
+                    .map_err(|e| corrupt(format, e.to_string()))?;
+                Ok(Self { path: name.to_string(), format, card, tensors })
+            }
+            Some(WeightsFormat::Safetensors) => {
+                let format = WeightsFormat::Safetensors;
+                let mut store = SafetensorsStore::from_bytes(Some(bytes));
+                let tensors = burn::store::ModuleStore::get_all_tensors(&mut store)
+                    .map_err(|e| corrupt(format, e.to_string()))?
+                    .values()
+                    .cloned()
+                    .collect();
+                Ok(Self { path: name.to_string(), format, card: None, tensors: torch_keys(tensors) })
+            }
+            Some(WeightsFormat::Pytorch) => Err(corrupt(
+                WeightsFormat::Pytorch,
+                "PyTorch pickles can only be imported natively (`resnet import`); \
+                 convert to .bpk or .safetensors for the browser"
+                    .into(),
+            )),
+            None => Err(WeightsError::UnknownFormat { path: name.to_string() }),
+        }
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    fn read_pytorch(path: &std::path::Path) -> Result<Self, WeightsError> {
+        use burn::store::pytorch_reader::PytorchReader;
+        let name = path.display().to_string();
+        let corrupt = |e: &dyn std::fmt::Display| WeightsError::Corrupt {
+            path: name.clone(),
+            format: WeightsFormat::Pytorch,
+            detail: e.to_string(),
+        };
+        let reader = PytorchReader::new(path).map_err(|e| corrupt(&e))?;
+        // Training checkpoints nest the state dict; torchvision's files are the state dict.
+        let nested = ["state_dict", "model_state_dict", "model", "net"]
+            .into_iter()
+            .find(|key| {
+                let prefix = format!("{key}.");
+                reader.keys().iter().any(|k| k.starts_with(&prefix))
+                    && !reader.keys().iter().any(|k| k == "conv1.weight")
+            });
+        let reader = match nested {
+            Some(key) => PytorchReader::with_top_level_key(path, key).map_err(|e| corrupt(&e))?,
+            None => reader,
+        };
+        let tensors = reader
+            .into_tensors()
+            .into_values()
+            .map(burn::store::bridge::from_pytorch)
+            .collect();
+        Ok(Self {
+            path: name,
+            format: WeightsFormat::Pytorch,
+            card: None,
+            tensors: torch_keys(tensors),
+        })
+    }
+
+    /// Tensors already in memory, named as in this crate's module tree (Burn layout).
+    pub fn from_tensors(name: &str, tensors: Vec<PackTensor>) -> Self {
+        Self { path: name.to_string(), format: WeightsFormat::Burnpack, card: None, tensors }
+    }
+
+    /// The names of the tensors in the file, after key mapping, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.tensors.iter().map(|t| t.name.clone()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Loads the tensors into `model`, which must be built from `config`; every tensor of the
+    /// model must be in the file with its shape, and nothing else may be.
+    pub fn apply(self, mut model: ResNet, config: &ResNetConfig) -> Result<ResNet, WeightsError> {
+        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
+        if let Some(card) = &self.card
+            && card.config != *config
+        {
+            return Err(WeightsError::Mismatch {
+                path: self.path,
+                arch,
+                summary: format!(
+                    "the file holds {} ({} classes)",
+                    card.config.name(),
+                    card.config.num_classes
+                ),
+                details: String::new(),
+            });
+        }
+        let to_f32 = FloatCastAdapter::to(DType::F32);
+        let adapter: Box<dyn ModuleAdapter> = match self.format {
+            WeightsFormat::Burnpack => Box::new(to_f32),
+            _ => Box::new(PyTorchToBurnAdapter.chain(to_f32)),
+        };
+        let result = model.apply(self.tensors, None, Some(adapter), true);
+
+        let mut lines = Vec::new();
+        for error in &result.errors {
+            lines.push(format!("  {error}"));
+        }
+        let mut missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        missing.sort();
+        let mut unused: Vec<&str> = result.unused.iter().map(String::as_str).collect();
+        unused.sort();
+        list(&mut lines, "missing from the file", &missing);
+        list(&mut lines, "in the file but not in the model", &unused);
+        if lines.is_empty() {
+            return Ok(model);
+        }
+        Err(WeightsError::Mismatch {
+            path: self.path,
+            arch,
+            summary: format!(
+                "{} shape/dtype/read errors, {} missing tensors, {} unexpected tensors",
+                result.errors.len(),
+                missing.len(),
+                unused.len()
+            ),
+            details: format!("\n{}", lines.join("\n")),
+        })
+    }
+}
+
+/// Appends `what: a, b, c … (and N more)` when `keys` is not empty.
+fn list(lines: &mut Vec<String>, what: &str, keys: &[&str]) {
+    const SHOWN: usize = 12;
+    if keys.is_empty() {
+        return;
+    }
+    let mut line = format!("  {what}: {}", keys[..keys.len().min(SHOWN)].join(", "));
+    if keys.len() > SHOWN {
+        line.push_str(&format!(" … and {} more", keys.len() - SHOWN));
+    }
+    lines.push(line);
+}
+
+/// Maps the key names of PyTorch implementations onto this crate's module tree.
+///
+/// - `num_batches_tracked` buffers have no counterpart (Burn's BN keeps no such counter);
+/// - `module.` prefixes come from `nn.DataParallel`;
+/// - torchvision's `downsample` is an `nn.Sequential(conv, bn)`: `.0`/`.1` → `.conv`/`.bn`;
+/// - popular CIFAR ports name the projection `shortcut` and the classifier `linear`.
+fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
+    tensors
+        .into_iter()
+        .filter(|t| !t.name.ends_with("num_batches_tracked"))
+        .map(|mut t| {
+            let mut name = t.name.strip_prefix("module.").unwrap_or(&t.name).to_string();
+            for (from, to) in [
+                (".downsample.0.", ".downsample.conv."),
+                (".downsample.1.", ".downsample.bn."),
+                (".shortcut.0.", ".downsample.conv."),
+                (".shortcut.1.", ".downsample.bn."),
+            ] {
+                name = name.replace(from, to);
+            }
+            if let Some(rest) = name.strip_prefix("linear.") {
+                name = format!("fc.{rest}");
+            }
+            t.name = name;
+            t
+        })
+        .collect()
+}
+
+/// The pack writer over a model's tensors and its card.
+fn writer(tensors: Vec<PackTensor>, card: &ModelCard) -> Writer {
+    let json = serde_json::to_string(card).expect("a model card always serialises");
+    Writer::new(tensors)
+        .with_metadata(CARD_KEY, &json)
+        .with_metadata("format", "resnet-burnpack-1")
+}
+
+fn precision_adapter(precision: Precision) -> Option<Box<dyn ModuleAdapter>> {
+    match precision {
+        Precision::F32 => None,
+        Precision::F16 => Some(Box::new(FloatCastAdapter::to(DType::F16))),
+    }
+}
+
+/// Writes `model` with its card as a Burnpack file, atomically: a crash mid-write leaves
+/// any previous file at `path` intact. Reads tensors synchronously (native only).
+#[cfg(not(target_family = "wasm"))]
+pub fn save(
+    model: &ResNet,
+    card: &ModelCard,
+    path: &std::path::Path,
+    precision: Precision,
+) -> Result<(), WeightsError> {
+    let tensors = model.collect(None, precision_adapter(precision), false);
+    writer(tensors, card)
+        .auto_extension(false)
+        .write_to_file(path)
+        .map_err(|e| WeightsError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Burnpack bytes of `model` with its card, read synchronously (native only).
+#[cfg(not(target_family = "wasm"))]
+pub fn to_bytes(
+    model: &ResNet,
+    card: &ModelCard,
+    precision: Precision,
+) -> Result<Vec<u8>, WeightsError> {
+    let tensors = model.collect(None, precision_adapter(precision), false);
+    pack(tensors, card)
+}
+
+/// Burnpack bytes of `model` with its card, reading every tensor with an async read-back:
+/// the only way that works on WebGPU in a browser, and fine on any other device.
+pub async fn to_bytes_async(
+    model: &ResNet,
+    card: &ModelCard,
+    precision: Precision,
+) -> Result<Vec<u8>, WeightsError> {
+    pack(read_tensors(model, precision).await?, card)
+}
+
+/// Every tensor of `model` (BN running statistics included), read back asynchronously and
+/// named by its module path.
+pub async fn read_tensors(model: &ResNet, precision: Precision) -> Result<Vec<PackTensor>, WeightsError> {
+    let mut params = ParamList::default();
+    model.visit(&mut params);
+    let mut tensors = Vec::with_capacity(params.items.len());
+    for (name, id, shape, tensor) in params.items {
+        let device_error = |e: &dyn std::fmt::Debug| WeightsError::Io {
+            path: "<device>".into(),
+            source: std::io::Error::other(format!("{name}: {e:?}")),
+        };
+        let data = tensor.into_data_async().await.map_err(|e| device_error(&e))?;
+        let data = match precision {
+            Precision::F32 => data,
+            Precision::F16 => data.try_cast_as::<half::f16>().map_err(|e| device_error(&e))?,
+        };
+        let (bytes, _, dtype) = data.into_parts();
+        tensors.push(PackTensor::new(name, dtype, shape, Some(id), bytes));
+    }
+    Ok(tensors)
+}
+
+fn pack(tensors: Vec<PackTensor>, card: &ModelCard) -> Result<Vec<u8>, WeightsError> {
+    writer(tensors, card)
+        .into_bytes()
+        .map(|bytes| bytes.to_vec())
+        .map_err(|e| WeightsError::Io {
+            path: "<memory>".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Every float tensor of a module with its path, flattened so that one type holds all ranks.
+#[derive(Default)]
+struct ParamList {
+    path: Vec<String>,
+    items: Vec<(String, u64, Vec<usize>, Tensor<1>)>,
+}
+
+impl ModuleVisitor for ParamList {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val().inner();
+        let shape = tensor.dims().to_vec();
+        let flat = tensor.reshape([shape.iter().product::<usize>()]);
+        self.items.push((self.path.join("."), param.id.val(), shape, flat));
+    }
+}

@@ -1,0 +1,224 @@
+//! The residual building blocks of Figure 5: BasicBlock (two 3x3) and Bottleneck
+//! (1x1, 3x3, 1x1), both computing `y = relu(F(x) + shortcut(x))` — or `relu(F(x))` in a
+//! plain net.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, s};
+
+use super::config::{BlockKind, ShortcutOption, StridePlacement};
+
+/// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —
+/// torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
+pub(crate) fn he_normal_fan_out() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: true,
+    }
+}
+
+/// A bias-free `k`x`k` convolution with "same" padding for odd `k` (every ResNet conv).
+pub(crate) fn conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    device: &Device,
+) -> Conv2d {
+    let pad = kernel / 2;
+    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .with_initializer(he_normal_fan_out())
+        .init(device)
+}
+
+/// BatchNorm with PyTorch's defaults (ε = 1e-5, momentum 0.1), γ = 1, β = 0.
+pub(crate) fn batch_norm(channels: usize, zero_gamma: bool, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(channels).init(device);
+    if zero_gamma {
+        bn.gamma = Initializer::Zeros.init([channels], device);
+    }
+    bn
+}
+
+/// Configuration to create a [Block], using [init](BlockConfig::init).
+#[derive(Config, Debug)]
+pub struct BlockConfig {
+    /// Basic (two 3x3) or bottleneck (1x1, 3x3, 1x1).
+    pub kind: BlockKind,
+    /// Channels of the block's input.
+    pub in_channels: usize,
+    /// Inner width; the block outputs `planes * expansion` channels.
+    pub planes: usize,
+    /// Spatial stride of the block (2 at the first block of a downsampling stage).
+    #[config(default = 1)]
+    pub stride: usize,
+    /// How the shortcut matches shapes (A: zero-pad, B: project where needed, C: always).
+    #[config(default = "ShortcutOption::B")]
+    pub shortcut: ShortcutOption,
+    /// Which bottleneck convolution carries the stride.
+    #[config(default = "StridePlacement::V1_5")]
+    pub stride_placement: StridePlacement,
+    /// `false` removes the shortcut entirely (a block of a plain net).
+    #[config(default = true)]
+    pub residual: bool,
+    /// Start the last BN's γ at 0, so that the block starts as `relu(shortcut(x))`.
+    #[config(default = false)]
+    pub zero_init_residual: bool,
+}
+
+impl BlockConfig {
+    /// Channels the block outputs.
+    pub fn out_channels(&self) -> usize {
+        self.planes * self.kind.expansion()
+    }
+
+    /// Whether the shortcut is a 1x1 projection (and so has parameters).
+    pub fn has_projection(&self) -> bool {
+        let shape_changes = self.stride != 1 || self.in_channels != self.out_channels();
+        self.residual
+            && match self.shortcut {
+                ShortcutOption::A => false,
+                ShortcutOption::B => shape_changes,
+                ShortcutOption::C => true,
+            }
+    }
+
+    /// Initialize a new [Block].
+    pub fn init(&self, device: &Device) -> Block {
+        let out = self.out_channels();
+        let zero = self.zero_init_residual;
+        let (conv1, conv2, conv3, bn3) = match self.kind {
+            BlockKind::Basic => (
+                conv(self.in_channels, self.planes, 3, self.stride, device),
+                conv(self.planes, self.planes, 3, 1, device),
+                None,
+                None,
+            ),
+            BlockKind::Bottleneck => {
+                let (stride_1x1, stride_3x3) = match self.stride_placement {
+                    StridePlacement::V1 => (self.stride, 1),
+                    StridePlacement::V1_5 => (1, self.stride),
+                };
+                (
+                    conv(self.in_channels, self.planes, 1, stride_1x1, device),
+                    conv(self.planes, self.planes, 3, stride_3x3, device),
+                    Some(conv(self.planes, out, 1, 1, device)),
+                    Some(batch_norm(out, zero, device)),
+                )
+            }
+        };
+        let last_bn_is_bn2 = bn3.is_none();
+        let downsample = self.has_projection().then(|| Downsample {
+            conv: conv(self.in_channels, out, 1, self.stride, device),
+            bn: batch_norm(out, false, device),
+        });
+        Block {
+            conv1,
+            bn1: batch_norm(self.planes, false, device),
+            conv2,
+            bn2: batch_norm(self.planes, zero && last_bn_is_bn2, device),
+            conv3,
+            bn3,
+            downsample,
+            stride: self.stride,
+            residual: self.residual,
+        }
+    }
+}
+
+/// The projection shortcut (options B and C): 1x1 conv with the block's stride, then BN.
+/// torchvision calls these `downsample.0` and `downsample.1`; see [crate::io] for the remap.
+#[derive(Module, Debug)]
+pub struct Downsample {
+    /// 1x1 projection to the block's output channels.
+    pub conv: Conv2d,
+    /// BatchNorm after the projection.
+    pub bn: BatchNorm,
+}
+
+/// A residual block; BasicBlock when `conv3` is `None`, Bottleneck otherwise.
+///
+/// Field names follow torchvision, so `layer1.0.conv1.weight` means the same in both.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// First conv: 3x3 (basic) or the 1x1 reduction (bottleneck).
+    pub conv1: Conv2d,
+    /// BN after `conv1`.
+    pub bn1: BatchNorm,
+    /// Second conv: 3x3 in both kinds.
+    pub conv2: Conv2d,
+    /// BN after `conv2`.
+    pub bn2: BatchNorm,
+    /// Bottleneck only: the 1x1 expansion.
+    pub conv3: Option<Conv2d>,
+    /// Bottleneck only: BN after `conv3`.
+    pub bn3: Option<BatchNorm>,
+    /// Projection shortcut, where the option calls for one.
+    pub downsample: Option<Downsample>,
+    /// Spatial stride of the block; option A's shortcut subsamples by it.
+    pub stride: usize,
+    /// `false` in a plain net: no shortcut at all.
+    pub residual: bool,
+}
+
+impl Block {
+    /// The residual function F(x): every layer but the final ReLU.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, height, width]`
+    /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+    pub fn residual_branch(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.bn1.forward(self.conv1.forward(x)));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
+            _ => out,
+        }
+    }
+
+    /// The shortcut applied to `x` so that it matches `out_channels` channels:
+    /// the identity, option A's subsample + zero channels, or the projection.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, height, width]`
+    /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+    pub fn shortcut(&self, x: Tensor<4>, out_channels: usize) -> Tensor<4> {
+        if let Some(downsample) = &self.downsample {
+            return downsample.bn.forward(downsample.conv.forward(x));
+        }
+        let x = if self.stride > 1 {
+            // x[:, :, ::s, ::s], the subsampling of the paper's option A.
+            let s = self.stride as isize;
+            x.slice(s![.., .., 0..;s, 0..;s])
+        } else {
+            x
+        };
+        let [batch, channels, height, width] = x.dims();
+        if channels == out_channels {
+            return x;
+        }
+        // The new channels go after the existing ones, as in the original Torch code.
+        let zeros = Tensor::zeros([batch, out_channels - channels, height, width], &x.device());
+        Tensor::cat(vec![x, zeros], 1)
+    }
+
+    /// Applies the block.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, height, width]`
+    /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if !self.residual {
+            return relu(self.residual_branch(x));
+        }
+        let out = self.residual_branch(x.clone());
+        let out_channels = out.dims()[1];
+        relu(out + self.shortcut(x, out_channels))
+    }
+}

@@ -1,0 +1,153 @@
+//! Configuration of a ResNet: which blocks, how many, how the shortcuts and strides work.
+//!
+//! The two families of the paper share one config:
+//! - ImageNet nets (section 3.4, Table 1): 7x7/2 stem + 3x3/2 max-pool, four stages of
+//!   64/128/256/512 planes.
+//! - CIFAR nets (section 4.2): 3x3 stem, three stages of 16/32/64 filters, 6n+2 layers.
+
+use burn::config::Config;
+
+/// The residual function F of one block.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convolutions (ResNet-18/34 and the CIFAR nets). Expansion 1.
+    Basic,
+    /// 1x1 reduce, 3x3, 1x1 expand by 4 (ResNet-50/101/152).
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Output channels of a block over its `planes` (its inner width).
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+
+    /// Weighted layers on the block's main path.
+    pub fn depth(self) -> usize {
+        match self {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck => 3,
+        }
+    }
+}
+
+/// The shortcut options of the paper (section 3.3 and Table 3).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum ShortcutOption {
+    /// Identity; where the shape changes, subsample `x[:, :, ::s, ::s]` and append zero
+    /// channels after the existing ones. Parameter-free (the CIFAR nets' choice).
+    A,
+    /// Identity; a 1x1 projection + BN only where the shape changes (stride != 1 or the
+    /// channel count differs). torchvision's choice.
+    B,
+    /// A 1x1 projection + BN on every block.
+    C,
+}
+
+/// Where a downsampling bottleneck puts its stride.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum StridePlacement {
+    /// On the first 1x1 convolution, as in the paper (and Caffe's release).
+    V1,
+    /// On the 3x3 convolution, as in torchvision ("ResNet v1.5"): ~0.5% better top-1.
+    V1_5,
+}
+
+/// The layers before the first stage.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Stem {
+    /// 7x7/2 conv (64) + BN + ReLU + 3x3/2 max-pool.
+    ImageNet,
+    /// 3x3/1 conv (16) + BN + ReLU.
+    Cifar,
+}
+
+/// Configuration to create a [ResNet](crate::model::ResNet), using [init](ResNetConfig::init).
+#[derive(Config, Debug, PartialEq)]
+pub struct ResNetConfig {
+    /// Number of blocks in each stage, e.g. `[3, 4, 6, 3]` for ResNet-50 or `[3, 3, 3]`
+    /// for ResNet-20. The first stage keeps the resolution, each later one halves it.
+    pub layers: Vec<usize>,
+    /// The residual function of every block.
+    pub block: BlockKind,
+    /// The layers before the first stage.
+    pub stem: Stem,
+    /// Planes of the first stage (doubled at each later stage): 64 for ImageNet, 16 for CIFAR.
+    pub base_width: usize,
+    /// Number of output classes of the final fully-connected layer.
+    #[config(default = 1000)]
+    pub num_classes: usize,
+    /// Shortcut option A, B or C of the paper.
+    #[config(default = "ShortcutOption::B")]
+    pub shortcut: ShortcutOption,
+    /// Stride on the first 1x1 (v1, the paper) or the 3x3 (v1.5, torchvision) of bottlenecks.
+    #[config(default = "StridePlacement::V1_5")]
+    pub stride_placement: StridePlacement,
+    /// `false` builds the "plain" twin: the same layers with every shortcut removed.
+    #[config(default = true)]
+    pub residual: bool,
+    /// Initialise the last BN γ of every block to 0, so each block starts as the identity
+    /// (Goyal et al. 2017); ignored by plain nets' forward but still applied to their init.
+    #[config(default = false)]
+    pub zero_init_residual: bool,
+    /// Channels of the input image.
+    #[config(default = 3)]
+    pub in_channels: usize,
+}
+
+impl ResNetConfig {
+    /// Planes (inner width) of every stage.
+    pub fn stage_planes(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .map(|i| self.base_width << i)
+            .collect()
+    }
+
+    /// Channels entering the first stage.
+    pub fn stem_channels(&self) -> usize {
+        self.base_width
+    }
+
+    /// Channels of the last stage's output, the input of the classifier.
+    pub fn feature_channels(&self) -> usize {
+        self.stage_planes().last().copied().unwrap_or(self.base_width) * self.block.expansion()
+    }
+
+    /// Weighted layers on the main path: stem conv + blocks + fc (what "ResNet-50" counts).
+    pub fn depth(&self) -> usize {
+        1 + self.layers.iter().sum::<usize>() * self.block.depth() + 1
+    }
+
+    /// Total downsampling of the trunk (32 for ImageNet nets, 4 for CIFAR nets).
+    pub fn output_stride(&self) -> usize {
+        let stem = match self.stem {
+            Stem::ImageNet => 4,
+            Stem::Cifar => 1,
+        };
+        stem << self.layers.len().saturating_sub(1)
+    }
+
+    /// A short human name: `resnet50`, `plain20`, `resnet20-B`, `resnet50-v1`.
+    pub fn name(&self) -> String {
+        let family = if self.residual { "resnet" } else { "plain" };
+        let default_shortcut = match self.stem {
+            Stem::ImageNet => ShortcutOption::B,
+            Stem::Cifar => ShortcutOption::A,
+        };
+        let mut name = format!("{family}{}", self.depth());
+        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(self.depth()).is_some()
+        {
+            name = format!("cifar-{name}");
+        }
+        if self.residual && self.shortcut != default_shortcut {
+            name.push_str(&format!("-{:?}", self.shortcut));
+        }
+        if self.block == BlockKind::Bottleneck && self.stride_placement == StridePlacement::V1 {
+            name.push_str("-v1");
+        }
+        name
+    }
+}

@@ -1,0 +1,12 @@
+//! The ResNet family: ImageNet nets (18–152), CIFAR nets (6n+2) and their plain twins.
+
+pub mod arch;
+mod block;
+mod config;
+mod resnet;
+mod stats;
+
+pub use block::{Block, BlockConfig, Downsample};
+pub use config::{BlockKind, ResNetConfig, ShortcutOption, Stem, StridePlacement};
+pub use resnet::{ConfigError, ResNet};
+pub use stats::ModelStats;

@@ -1,0 +1,380 @@
+//! The network: stem, up to four stages of blocks, global average pooling, classifier.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use super::block::{Block, BlockConfig, batch_norm, conv};
+use super::config::{ResNetConfig, Stem};
+
+/// Why a configuration cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Stages must number 1 to 4, each with at least one block.
+    #[error("a ResNet has 1 to 4 stages of at least one block each, got {0:?}")]
+    Layers(Vec<usize>),
+    /// Zero classes, zero width or zero input channels.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl ResNetConfig {
+    /// Checks the configuration, so that [init](Self::init) cannot fail on it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.layers.is_empty() || self.layers.len() > 4 || self.layers.contains(&0) {
+            return Err(ConfigError::Layers(self.layers.clone()));
+        }
+        for (value, name) in [
+            (self.num_classes, "num_classes"),
+            (self.base_width, "base_width"),
+            (self.in_channels, "in_channels"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration of every block, stage by stage.
+    pub fn block_configs(&self) -> Vec<Vec<BlockConfig>> {
+        let mut in_channels = self.stem_channels();
+        self.layers
+            .iter()
+            .zip(self.stage_planes())
+            .enumerate()
+            .map(|(stage, (&blocks, planes))| {
+                (0..blocks)
+                    .map(|i| {
+                        let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                        let block = BlockConfig::new(self.block, in_channels, planes)
+                            .with_stride(stride)
+                            .with_shortcut(self.shortcut)
+                            .with_stride_placement(self.stride_placement)
+                            .with_residual(self.residual)
+                            .with_zero_init_residual(self.zero_init_residual);
+                        in_channels = block.out_channels();
+                        block
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Initialize a new [ResNet] with He (fan-out) init.
+    ///
+    /// # Panics
+    /// If [validate](Self::validate) fails.
+    pub fn init(&self, device: &Device) -> ResNet {
+        if let Err(err) = self.validate() {
+            panic!("invalid ResNet configuration: {err}");
+        }
+        let width = self.stem_channels();
+        let (conv1, maxpool) = match self.stem {
+            Stem::ImageNet => (
+                conv(self.in_channels, width, 7, 2, device),
+                Some(
+                    MaxPool2dConfig::new([3, 3])
+                        .with_strides([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(),
+                ),
+            ),
+            Stem::Cifar => (conv(self.in_channels, width, 3, 1, device), None),
+        };
+        let mut stages = self
+            .block_configs()
+            .into_iter()
+            .map(|stage| stage.iter().map(|b| b.init(device)).collect::<Vec<_>>());
+        let mut next = || stages.next().unwrap_or_default();
+        ResNet {
+            conv1,
+            bn1: batch_norm(width, false, device),
+            maxpool,
+            layer1: next(),
+            layer2: next(),
+            layer3: next(),
+            layer4: next(),
+            fc: LinearConfig::new(self.feature_channels(), self.num_classes).init(device),
+        }
+    }
+}
+
+/// A ResNet (or its plain twin) of either family.
+///
+/// Field names follow torchvision (`conv1, bn1, layer1..4, fc`); CIFAR nets leave `layer4`
+/// empty and have no max-pool.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    /// Stem convolution: 7x7/2 (ImageNet) or 3x3/1 (CIFAR).
+    pub conv1: Conv2d,
+    /// BN after the stem convolution.
+    pub bn1: BatchNorm,
+    /// 3x3/2 max-pool of the ImageNet stem.
+    pub maxpool: Option<MaxPool2d>,
+    /// Stage 1 (conv2_x in Table 1), full stem resolution.
+    pub layer1: Vec<Block>,
+    /// Stage 2 (conv3_x), half resolution.
+    pub layer2: Vec<Block>,
+    /// Stage 3 (conv4_x), quarter resolution.
+    pub layer3: Vec<Block>,
+    /// Stage 4 (conv5_x); empty in CIFAR nets.
+    pub layer4: Vec<Block>,
+    /// Classifier over the globally pooled features.
+    pub fc: Linear,
+}
+
+impl ResNet {
+    /// The non-empty stages, in order.
+    pub fn stages(&self) -> impl Iterator<Item = &Vec<Block>> {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .filter(|stage| !stage.is_empty())
+    }
+
+    /// Stem: conv, BN, ReLU and (ImageNet) max-pool.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, height, width]`
+    /// - output: `[batch, base_width, height / s, width / s]`, s = 4 (ImageNet) or 1 (CIFAR)
+    pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        match &self.maxpool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        }
+    }
+
+    /// The output of every stage (`layer1`, `layer2`, …).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, height, width]`, any size ≥ 32 (smaller ones work for CIFAR nets)
+    /// - output `i`: `[batch, channels_i, height / s_i, width / s_i]`
+    pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut x = self.forward_stem(x);
+        let mut features = Vec::with_capacity(4);
+        for stage in self.stages() {
+            x = stage.iter().fold(x, |x, block| block.forward(x));
+            features.push(x.clone());
+        }
+        features
+    }
+
+    /// Global average pooling and the classifier. Pooling over whatever spatial size
+    /// arrives is what makes the net fully convolutional (the paper's multi-scale test).
+    ///
+    /// # Shapes
+    /// - `features`: `[batch, feature_channels, h, w]`
+    /// - output: `[batch, num_classes]`
+    pub fn forward_head(&self, features: Tensor<4>) -> Tensor<2> {
+        let [batch, channels, _, _] = features.dims();
+        let pooled = features.mean_dims(&[2, 3]).reshape([batch, channels]);
+        self.fc.forward(pooled)
+    }
+
+    /// Logits for a batch of normalised images.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, height, width]`
+    /// - output: `[batch, num_classes]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = self.forward_stem(x);
+        for stage in self.stages() {
+            x = stage.iter().fold(x, |x, block| block.forward(x));
+        }
+        self.forward_head(x)
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.shape().dims::<2>()[1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor, TensorData, Tolerance};
+
+    use super::*;
+    use crate::model::arch::{KNOWN, parse};
+    use crate::model::{BlockKind, ShortcutOption};
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn random(shape: [usize; 4]) -> Tensor<4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+    }
+
+    /// Every architecture at the paper's size and at two odd ones: the pooling is global,
+    /// so any size gives `[batch, classes]`.
+    #[test]
+    fn every_architecture_classifies_any_input_size() {
+        for arch in KNOWN {
+            let config = parse(arch).unwrap();
+            let model = config.init(&device());
+            let sizes: &[usize] = match config.stem {
+                Stem::ImageNet => &[224, 160, 257],
+                Stem::Cifar => &[32, 33, 57],
+            };
+            for &size in sizes {
+                let logits = model.forward(random([1, 3, size, size]));
+                assert_eq!(logits.dims(), [1, config.num_classes], "{arch} at {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn features_have_the_resolution_and_width_of_each_stage() {
+        let model = parse("resnet50").unwrap().init(&device());
+        let features = model.forward_features(random([2, 3, 224, 224]));
+        let shapes: Vec<[usize; 4]> = features.iter().map(|f| f.dims()).collect();
+        assert_eq!(
+            shapes,
+            vec![[2, 256, 56, 56], [2, 512, 28, 28], [2, 1024, 14, 14], [2, 2048, 7, 7]]
+        );
+        let cifar = parse("resnet20").unwrap().init(&device());
+        let shapes: Vec<[usize; 4]> = cifar
+            .forward_features(random([1, 3, 32, 32]))
+            .iter()
+            .map(|f| f.dims())
+            .collect();
+        assert_eq!(shapes, vec![[1, 16, 32, 32], [1, 32, 16, 16], [1, 64, 8, 8]]);
+        // forward == forward_head(last feature).
+        let x = random([1, 3, 32, 32]);
+        let last = cifar.forward_features(x.clone()).pop().unwrap();
+        cifar
+            .forward_head(last)
+            .into_data()
+            .assert_approx_eq::<f32>(&cifar.forward(x).into_data(), Tolerance::default());
+    }
+
+    /// The module's own count (of tensors actually created) equals the analytic one, which
+    /// `stats` tests against torchvision's figures.
+    #[test]
+    fn module_parameters_equal_the_analytic_count() {
+        for arch in KNOWN.iter().chain(&["plain18", "plain20", "plain34", "resnet50-v1"]) {
+            let config = parse(arch.trim_end_matches("-v1")).unwrap();
+            let model = config.init(&device());
+            // BN running statistics are buffers: 2 per channel per BN, not parameters.
+            let buffers: usize = count_bn_channels(&model) * 2;
+            assert_eq!(model.num_params() - buffers, config.stats(224).params, "{arch}");
+        }
+    }
+
+    fn count_bn_channels(model: &ResNet) -> usize {
+        let bn = |b: &BatchNorm| b.gamma.shape().dims::<1>()[0];
+        let mut n = bn(&model.bn1);
+        for block in model.stages().flatten() {
+            n += bn(&block.bn1) + bn(&block.bn2) + block.bn3.as_ref().map_or(0, bn);
+            n += block.downsample.as_ref().map_or(0, |d| bn(&d.bn));
+        }
+        n
+    }
+
+    /// Option B projects exactly where the shape changes, including ResNet-50's first block
+    /// (64 → 256 channels at stride 1), which a stride-only rule misses.
+    #[test]
+    fn option_b_projects_exactly_where_the_shape_changes() {
+        let model = parse("resnet50").unwrap().init(&device());
+        let projected: Vec<usize> = model
+            .stages()
+            .map(|stage| stage.iter().filter(|b| b.downsample.is_some()).count())
+            .collect();
+        assert_eq!(projected, vec![1, 1, 1, 1]);
+        assert!(model.layer1[0].downsample.is_some());
+        let r18 = parse("resnet18").unwrap().init(&device());
+        assert!(r18.layer1[0].downsample.is_none());
+        let c = parse("resnet18").unwrap().with_shortcut(ShortcutOption::C).init(&device());
+        assert!(c.stages().flatten().all(|b| b.downsample.is_some()));
+        let plain = parse("plain34").unwrap().init(&device());
+        assert!(plain.stages().flatten().all(|b| b.downsample.is_none() && !b.residual));
+    }
+
+    /// Option A by hand: x[:, :, ::2, ::2], then zero channels after the existing ones.
+    #[test]
+    fn option_a_subsamples_and_appends_zero_channels() {
+        let block = BlockConfig::new(BlockKind::Basic, 2, 4)
+            .with_stride(2)
+            .with_shortcut(ShortcutOption::A)
+            .init(&device());
+        assert!(block.downsample.is_none());
+        let x: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [1, 2, 4, 4]), &device());
+        let y = block.shortcut(x, 4);
+        let expected = TensorData::new(
+            vec![
+                0.0f32, 2.0, 8.0, 10.0, // channel 0 at rows 0, 2 and columns 0, 2
+                16.0, 18.0, 24.0, 26.0, // channel 1
+                0.0, 0.0, 0.0, 0.0, // appended zeros
+                0.0, 0.0, 0.0, 0.0,
+            ],
+            [1, 4, 2, 2],
+        );
+        assert_eq!(y.into_data(), expected);
+    }
+
+    /// With zero-init-residual every block starts as relu(shortcut(x)), the premise of
+    /// Goyal et al.; for a plain net it would be relu(0) = 0.
+    #[test]
+    fn zero_init_residual_makes_every_block_its_shortcut() {
+        for arch in ["resnet20", "resnet18", "resnet50"] {
+            let config = parse(arch).unwrap().with_zero_init_residual(true);
+            let model = config.init(&device());
+            let size = if config.stem == Stem::Cifar { 16 } else { 64 };
+            let mut x = model.forward_stem(random([2, 3, size, size]));
+            for block in model.stages().flatten() {
+                let y = block.forward(x.clone());
+                let channels = y.dims()[1];
+                let expected = relu(block.shortcut(x, channels));
+                y.clone()
+                    .into_data()
+                    .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
+                x = y;
+            }
+        }
+    }
+
+    /// A plain block computes relu(F(x)) and nothing else; its residual twin adds x.
+    #[test]
+    fn a_plain_net_has_no_skip() {
+        let plain = parse("plain20").unwrap().with_zero_init_residual(true).init(&device());
+        // F(x) = 0 everywhere, so a plain net's features vanish after the first block.
+        let features = plain.forward_features(random([1, 3, 32, 32]));
+        let max = features[2].clone().abs().max().into_scalar::<f32>();
+        assert_eq!(max, 0.0);
+
+        let block = BlockConfig::new(BlockKind::Basic, 16, 16).with_residual(false).init(&device());
+        let x = random([1, 16, 8, 8]);
+        block
+            .forward(x.clone())
+            .into_data()
+            .assert_eq(&relu(block.residual_branch(x)).into_data(), true);
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused() {
+        let bad = ResNetConfig::new(vec![], BlockKind::Basic, Stem::Cifar, 16);
+        assert!(matches!(bad.validate(), Err(ConfigError::Layers(_))));
+        let bad = parse("resnet20").unwrap().with_num_classes(0);
+        assert_eq!(bad.validate(), Err(ConfigError::Zero("num_classes")));
+    }
+
+    /// He init, fan-out: conv weights have std sqrt(2 / (k² · out_channels)).
+    #[test]
+    fn convolutions_use_he_fan_out_init() {
+        let model = parse("resnet50").unwrap().init(&device());
+        // layer3.1.conv2: 3x3, 256 → 256.
+        let values = model.layer3[1].conv2.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let expected = (2.0f64 / (9.0 * 256.0)).sqrt();
+        assert!((var.sqrt() - expected).abs() / expected < 0.02, "{} vs {expected}", var.sqrt());
+        assert!(mean.abs() < expected * 0.02);
+    }
+}

@@ -1,0 +1,156 @@
+//! Parameter and multiply-add counts computed from a configuration alone (no tensors), so that
+//! `resnet info` answers instantly even for ResNet-152.
+
+use serde::Serialize;
+
+use super::config::{ResNetConfig, Stem};
+
+/// What `resnet info` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelStats {
+    /// Architecture name, e.g. `resnet50`.
+    pub arch: String,
+    /// Trainable parameters (BN running statistics are buffers, not parameters).
+    pub params: usize,
+    /// Multiply-adds of the convolutions and the classifier for one image.
+    pub macs: u64,
+    /// Weighted layers on the main path.
+    pub depth: usize,
+    /// Input side length the MACs were counted at.
+    pub input_size: usize,
+    /// Output classes.
+    pub num_classes: usize,
+}
+
+/// Output side of a convolution or pooling window.
+fn out_size(size: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    (size + 2 * pad - kernel) / stride + 1
+}
+
+/// A convolution's parameters and MACs, threading the spatial size through.
+struct Counter {
+    params: usize,
+    macs: u64,
+}
+
+impl Counter {
+    /// A bias-free conv followed by BN (2 parameters per channel); returns the output size.
+    fn conv_bn(&mut self, size: usize, cin: usize, cout: usize, k: usize, stride: usize) -> usize {
+        let out = out_size(size, k, stride, k / 2);
+        let weights = cin * cout * k * k;
+        self.params += weights + 2 * cout;
+        self.macs += (weights * out * out) as u64;
+        out
+    }
+}
+
+impl ResNetConfig {
+    /// Parameters and multiply-adds of one `input_size`x`input_size` image.
+    pub fn stats(&self, input_size: usize) -> ModelStats {
+        let mut c = Counter { params: 0, macs: 0 };
+        let width = self.stem_channels();
+        let mut size = match self.stem {
+            Stem::ImageNet => {
+                let s = c.conv_bn(input_size, self.in_channels, width, 7, 2);
+                out_size(s, 3, 2, 1)
+            }
+            Stem::Cifar => c.conv_bn(input_size, self.in_channels, width, 3, 1),
+        };
+        for block in self.block_configs().into_iter().flatten() {
+            let (p, out) = (block.planes, block.out_channels());
+            let input = size;
+            size = match block.kind {
+                super::config::BlockKind::Basic => {
+                    let s = c.conv_bn(input, block.in_channels, p, 3, block.stride);
+                    c.conv_bn(s, p, p, 3, 1)
+                }
+                super::config::BlockKind::Bottleneck => {
+                    let (s1, s3) = match block.stride_placement {
+                        super::config::StridePlacement::V1 => (block.stride, 1),
+                        super::config::StridePlacement::V1_5 => (1, block.stride),
+                    };
+                    let s = c.conv_bn(input, block.in_channels, p, 1, s1);
+                    let s = c.conv_bn(s, p, p, 3, s3);
+                    c.conv_bn(s, p, out, 1, 1)
+                }
+            };
+            if block.has_projection() {
+                c.conv_bn(input, block.in_channels, out, 1, block.stride);
+            }
+        }
+        let features = self.feature_channels();
+        c.params += features * self.num_classes + self.num_classes;
+        c.macs += (features * self.num_classes) as u64;
+        ModelStats {
+            arch: self.name(),
+            params: c.params,
+            macs: c.macs,
+            depth: self.depth(),
+            input_size,
+            num_classes: self.num_classes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::arch::parse;
+
+    /// torchvision's published parameter counts (1000 classes) and the CIFAR counts of the
+    /// paper's Table 6 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M), exact.
+    #[test]
+    fn parameter_counts_match_torchvision_and_the_paper() {
+        for (arch, params) in [
+            ("resnet18", 11_689_512),
+            ("resnet34", 21_797_672),
+            ("resnet50", 25_557_032),
+            ("resnet101", 44_549_160),
+            ("resnet152", 60_192_808),
+            ("resnet20", 269_722),
+            ("resnet32", 464_154),
+            ("resnet44", 658_586),
+            ("resnet56", 853_018),
+            ("resnet110", 1_727_962),
+        ] {
+            assert_eq!(parse(arch).unwrap().stats(224).params, params, "{arch}");
+        }
+    }
+
+    #[test]
+    fn option_b_adds_two_projections_to_resnet20() {
+        let a = parse("resnet20").unwrap();
+        let b = a.clone().with_shortcut(crate::model::ShortcutOption::B);
+        assert_eq!(b.stats(32).params - a.stats(32).params, 2_752);
+        // A plain net with option A has exactly its residual twin's parameters.
+        assert_eq!(parse("plain20").unwrap().stats(32).params, a.stats(32).params);
+    }
+
+    /// torchvision's model table lists GFLOPS (multiply-adds, in fact) at 224x224:
+    /// 1.81, 3.66, 4.09, 7.80, 11.51. The paper's Table 1 gives 1.8, 3.6, 3.8, 7.6, 11.3
+    /// for v1 (stride on the 1x1, which is cheaper for the bottleneck nets).
+    #[test]
+    fn multiply_adds_match_published_figures() {
+        for (arch, gmacs) in [
+            ("resnet18", 1.81),
+            ("resnet34", 3.66),
+            ("resnet50", 4.09),
+            ("resnet101", 7.80),
+            ("resnet152", 11.51),
+        ] {
+            let macs = parse(arch).unwrap().stats(224).macs as f64 / 1e9;
+            assert!((macs - gmacs).abs() / gmacs < 0.01, "{arch}: {macs} vs {gmacs}");
+        }
+        for (arch, gmacs) in [("resnet50", 3.8), ("resnet101", 7.6), ("resnet152", 11.3)] {
+            let config = parse(arch)
+                .unwrap()
+                .with_stride_placement(crate::model::StridePlacement::V1);
+            let macs = config.stats(224).macs as f64 / 1e9;
+            assert!((macs - gmacs).abs() / gmacs < 0.03, "{arch} v1: {macs} vs {gmacs}");
+        }
+        // ResNet-20 at 32x32, by hand: stem 32²·27·16 = 442,368; stage 1, six convs of
+        // 32²·9·16·16; stages 2 and 3, one conv of 16²·9·16·32 (resp. 8²·9·32·64) and five of
+        // 16²·9·32·32 (8²·9·64·64), each 2,359,296 but the first 1,179,648; fc 64·10.
+        let by_hand = 442_368 + 6 * 2_359_296 + 2 * (1_179_648 + 5 * 2_359_296) + 640;
+        assert_eq!(parse("resnet20").unwrap().stats(32).macs, by_hand);
+    }
+}

@@ -1,0 +1,125 @@
+//! Which device runs the model in the browser: WebGPU when the browser offers an adapter,
+//! otherwise (or on request) the flex CPU backend compiled into the same package — never
+//! silently: [BackendInfo] says which one runs and why.
+
+use std::cell::RefCell;
+
+use burn::tensor::Device;
+use serde::Serialize;
+use wasm_bindgen::JsValue;
+
+/// What the page shows in its backend badge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendInfo {
+    /// `"webgpu"` or `"cpu"`.
+    pub backend: &'static str,
+    /// The adapter's description (name, driver) or the CPU backend's.
+    pub adapter: String,
+    /// Why the CPU runs although WebGPU was wanted: missing `navigator.gpu`, no adapter, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// The caller's wish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    /// WebGPU if available, else the CPU, saying why.
+    Auto,
+    /// WebGPU or an error.
+    WebGpu,
+    /// The CPU even when WebGPU is there.
+    Cpu,
+}
+
+impl Preference {
+    /// Parses `"auto" | "webgpu" | "cpu"` (absent means auto).
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.unwrap_or("auto") {
+            "auto" => Ok(Self::Auto),
+            "webgpu" | "gpu" => Ok(Self::WebGpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown device '{other}': expected auto, webgpu or cpu")),
+        }
+    }
+}
+
+/// The outcome of the one WebGPU initialisation a page gets (burn's runtime cannot be
+/// initialised twice).
+#[derive(Clone)]
+enum Gpu {
+    Ready(Device, String),
+    Unavailable(String),
+}
+
+thread_local! {
+    static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
+}
+
+const CPU_ADAPTER: &str = "flex (Burn's CPU backend, WebAssembly, one thread)";
+
+fn cpu(reason: Option<String>) -> (Device, BackendInfo) {
+    let info = BackendInfo {
+        backend: "cpu",
+        adapter: CPU_ADAPTER.into(),
+        fallback_reason: reason,
+    };
+    (Device::flex(), info)
+}
+
+/// Whether the global scope (window or worker) has `navigator.gpu`.
+fn has_navigator_gpu() -> bool {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("navigator"))
+        .ok()
+        .filter(|n| !n.is_undefined())
+        .and_then(|navigator| js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")).ok())
+        .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+async fn init_gpu() -> Gpu {
+    if !has_navigator_gpu() {
+        return Gpu::Unavailable("this browser has no WebGPU (navigator.gpu is missing)".into());
+    }
+    match Device::wgpu_options().init_with_setup_async().await {
+        Ok((device, setup)) => {
+            let info = setup.adapter.get_info();
+            let mut adapter = info.name.clone();
+            if adapter.is_empty() {
+                adapter = "WebGPU adapter".into();
+            }
+            if !info.driver.is_empty() {
+                adapter.push_str(&format!(" ({})", info.driver));
+            }
+            if info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
+                adapter.push_str(" [software]");
+            }
+            Gpu::Ready(device, adapter)
+        }
+        Err(err) => Gpu::Unavailable(format!("WebGPU gave no usable adapter: {err}")),
+    }
+}
+
+/// The device for `preference`, initialising WebGPU on first use.
+pub async fn device(preference: Preference) -> Result<(Device, BackendInfo), String> {
+    if preference == Preference::Cpu {
+        return Ok(cpu(None));
+    }
+    let known = GPU.with(|gpu| gpu.borrow().clone());
+    let gpu = match known {
+        Some(gpu) => gpu,
+        None => {
+            let gpu = init_gpu().await;
+            GPU.with(|slot| *slot.borrow_mut() = Some(gpu.clone()));
+            gpu
+        }
+    };
+    match (gpu, preference) {
+        (Gpu::Ready(device, adapter), _) => Ok((
+            device,
+            BackendInfo { backend: "webgpu", adapter, fallback_reason: None },
+        )),
+        (Gpu::Unavailable(reason), Preference::WebGpu) => Err(reason),
+        (Gpu::Unavailable(reason), _) => Ok(cpu(Some(reason))),
+    }
+}

@@ -1,0 +1,232 @@
+//! `Classifier` for JavaScript: load weights, classify images, read logits.
+
+use std::rc::Rc;
+
+use burn::tensor::{Tensor, TensorData};
+use js_sys::{Float32Array, Promise, Uint8Array};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::backend::{self, BackendInfo, Preference};
+use super::error::{Kind, js_error};
+use crate::data::views::TestView;
+use crate::infer::{self, Prediction, read_f32};
+use crate::io::{Normalization, WeightsFile};
+use crate::model::arch;
+
+/// Options of `Classifier.load`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct LoadOptions {
+    arch: Option<String>,
+    num_classes: Option<usize>,
+    labels: Option<Vec<String>>,
+    device: Option<String>,
+    input: Option<InputOptions>,
+}
+
+/// Overrides of the model card's preprocessing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InputOptions {
+    size: Option<usize>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+}
+
+/// Options of `classifier.classify`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ClassifyOptions {
+    top_k: Option<usize>,
+    tta: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassifyResult {
+    predictions: Vec<Prediction>,
+    ms: f64,
+    backend: &'static str,
+    views: usize,
+}
+
+fn options<T: for<'de> Deserialize<'de> + Default>(value: JsValue) -> Result<T, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| js_error(Kind::Input, format!("bad options: {e}")))
+}
+
+pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("plain data serialises")
+}
+
+/// Milliseconds since an arbitrary origin (`performance.now()` where available).
+pub(crate) fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let now = js_sys::Reflect::get(&p, &"now".into()).ok()?;
+            let now: js_sys::Function = now.dyn_into().ok()?;
+            now.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// A ResNet ready to classify images, on WebGPU or the CPU.
+#[wasm_bindgen]
+pub struct Classifier {
+    inner: Rc<infer::Classifier>,
+    backend: BackendInfo,
+}
+
+#[wasm_bindgen]
+impl Classifier {
+    /// Loads Burnpack (or torchvision-layout safetensors) weights.
+    ///
+    /// A `.bpk` written by this project names its architecture; other files need `arch`
+    /// (and `numClasses` unless it is the family's default).
+    pub async fn load(
+        weights: Uint8Array,
+        #[wasm_bindgen(unchecked_param_type = "LoadOptions | undefined")] options: JsValue,
+    ) -> Result<Classifier, JsValue> {
+        let opts: LoadOptions = self::options(options)?;
+        let preference = Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let file = WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
+        let config = match &opts.arch {
+            Some(name) => {
+                let mut config = arch::parse(name).map_err(crate::Error::from)?;
+                if let Some(classes) = opts.num_classes {
+                    config = config.with_num_classes(classes);
+                }
+                Some(config)
+            }
+            None => match (&file.card, opts.num_classes) {
+                (Some(card), Some(n)) if card.config.num_classes != n => {
+                    return Err(js_error(
+                        Kind::Weights,
+                        format!("the weights have {} classes, not {n}", card.config.num_classes),
+                    ));
+                }
+                _ => None,
+            },
+        };
+        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let mut classifier = infer::Classifier::load(file, config, &device)?;
+        if let Some(labels) = opts.labels {
+            classifier.set_labels(labels)?;
+        }
+        if let Some(input) = opts.input {
+            let mut card = classifier.card().clone();
+            card.input_size = input.size.unwrap_or(card.input_size);
+            card.normalization = Normalization {
+                mean: input.mean.unwrap_or(card.normalization.mean),
+                std: input.std.unwrap_or(card.normalization.std),
+            };
+            classifier = infer::Classifier::new(classifier.model().clone(), card, &device);
+        }
+        Ok(Classifier { inner: Rc::new(classifier), backend })
+    }
+
+    /// Classifies encoded image bytes (JPEG/PNG/WebP/GIF/BMP) or an `ImageData`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Classification>")]
+    pub fn classify(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ImageData")] image: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ClassifyOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let backend = self.backend.backend;
+        future_to_promise(async move {
+            let opts: ClassifyOptions = self::options(options)?;
+            let tta = match opts.tta.as_deref() {
+                None => TestView::Center,
+                Some(name) => name.parse().map_err(|e| js_error(Kind::Input, e))?,
+            };
+            let image = decode(image)?;
+            let started = now_ms();
+            let result = inner.classify(&image, tta, opts.top_k.unwrap_or(5)).await?;
+            Ok(to_js(&ClassifyResult {
+                predictions: result.predictions,
+                ms: now_ms() - started,
+                backend,
+                views: result.views,
+            }))
+        })
+    }
+
+    /// Raw logits of a normalised NCHW batch (for parity checks against other frameworks).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Float32Array>")]
+    pub fn logits(&self, input: Float32Array, shape: Vec<u32>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let shape: [usize; 4] = match shape[..] {
+                [n, c, h, w] if n > 0 && c == 3 && h > 0 && w > 0 => {
+                    [n as usize, 3, h as usize, w as usize]
+                }
+                _ => return Err(js_error(Kind::Input, format!("shape must be [N, 3, H, W], got {shape:?}"))),
+            };
+            let data = input.to_vec();
+            if data.len() != shape.iter().product::<usize>() {
+                return Err(js_error(
+                    Kind::Input,
+                    format!("{} values for shape {shape:?}", data.len()),
+                ));
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(data, shape), inner.device());
+            let logits = read_f32(inner.logits(x)).await?;
+            Ok(Float32Array::from(&logits[..]).into())
+        })
+    }
+
+    /// Which backend runs this model, on which adapter.
+    #[wasm_bindgen(getter, unchecked_return_type = "BackendInfo")]
+    pub fn backend(&self) -> JsValue {
+        to_js(&self.backend)
+    }
+
+    /// The class names.
+    #[wasm_bindgen(getter)]
+    pub fn labels(&self) -> Vec<String> {
+        self.inner.labels().to_vec()
+    }
+
+    /// The architecture's name, e.g. `resnet20`.
+    #[wasm_bindgen(getter)]
+    pub fn arch(&self) -> String {
+        self.inner.card().config.name()
+    }
+
+    /// Number of classes.
+    #[wasm_bindgen(getter, js_name = numClasses)]
+    pub fn num_classes(&self) -> usize {
+        self.inner.card().config.num_classes
+    }
+
+    /// The model card (architecture, preprocessing, description) as a plain object.
+    #[wasm_bindgen(getter)]
+    pub fn card(&self) -> JsValue {
+        to_js(self.inner.card())
+    }
+}
+
+/// Decodes a `Uint8Array` of encoded bytes or an `ImageData`.
+fn decode(image: JsValue) -> Result<image::RgbImage, JsValue> {
+    if let Some(bytes) = image.dyn_ref::<Uint8Array>() {
+        return Ok(crate::data::image::decode(&bytes.to_vec()).map_err(crate::Error::from)?);
+    }
+    let get = |key: &str| js_sys::Reflect::get(&image, &key.into()).ok();
+    let (Some(width), Some(height), Some(data)) = (
+        get("width").and_then(|v| v.as_f64()),
+        get("height").and_then(|v| v.as_f64()),
+        get("data").filter(|d| d.is_instance_of::<js_sys::Uint8ClampedArray>()),
+    ) else {
+        return Err(js_error(Kind::Input, "image must be a Uint8Array of encoded bytes or an ImageData"));
+    };
+    let rgba = js_sys::Uint8ClampedArray::from(data).to_vec();
+    Ok(crate::data::image::from_rgba(width as u32, height as u32, rgba).map_err(crate::Error::from)?)
+}

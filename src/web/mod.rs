@@ -1,0 +1,89 @@
+//! The browser package — the only `#[wasm_bindgen]` code in the crate.
+//!
+//! ```js
+//! import init, { Classifier, backendInfo } from "resnet-burn";
+//! await init();
+//! const classifier = await Classifier.load(bytes, { device: "auto" });
+//! const { predictions, ms, backend } = await classifier.classify(imageBytes, { topK: 5 });
+//! ```
+
+mod backend;
+mod classifier;
+mod error;
+
+use wasm_bindgen::prelude::*;
+
+pub use backend::BackendInfo;
+pub use classifier::Classifier;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Options of `Classifier.load`. */
+export interface LoadOptions {
+  /** Architecture, e.g. "resnet20"; optional for .bpk files written by this project. */
+  arch?: string;
+  /** Number of classes (defaults: 1000 for ImageNet nets, 10 for CIFAR nets, or the file's). */
+  numClasses?: number;
+  /** Class names, one per class. */
+  labels?: string[];
+  /** "auto" (WebGPU, else CPU), "webgpu" (or fail) or "cpu". */
+  device?: "auto" | "webgpu" | "cpu";
+  /** Overrides of the model's preprocessing. */
+  input?: { size?: number; mean?: [number, number, number]; std?: [number, number, number] };
+}
+/** Options of `classifier.classify`. */
+export interface ClassifyOptions {
+  /** How many classes to return (default 5). */
+  topK?: number;
+  /** Test-time views: one center crop, the paper's 10-crop, or fully-convolutional multi-scale. */
+  tta?: "center" | "ten-crop" | "multi-scale";
+}
+export interface Prediction { index: number; label: string; probability: number; }
+export interface Classification {
+  predictions: Prediction[];
+  /** Wall-clock milliseconds of preprocessing, network and read-back. */
+  ms: number;
+  backend: "webgpu" | "cpu";
+  /** Views averaged: 1, 10, or 2 per scale. */
+  views: number;
+}
+export interface BackendInfo {
+  backend: "webgpu" | "cpu";
+  /** The adapter's description, or the CPU backend's. */
+  adapter: string;
+  /** Why the CPU runs although WebGPU was wanted. */
+  fallbackReason?: string;
+}
+/** Every rejected promise carries one of these. */
+export interface ResNetError extends Error {
+  name: "ResNetError";
+  kind: "arch" | "weights" | "image" | "input" | "device" | "data" | "diverged";
+}
+"#;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Initialises (once) and describes the backend models will run on: `"auto"` tries WebGPU
+/// and falls back to the CPU, saying why; `"cpu"` forces the CPU.
+#[wasm_bindgen(js_name = backendInfo, unchecked_return_type = "Promise<BackendInfo>")]
+pub fn backend_info(
+    #[wasm_bindgen(unchecked_param_type = "\"auto\" | \"webgpu\" | \"cpu\" | undefined")] device: Option<String>,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let preference =
+            backend::Preference::parse(device.as_deref()).map_err(|e| error::js_error(error::Kind::Input, e))?;
+        let (_, info) = backend::device(preference)
+            .await
+            .map_err(|e| error::js_error(error::Kind::Device, e))?;
+        Ok(classifier::to_js(&info))
+    })
+}
+
+/// The package version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

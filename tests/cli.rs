@@ -1,0 +1,185 @@
+//! The `resnet` binary, run as a user runs it.
+#![cfg(not(target_family = "wasm"))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use resnet::io::npy::NpyF32;
+
+fn resnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args)
+        .output()
+        .expect("the resnet binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = resnet(args);
+    assert!(
+        out.status.success(),
+        "resnet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A refusal: non-zero exit, one `error:` line naming the problem, no panic.
+fn refused(args: &[&str]) -> String {
+    let out = resnet(args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "resnet {args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn info_reports_exact_parameter_counts_as_json() {
+    for (arch, params) in [
+        ("resnet18", 11_689_512u64),
+        ("resnet34", 21_797_672),
+        ("resnet50", 25_557_032),
+        ("resnet101", 44_549_160),
+        ("resnet152", 60_192_808),
+        ("resnet20", 269_722),
+        ("resnet32", 464_154),
+        ("resnet44", 658_586),
+        ("resnet56", 853_018),
+        ("resnet110", 1_727_962),
+    ] {
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&["info", "--arch", arch, "--json"])).unwrap();
+        assert_eq!(json["arch"], arch);
+        assert_eq!(json["params"], params, "{arch}");
+        assert!(json["macs"].as_u64().unwrap() > 0);
+    }
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "info", "--arch", "resnet20", "--shortcut", "B", "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json["params"], 269_722 + 2_752);
+    let text = ok(&["info", "--arch", "resnet50", "--classes", "10", "--size", "160"]);
+    assert!(text.contains("resnet50: 23,528,522 parameters"), "{text}");
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let err = refused(&["info", "--arch", "resnet19"]);
+    assert!(err.contains("unknown architecture 'resnet19'"), "{err}");
+    let err = refused(&["info", "--arch", "resnet20", "--classes", "0"]);
+    assert!(err.contains("num_classes must be at least 1"), "{err}");
+}
+
+#[test]
+fn logits_agree_with_pytorch_through_npy_files() {
+    let out = scratch("cifar20_logits.npy");
+    ok(&[
+        "logits",
+        "--arch",
+        "resnet20",
+        "--weights",
+        &fixture("cifar20.pth"),
+        "--input",
+        &fixture("cifar20_input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let got = NpyF32::read(&out).unwrap();
+    let expected = NpyF32::read(Path::new(&fixture("cifar20_logits.npy"))).unwrap();
+    assert_eq!(got.shape, vec![4, 10]);
+    let diff = got
+        .data
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff <= 1e-4, "max |Δlogit| = {diff}");
+}
+
+#[test]
+fn logits_refuse_wrong_npy_dtype_and_shape() {
+    let weights = fixture("cifar20.pth");
+    let out = scratch("never.npy");
+    let out = out.to_str().unwrap();
+    // The logits fixture is [4, 10]: not an image batch.
+    let err = refused(&[
+        "logits", "--arch", "resnet20", "--weights", &weights,
+        "--input", &fixture("cifar20_logits.npy"), "--output", out,
+    ]);
+    assert!(err.contains("cifar20_logits.npy: expected a 4-D [N, 3, H, W] array"), "{err}");
+    // float64 data.
+    let f8 = scratch("f8.npy");
+    let mut bytes = NpyF32 { shape: vec![1, 3, 2, 2], data: vec![0.0; 12] }.to_bytes();
+    let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+    bytes[at..at + 3].copy_from_slice(b"<f8");
+    std::fs::write(&f8, bytes).unwrap();
+    let err = refused(&[
+        "logits", "--arch", "resnet20", "--weights", &weights,
+        "--input", f8.to_str().unwrap(), "--output", out,
+    ]);
+    assert!(err.contains("f8.npy: dtype is '<f8', expected float32"), "{err}");
+}
+
+#[test]
+fn import_then_classify_images() {
+    let bpk = scratch("cifar20.bpk");
+    let labels = scratch("labels.txt");
+    let names = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    std::fs::write(&labels, names.join("\n")).unwrap();
+    let said = ok(&[
+        "import",
+        &fixture("cifar20.pth"),
+        "--arch",
+        "resnet20",
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        bpk.to_str().unwrap(),
+    ]);
+    assert!(said.contains("269,722 parameters"), "{said}");
+
+    let image = scratch("red.png");
+    image::RgbImage::from_pixel(48, 40, image::Rgb([220, 30, 30])).save(&image).unwrap();
+    // No --arch: the Burnpack file names its own.
+    let out = ok(&[
+        "classify", "--weights", bpk.to_str().unwrap(), "--views", "ten-crop", "--json",
+        image.to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["views"], 10);
+    let predictions = json["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 5);
+    assert!(names.contains(&predictions[0]["label"].as_str().unwrap()));
+    let total = json["total_probability"].as_f64().unwrap();
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+
+    let broken = scratch("broken.png");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let err = refused(&["classify", "--weights", bpk.to_str().unwrap(), broken.to_str().unwrap()]);
+    assert!(err.contains("broken.png: corrupt or truncated PNG image"), "{err}");
+}
+
+#[test]
+fn import_refuses_weights_for_another_architecture() {
+    let out = scratch("wrong.bpk");
+    let err = refused(&[
+        "import", &fixture("tv_basic.pth"), "--arch", "resnet18", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("tv_basic.pth: weights do not fit resnet18"), "{err}");
+    assert!(!out.exists(), "nothing is written for a refused import");
+}

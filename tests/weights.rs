@@ -1,0 +1,197 @@
+//! Weights I/O: parity with PyTorch, Burnpack round trips, and refusals that name the problem.
+#![cfg(not(target_family = "wasm"))]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use resnet::infer::Classifier;
+use resnet::io::npy::NpyF32;
+use resnet::io::{ModelCard, Precision, WeightsError, WeightsFile};
+use resnet::model::{BlockKind, ResNetConfig, Stem, arch};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnet-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The fixtures' architectures: torchvision's ResNet class with a 16-channel stem.
+fn narrow(block: BlockKind) -> ResNetConfig {
+    ResNetConfig::new(vec![1, 1, 1, 1], block, Stem::ImageNet, 16).with_num_classes(10)
+}
+
+fn logits(classifier: &Classifier, input: &NpyF32) -> Vec<f32> {
+    let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(input.data.clone(), shape), classifier.device());
+    classifier.logits(x).into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Loads a PyTorch fixture and compares eval-mode logits with PyTorch's.
+fn assert_parity(weights: &str, stem: &str, config: ResNetConfig) {
+    let device = Device::flex();
+    let file = WeightsFile::open(&fixture(weights)).unwrap();
+    let classifier = Classifier::load(file, Some(config), &device).unwrap();
+    let input = NpyF32::read(&fixture(&format!("{stem}_input.npy"))).unwrap();
+    let expected = NpyF32::read(&fixture(&format!("{stem}_logits.npy"))).unwrap();
+    let diff = max_abs_diff(&logits(&classifier, &input), &expected.data);
+    println!("{weights}: max |Δlogit| = {diff:e}");
+    assert!(diff <= 1e-4, "{weights}: max |Δlogit| = {diff}");
+}
+
+#[test]
+fn torchvision_basic_block_matches_pytorch() {
+    assert_parity("tv_basic.pth", "tv_basic", narrow(BlockKind::Basic));
+}
+
+#[test]
+fn torchvision_bottleneck_matches_pytorch() {
+    assert_parity("tv_bottleneck.pth", "tv_bottleneck", narrow(BlockKind::Bottleneck));
+}
+
+#[test]
+fn cifar_resnet20_option_a_matches_pytorch_from_pth_and_safetensors() {
+    assert_parity("cifar20.pth", "cifar20", arch::parse("resnet20").unwrap());
+    assert_parity("cifar20.safetensors", "cifar20", arch::parse("resnet20").unwrap());
+}
+
+#[test]
+fn burnpack_round_trip_is_bit_exact_and_carries_the_card() {
+    let device = Device::flex();
+    let config = arch::parse("resnet20").unwrap();
+    let file = WeightsFile::open(&fixture("cifar20.pth")).unwrap();
+    let original = Classifier::load(file, Some(config.clone()), &device).unwrap();
+    let card = ModelCard {
+        labels: Some((0..10).map(|i| format!("label {i}")).collect()),
+        description: Some("round trip".into()),
+        ..original.card().clone()
+    };
+    let path = scratch("roundtrip.bpk");
+    resnet::io::save(original.model(), &card, &path, Precision::F32).unwrap();
+
+    // No architecture given: the file's card says which.
+    let file = WeightsFile::open(&path).unwrap();
+    assert_eq!(file.card.as_ref(), Some(&card));
+    let loaded = Classifier::load(file, None, &device).unwrap();
+    assert_eq!(loaded.labels()[3], "label 3");
+    let input = NpyF32::read(&fixture("cifar20_input.npy")).unwrap();
+    assert_eq!(logits(&loaded, &input), logits(&original, &input), "bit-exact logits");
+    // Bytes from the async writer (the browser's path) hold the same tensors.
+    let bytes = pollster::block_on(resnet::io::to_bytes_async(loaded.model(), &card, Precision::F32)).unwrap();
+    let reloaded = Classifier::load(WeightsFile::from_bytes(bytes, "async.bpk").unwrap(), None, &device).unwrap();
+    assert_eq!(logits(&reloaded, &input), logits(&original, &input));
+}
+
+#[test]
+fn f16_burnpack_is_half_the_size_and_close() {
+    let device = Device::flex();
+    let config = arch::parse("resnet20").unwrap();
+    let file = WeightsFile::open(&fixture("cifar20.pth")).unwrap();
+    let original = Classifier::load(file, Some(config), &device).unwrap();
+    let card = original.card().clone();
+    let f32_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F32).unwrap();
+    let f16_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F16).unwrap();
+    assert!(f16_bytes.len() < f32_bytes.len() * 55 / 100, "{} vs {}", f16_bytes.len(), f32_bytes.len());
+    let async_f16 = pollster::block_on(resnet::io::to_bytes_async(original.model(), &card, Precision::F16)).unwrap();
+    assert_eq!(async_f16.len(), f16_bytes.len());
+    let half = Classifier::load(WeightsFile::from_bytes(f16_bytes, "f16.bpk").unwrap(), None, &device).unwrap();
+    let input = NpyF32::read(&fixture("cifar20_input.npy")).unwrap();
+    let diff = max_abs_diff(&logits(&half, &input), &logits(&original, &input));
+    assert!(diff > 0.0 && diff < 0.05, "f16 logits differ by {diff}");
+}
+
+fn mismatch(weights: &str, config: ResNetConfig) -> String {
+    let file = WeightsFile::open(&fixture(weights)).unwrap();
+    match Classifier::load(file, Some(config), &Device::flex()) {
+        Err(resnet::Error::Weights(err @ WeightsError::Mismatch { .. })) => err.to_string(),
+        Err(other) => panic!("expected a mismatch, got {other}"),
+        Ok(_) => panic!("{weights} loaded into the wrong architecture"),
+    }
+}
+
+#[test]
+fn weights_for_another_architecture_are_refused_with_the_keys_that_differ() {
+    // Same depth, other width: every shape differs.
+    let msg = mismatch("tv_basic.pth", arch::parse("resnet18").unwrap());
+    assert!(msg.contains("tv_basic.pth: weights do not fit resnet18 (1000 classes)"), "{msg}");
+    assert!(msg.contains("conv1.weight"), "{msg}");
+    assert!(msg.contains("layer2.0.downsample.conv.weight"), "{msg}");
+    assert!(msg.contains("missing from the file: layer1.1.bn1.beta"), "{msg}");
+
+    // A deeper net: the extra blocks are missing, the shapes that exist agree.
+    let msg = mismatch("cifar20.pth", arch::parse("resnet32").unwrap());
+    assert!(msg.contains("0 shape/dtype/read errors"), "{msg}");
+    assert!(msg.contains("layer1.3.conv1.weight"), "{msg}");
+
+    // Another class count: only the classifier differs.
+    let msg = mismatch("cifar20.pth", arch::parse("resnet20").unwrap().with_num_classes(100));
+    assert!(msg.contains("fc.weight") && msg.contains("fc.bias"), "{msg}");
+    assert!(msg.contains("2 shape/dtype/read errors, 0 missing tensors, 0 unexpected"), "{msg}");
+
+    // Bottleneck weights into basic blocks: conv3/bn3 are unexpected.
+    let msg = mismatch("tv_bottleneck.pth", narrow(BlockKind::Basic));
+    assert!(msg.contains("in the file but not in the model: layer1.0.bn3"), "{msg}");
+}
+
+#[test]
+fn a_burnpack_card_for_another_model_is_refused_before_loading() {
+    let device = Device::flex();
+    let config = arch::parse("resnet20").unwrap();
+    let model = config.init(&device);
+    let path = scratch("r20.bpk");
+    resnet::io::save(&model, &ModelCard::for_config(config), &path, Precision::F32).unwrap();
+    let file = WeightsFile::open(&path).unwrap();
+    let err = Classifier::load(file, Some(arch::parse("resnet56").unwrap()), &device).err().unwrap();
+    assert!(
+        err.to_string().contains("weights do not fit resnet56 (10 classes): the file holds resnet20 (10 classes)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_truncated_and_foreign_files_are_refused() {
+    let device = Device::flex();
+    let config = arch::parse("resnet20").unwrap();
+    let good = resnet::io::to_bytes(&config.init(&device), &ModelCard::for_config(config.clone()), Precision::F32).unwrap();
+
+    for (name, bytes) in [
+        ("truncated.bpk", good[..good.len() / 2].to_vec()),
+        ("header-only.bpk", good[..64].to_vec()),
+    ] {
+        let path = scratch(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = match WeightsFile::open(&path) {
+            Err(err) => err.to_string(),
+            Ok(file) => Classifier::load(file, Some(config.clone()), &device).err().expect("must fail").to_string(),
+        };
+        assert!(err.contains(name) && err.contains("Burnpack"), "{err}");
+    }
+
+    let pth = std::fs::read(fixture("cifar20.pth")).unwrap();
+    let path = scratch("truncated.pth");
+    std::fs::write(&path, &pth[..pth.len() / 3]).unwrap();
+    let err = match WeightsFile::open(&path) {
+        Err(err) => err.to_string(),
+        Ok(file) => Classifier::load(file, Some(config.clone()), &device).err().expect("must fail").to_string(),
+    };
+    assert!(err.contains("truncated.pth"), "{err}");
+
+    for (name, bytes) in [("empty.bpk", Vec::new()), ("text.bpk", b"hello world, not weights".to_vec())] {
+        let path = scratch(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = WeightsFile::open(&path).err().unwrap();
+        assert!(matches!(err, WeightsError::UnknownFormat { .. }), "{err}");
+        assert!(err.to_string().contains(name));
+    }
+
+    let err = WeightsFile::open(&scratch("does-not-exist.bpk")).err().unwrap();
+    assert!(err.to_string().contains("does-not-exist.bpk"), "{err}");
+}
