@@ -9,7 +9,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::burn_pack::{self, Reader, Tensor as PackTensor, Writer};
 use burn::store::{
-    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -297,9 +297,9 @@ impl WeightsFile {
         let result = model.apply(self.tensors, None, Some(adapter), true);
 
         let mut lines = Vec::new();
-        for error in &result.errors {
-            lines.push(format!("  {error}"));
-        }
+        let errors: Vec<String> = result.errors.iter().map(describe).collect();
+        let errors: Vec<&str> = errors.iter().map(String::as_str).collect();
+        list(&mut lines, "wrong shape or type", &errors);
         let mut missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
         missing.sort();
         let mut unused: Vec<&str> = result.unused.iter().map(String::as_str).collect();
@@ -323,9 +323,25 @@ impl WeightsFile {
     }
 }
 
-/// Appends `what: a, b, c … (and N more)` when `keys` is not empty.
+/// One line for a tensor that could not be applied, shapes in the model's (Burn) layout.
+fn describe(error: &ApplyError) -> String {
+    let dims = |s: &burn::tensor::Shape| format!("{:?}", s.as_slice());
+    match error {
+        ApplyError::ShapeMismatch { path, expected, found } => {
+            format!("{path} (model {}, file {})", dims(expected), dims(found))
+        }
+        ApplyError::DTypeMismatch { path, expected, found } => {
+            format!("{path} (model {expected:?}, file {found:?})")
+        }
+        ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
+            format!("{path} ({message})")
+        }
+    }
+}
+
+/// Appends `what: a, b, c … and N more` when `keys` is not empty.
 fn list(lines: &mut Vec<String>, what: &str, keys: &[&str]) {
-    const SHOWN: usize = 12;
+    const SHOWN: usize = 8;
     if keys.is_empty() {
         return;
     }
