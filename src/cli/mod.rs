@@ -1,6 +1,9 @@
 //! The native `resnet` command.
 
+mod bench;
+mod data;
 mod device;
+mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +96,17 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Train a ResNet (or its plain twin) on CIFAR-sized data, with checkpoints and resume.
+    Train(Box<train::TrainArgs>),
+    /// Top-1/top-5 error and confusion matrix of weights on a test set.
+    Eval(train::EvalArgs),
+    /// Write the model of a run directory or checkpoint as a Burnpack file for the page.
+    Export(train::ExportArgs),
+    /// Images per second of inference or training (one JSON line).
+    Bench(bench::BenchArgs),
+    /// Datasets: download CIFAR, write Shapes samples.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Which architecture: a name plus the paper's variations.
@@ -183,6 +197,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Classify { model, weights, labels, top, views, json, device, images } => {
             classify(&model, &weights, labels.as_deref(), top, views, json, device, &images)
         }
+        Command::Train(args) => train::train(*args),
+        Command::Eval(args) => train::eval(args),
+        Command::Export(args) => train::export(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Data(command) => data::data(command),
     }
 }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cifar::{ImageSet, PIXELS};
+use crate::io::Normalization;
 use super::synthetic::{self, Rng, Shapes};
 
 /// A set of labelled 32x32 RGB images.
@@ -56,6 +57,28 @@ impl Dataset {
             labels.push(self.label(i));
         }
         (pixels, labels)
+    }
+
+    /// Per-channel mean and standard deviation (on the [0, 1] scale) of the first
+    /// `max_images` images: the normalisation a model trained on this data uses.
+    pub fn channel_statistics(&self, max_images: usize) -> Normalization {
+        let count = self.len().min(max_images).max(1);
+        let (pixels, _) = self.batch(&(0..count.min(self.len())).collect::<Vec<_>>());
+        let mut sum = [0f64; 3];
+        let mut squares = [0f64; 3];
+        for image in pixels.chunks_exact(PIXELS) {
+            for (c, plane) in image.chunks_exact(PIXELS / 3).enumerate() {
+                for &v in plane {
+                    let v = v as f64 / 255.0;
+                    sum[c] += v;
+                    squares[c] += v * v;
+                }
+            }
+        }
+        let n = (pixels.len() / 3).max(1) as f64;
+        let mean = sum.map(|s| s / n);
+        let std = [0, 1, 2].map(|c| (squares[c] / n - mean[c] * mean[c]).max(1e-8).sqrt() as f32);
+        Normalization { mean: mean.map(|m| m as f32), std }
     }
 
     /// All images as an [ImageSet] (renders the shapes; used to export or split them).
@@ -141,6 +164,20 @@ mod tests {
             assert_eq!(restored.next_batch(), sampler.next_batch());
         }
         assert_eq!(sampler.epoch, 2);
+    }
+
+    #[test]
+    fn channel_statistics_of_a_known_set() {
+        // Two images: one all 0, one all 255 in red only; green is 51 everywhere.
+        let mut pixels = vec![0u8; 2 * PIXELS];
+        pixels[PIXELS..PIXELS + 1024].fill(255);
+        for image in pixels.chunks_exact_mut(PIXELS) {
+            image[1024..2048].fill(51);
+        }
+        let set = Dataset::Images(ImageSet { labels: vec![0, 1], pixels, classes: vec!["a".into(), "b".into()] });
+        let n = set.channel_statistics(100);
+        assert!((n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6, "{n:?}");
+        assert!((n.mean[1] - 0.2).abs() < 1e-6 && n.std[1] < 1e-3, "{n:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Decoding user images (JPEG, PNG, WebP, GIF, BMP) with bounded memory.
 
+use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
@@ -93,6 +94,22 @@ pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Result<RgbImage, Ima
         return Err(bad());
     }
     Ok(DynamicImage::ImageRgba8(rgba).into_rgb8())
+}
+
+/// Squashes an image to 32x32: resize the shorter side to 32, then crop the center.
+pub fn to_cifar_size(image: &RgbImage) -> Vec<u8> {
+    let (w, h) = image.dimensions();
+    let scale = 32.0 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(32), ((h as f64 * scale).round() as u32).max(32));
+    let resized = image::imageops::resize(image, nw, nh, FilterType::Triangle);
+    let cropped = image::imageops::crop_imm(&resized, (nw - 32) / 2, (nh - 32) / 2, 32, 32).to_image();
+    let mut planar = vec![0u8; 3 * 32 * 32];
+    for (i, p) in cropped.pixels().enumerate() {
+        for c in 0..3 {
+            planar[c * 1024 + i] = p.0[c];
+        }
+    }
+    planar
 }
 
 #[cfg(test)]

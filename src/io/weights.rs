@@ -389,6 +389,7 @@ fn writer(tensors: Vec<PackTensor>, card: &ModelCard) -> Writer {
         .with_metadata("format", "resnet-burnpack-1")
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn precision_adapter(precision: Precision) -> Option<Box<dyn ModuleAdapter>> {
     match precision {
         Precision::F32 => None,

@@ -4,6 +4,9 @@
 //! - [`sgd`]: SGD with momentum and weight decay, state keyed by parameter path.
 //! - [`trainer`]: the step (one read-back), evaluation and snapshots.
 
+pub mod finetune;
+#[cfg(not(target_family = "wasm"))]
+pub mod learner;
 pub mod schedule;
 pub mod sgd;
 pub mod trainer;

@@ -5,7 +5,7 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::store::burn_pack::{self, Reader, Tensor as PackTensor, Writer};
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ use super::sgd::{Sgd, SgdConfig};
 use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
 use crate::data::dataset::{Dataset, Sampler};
 use crate::data::synthetic::Rng;
+use crate::data::views::TestView;
 use crate::infer::read_f32;
 use crate::io::{ModelCard, Normalization, Precision};
 use crate::model::{ResNet, ResNetConfig};
@@ -207,7 +208,8 @@ impl Trainer {
             rng: Rng::new(config.seed, 0xA06),
             sgd: Sgd::new(config.sgd.clone()),
             layers: collector.layers,
-            model: model.fork(&device),
+            // A module loaded on a plain device (fine-tuning) needs `train` to track gradients.
+            model: model.fork(&device).train(),
             step: 0,
             device,
             classes,
@@ -230,6 +232,11 @@ impl Trainer {
         self.sampler.epoch
     }
 
+    /// The device, without autodiff (for evaluation and inference).
+    pub fn device(&self) -> Device {
+        self.device.clone().inner()
+    }
+
     /// Names of the layers of [StepMetrics::grad_norms].
     pub fn layers(&self) -> Vec<String> {
         self.layers.iter().map(|l| l.name.clone()).collect()
@@ -245,6 +252,11 @@ impl Trainer {
         self.sgd.config = sgd.clone();
         self.config.sgd = sgd;
         self.config.lr = lr;
+    }
+
+    /// Reports a test error to the learning-rate policy (drives ÷10 on plateau).
+    pub fn observe_eval_error(&mut self, error: f64) -> bool {
+        self.config.lr.observe_eval_error(error)
     }
 
     /// The network in eval mode (BN running statistics, no autodiff).
@@ -291,6 +303,9 @@ impl Trainer {
                 data.len()
             )));
         }
+        // The forward pass updates BN running statistics: keep a synced, independent copy of
+        // the model (no tensor is copied) to return to if the step diverges.
+        let last_good = self.model.valid();
         let indices = self.sampler.next_batch();
         let (x, one_hot, _) = self.inputs(data, &indices, self.config.augment);
         let batch = indices.len() as f32;
@@ -315,6 +330,7 @@ impl Trainer {
         let lr = self.config.lr.lr(self.step);
         let loss = values[0];
         if !loss.is_finite() {
+            self.model = last_good.train();
             return Err(TrainError::Diverged { step: self.step + 1, loss, lr });
         }
         self.model = self.sgd.step(lr, self.model.clone(), grads);
@@ -335,12 +351,14 @@ impl Trainer {
     /// Loss, errors and confusion matrix on (up to `limit` images of) `data`, in eval mode,
     /// in batches of `batch_size`; one read-back per batch.
     pub async fn evaluate(&mut self, data: &Dataset, limit: Option<usize>, batch_size: usize) -> Result<EvalReport, TrainError> {
-        evaluate(&self.model(), &self.config.normalization, data, limit, batch_size, &self.device.clone().inner()).await
+        let device = self.device.clone().inner();
+        evaluate_views(&self.model(), &self.config.normalization, data, limit, batch_size, TestView::Center, &device).await
     }
 
     /// Model, momentum buffers and trainer state as one Burnpack (async reads only).
     pub async fn snapshot(&self) -> Result<Vec<u8>, TrainError> {
-        let mut tensors = crate::io::read_tensors(&self.model, Precision::F32).await.map_err(|e| TrainError::Device(e.to_string()))?;
+        // `model()` syncs the BN running statistics the last forward pass updated.
+        let mut tensors = crate::io::read_tensors(&self.model(), Precision::F32).await.map_err(|e| TrainError::Device(e.to_string()))?;
         for (path, velocity) in &self.sgd.velocity {
             let data = velocity.clone().inner().into_data_async().await.map_err(|e| TrainError::Device(format!("{e:?}")))?;
             let shape = data.shape().clone();
@@ -420,39 +438,74 @@ pub fn loss_and_hits(logits: Tensor<2>, one_hot: Tensor<2>, smoothing: f64) -> (
     (loss, top1, top5)
 }
 
-/// Evaluates `model` (eval mode) on up to `limit` images of `data`.
-pub async fn evaluate(
+/// Evaluates `model` (eval mode) on up to `limit` images of `data`, averaging the softmax
+/// over the test views: the center (the whole 32x32 image) or the paper's 10-crop (corner and
+/// center crops of the image padded by 4, and their mirrors).
+pub async fn evaluate_views(
     model: &ResNet,
     normalization: &Normalization,
     data: &Dataset,
     limit: Option<usize>,
     batch_size: usize,
+    views: TestView,
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
     let total = limit.unwrap_or(data.len()).min(data.len());
     if total == 0 {
         return Err(TrainError::Invalid("nothing to evaluate: the dataset is empty".into()));
     }
+    let plans: Vec<Option<(Vec<(usize, usize)>, bool)>> = match views {
+        TestView::Center => vec![None],
+        TestView::TenCrop => [false, true]
+            .into_iter()
+            .flat_map(|flip| [(0, 0), (8, 0), (0, 8), (8, 8), (4, 4)].map(|o| Some((vec![o], flip))))
+            .collect(),
+        TestView::MultiScale => {
+            return Err(TrainError::Invalid(
+                "multi-scale testing needs full-size images: use `resnet classify --views multi-scale`".into(),
+            ));
+        }
+    };
     let classes = model.num_classes();
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..total).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
+        let n = chunk.len();
         let (pixels, labels) = data.batch(chunk);
-        let x = normalize(pixels, [chunk.len(), 3, 32, 32], normalization.mean, normalization.std, device);
-        let mut one_hot = vec![0.0f32; chunk.len() * classes];
+        if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+            return Err(TrainError::Invalid(format!("label {bad} is out of range for {classes} classes")));
+        }
+        let x = normalize(pixels, [n, 3, 32, 32], normalization.mean, normalization.std, device);
+        let mut probabilities: Option<Tensor<2>> = None;
+        for plan in &plans {
+            let view = match plan {
+                None => x.clone(),
+                Some((offset, flip)) => {
+                    let plan = CropPlan { pad: 4, offsets: vec![offset[0]; n], flips: vec![*flip; n] };
+                    pad_crop_flip(x.clone(), &plan)
+                }
+            };
+            let p = softmax(model.forward(view), 1);
+            probabilities = Some(match probabilities {
+                Some(sum) => sum + p,
+                None => p,
+            });
+        }
+        let probabilities = probabilities.expect("at least one view") / plans.len() as f32;
+        let mut one_hot = vec![0.0f32; n * classes];
         for (i, &label) in labels.iter().enumerate() {
-            if label >= classes {
-                return Err(TrainError::Invalid(format!("label {label} is out of range for {classes} classes")));
-            }
             one_hot[i * classes + label] = 1.0;
         }
-        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [chunk.len(), classes]), device);
-        let logits = model.forward(x);
-        let predictions = logits.clone().argmax(1).float().reshape([chunk.len()]);
-        let (loss, hits1, hits5) = loss_and_hits(logits, one_hot, 0.0);
+        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, classes]), device);
+        let target = (probabilities.clone() * one_hot).sum_dim(1); // [n, 1]
+        let loss = target.clone().clamp_min(1e-12).log().mean().neg();
+        let rank = probabilities.clone().greater(target).float().sum_dim(1);
+        let hits1 = rank.clone().lower_elem(1.0).float().sum();
+        let hits5 = rank.lower_elem(5.0).float().sum();
+        let predictions = probabilities.argmax(1).float().reshape([n]);
         let values = read_f32(Tensor::cat(vec![loss, hits1, hits5, predictions], 0)).await?;
-        loss_sum += values[0] as f64 * chunk.len() as f64;
+        loss_sum += values[0] as f64 * n as f64;
         top1 += values[1] as usize;
         top5 += values[2] as usize;
         for (label, predicted) in labels.iter().zip(&values[3..]) {

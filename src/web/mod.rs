@@ -9,12 +9,16 @@
 
 mod backend;
 mod classifier;
+mod dataset;
 mod error;
+mod trainer;
 
 use wasm_bindgen::prelude::*;
 
 pub use backend::BackendInfo;
 pub use classifier::Classifier;
+pub use dataset::Dataset;
+pub use trainer::Trainer;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/ (ES module + TypeScript types + package.json): a release
+# wasm32 build through wasm-pack, then npm binaryen's wasm-opt -Oz. Prints the sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+# Size matters more than CPU speed for the page (the model runs on WebGPU), so the wasm
+# release build uses opt-level "s", fat LTO and one codegen unit, without touching the
+# native release profile.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=s
+export CARGO_PROFILE_RELEASE_LTO=fat
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+export CARGO_PROFILE_RELEASE_STRIP=true
+export CARGO_PROFILE_RELEASE_PANIC=abort
+
+wasm-pack build --target web --release --mode no-install --no-opt --out-dir pkg --out-name resnet
+
+wasm=pkg/resnet_bg.wasm
+raw=$(stat -c %s "$wasm")
+# The features rustc's wasm32 target enables; strip removed the section that lists them.
+node_modules/.bin/wasm-opt -Oz \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$wasm" -o "$wasm.opt"
+mv "$wasm.opt" "$wasm"
+node scripts/package-json.mjs pkg/package.json
+
+opt=$(stat -c %s "$wasm")
+gz=$(gzip -9 -c "$wasm" | wc -c)
+awk -v raw="$raw" -v opt="$opt" -v gz="$gz" 'BEGIN {
+  printf "pkg/resnet_bg.wasm: %.1f MB before wasm-opt, %.1f MB after, %.2f MB gzipped\n", raw/1e6, opt/1e6, gz/1e6 }'

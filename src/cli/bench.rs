@@ -1,0 +1,106 @@
+//! `resnet bench`: images per second of inference or training, as one JSON line.
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use clap::{Args, ValueEnum};
+
+use super::{DeviceArgs, ModelArgs};
+use crate::Error;
+use crate::infer::read_f32;
+use crate::train::trainer::loss_and_hits;
+use crate::train::{Sgd, SgdConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Forward pass in eval mode.
+    Infer,
+    /// Forward, backward and an SGD update.
+    Train,
+}
+
+/// `resnet bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// What to time.
+    #[arg(long, value_enum, default_value_t = Mode::Infer)]
+    mode: Mode,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Input side [default: 224 for ImageNet nets, 32 for CIFAR nets].
+    #[arg(long)]
+    size: Option<usize>,
+    /// Untimed batches first (shader compilation, autotuning, allocation).
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed batches; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn bench(args: BenchArgs) -> Result<(), Error> {
+    let config = args.model.required_config()?;
+    let size = args.size.unwrap_or(match config.stem {
+        crate::model::Stem::ImageNet => 224,
+        crate::model::Stem::Cifar => 32,
+    });
+    if args.batch == 0 || args.runs == 0 {
+        return Err(Error::Other("--batch and --runs must be at least 1".into()));
+    }
+    let device = args.device.device.device().map_err(Error::Device)?;
+    let shape = [args.batch, 3, size, size];
+    let mut times = Vec::with_capacity(args.runs);
+    match args.mode {
+        Mode::Infer => {
+            let model = config.init(&device);
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            for i in 0..args.warmup + args.runs {
+                let started = Instant::now();
+                pollster::block_on(read_f32(model.forward(x.clone())))?;
+                if i >= args.warmup {
+                    times.push(started.elapsed().as_secs_f64());
+                }
+            }
+        }
+        Mode::Train => {
+            let device = device.autodiff();
+            let mut model = config.init(&device);
+            let mut sgd = Sgd::new(SgdConfig::default());
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let classes = config.num_classes;
+            let one_hot: Vec<f32> = (0..args.batch * classes).map(|i| (i % classes == (i / classes) % classes) as u8 as f32).collect();
+            let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [args.batch, classes]), &device);
+            for i in 0..args.warmup + args.runs {
+                let started = Instant::now();
+                let (loss, _, _) = loss_and_hits(model.forward(x.clone()), one_hot.clone(), 0.0);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = sgd.step(0.01, model, grads);
+                pollster::block_on(read_f32(loss.inner()))?;
+                if i >= args.warmup {
+                    times.push(started.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let line = serde_json::json!({
+        "arch": config.name(),
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "device": format!("{:?}", args.device.device).to_lowercase(),
+        "batch": args.batch,
+        "size": size,
+        "runs": args.runs,
+        "ms_per_batch": (median * 1e4).round() / 10.0,
+        "ms_min": (times[0] * 1e4).round() / 10.0,
+        "images_per_second": ((args.batch as f64 / median) * 10.0).round() / 10.0,
+    });
+    println!("{line}");
+    Ok(())
+}

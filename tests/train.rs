@@ -1,0 +1,143 @@
+//! The training core on the CPU: it learns, it resumes exactly, it refuses to diverge silently.
+#![cfg(not(target_family = "wasm"))]
+
+use burn::tensor::Device;
+use resnet::data::dataset::Dataset;
+use resnet::data::synthetic::Shapes;
+use resnet::io::{Normalization, Precision};
+use resnet::model::arch;
+use resnet::train::{LrPolicy, Schedule, SgdConfig, TrainConfig, TrainError, Trainer};
+
+fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainConfig {
+    TrainConfig {
+        model: arch::parse(arch_name).unwrap(),
+        sgd: SgdConfig::default(),
+        lr: LrPolicy::new(lr, Schedule::Constant),
+        batch_size,
+        seed: 7,
+        augment,
+        label_smoothing: 0.0,
+        normalization: Normalization { mean: [0.5; 3], std: [0.25; 3] },
+    }
+}
+
+fn shapes(len: usize) -> Dataset {
+    Dataset::Shapes(Shapes { seed: 1, len })
+}
+
+fn losses(trainer: &mut Trainer, data: &Dataset, steps: usize) -> Vec<f32> {
+    (0..steps).map(|_| pollster::block_on(trainer.step(data)).unwrap().loss).collect()
+}
+
+/// A residual net and its plain twin both memorise one small batch.
+#[test]
+fn a_tiny_batch_is_overfitted_by_residual_and_plain_nets() {
+    let data = shapes(16);
+    for arch_name in ["resnet8", "plain8"] {
+        let mut trainer = Trainer::new(config(arch_name, 16, 0.05, false), &data, &Device::flex()).unwrap();
+        let losses = losses(&mut trainer, &data, 80);
+        println!("{arch_name}: loss {:.3} → {:.4}", losses[0], losses[79]);
+        assert!(losses[0] > 1.5, "{arch_name} starts near ln(10): {}", losses[0]);
+        assert!(losses[79] < 0.1, "{arch_name} did not overfit: {:?}", &losses[70..]);
+    }
+}
+
+/// Snapshot after k steps, restore, and the next losses equal the uninterrupted run's.
+#[test]
+fn snapshot_then_restore_continues_with_the_same_losses() {
+    let data = shapes(64);
+    let device = Device::flex();
+    let mut run = Trainer::new(config("resnet8", 8, 0.1, true), &data, &device).unwrap();
+    losses(&mut run, &data, 9); // into the second epoch: the data order is mid-permutation
+    let snapshot = pollster::block_on(run.snapshot()).unwrap();
+    let uninterrupted = losses(&mut run, &data, 5);
+
+    let mut restored = Trainer::restore(snapshot, &device).unwrap();
+    assert_eq!(restored.step_count(), 9);
+    assert_eq!(restored.epoch(), 1);
+    let resumed = losses(&mut restored, &data, 5);
+    assert_eq!(resumed, uninterrupted);
+    // BN running statistics came through too: evaluation agrees.
+    let a = pollster::block_on(run.evaluate(&data, None, 32)).unwrap();
+    let b = pollster::block_on(restored.evaluate(&data, None, 32)).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_losses() {
+    let data = shapes(32);
+    let a = losses(&mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(), &data, 4);
+    let b = losses(&mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(), &data, 4);
+    assert_eq!(a, b);
+    let mut other = config("resnet8", 8, 0.1, true);
+    other.seed = 8;
+    let c = losses(&mut Trainer::new(other, &data, &Device::flex()).unwrap(), &data, 4);
+    assert_ne!(a, c);
+}
+
+/// A diverging rate stops with the step and rate named, and the weights stay those of
+/// the last good step.
+#[test]
+fn divergence_stops_training_and_keeps_the_last_good_weights() {
+    let data = shapes(32);
+    let mut trainer = Trainer::new(config("resnet8", 8, 1e6, false), &data, &Device::flex()).unwrap();
+    // Every tensor (BN running statistics included) by name, as bytes.
+    let weights = |t: &Trainer| -> Vec<(String, Vec<u8>)> {
+        pollster::block_on(resnet::io::read_tensors(&t.model(), Precision::F32))
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name.clone(), t.to_bytes().unwrap().to_vec()))
+            .collect()
+    };
+    let mut last_good = weights(&trainer);
+    let error = loop {
+        match pollster::block_on(trainer.step(&data)) {
+            Ok(_) => last_good = weights(&trainer),
+            Err(err) => break err,
+        }
+        assert!(trainer.step_count() < 50, "a rate of 1e6 must diverge");
+    };
+    let TrainError::Diverged { step, lr, .. } = error.clone() else { panic!("{error}") };
+    assert_eq!(step, trainer.step_count() + 1);
+    assert_eq!(lr, 1e6);
+    assert!(error.to_string().contains("try a lower learning rate"), "{error}");
+    // Nothing changed: the model is still the last good one.
+    let now = weights(&trainer);
+    let changed: Vec<&String> = now.iter().zip(&last_good).filter(|(a, b)| a != b).map(|(a, _)| &a.0).collect();
+    assert!(changed.is_empty(), "tensors changed by the diverged step: {changed:?}");
+}
+
+#[test]
+fn bad_setups_are_refused() {
+    let data = shapes(16);
+    let err = Trainer::new(config("resnet8", 32, 0.1, false), &data, &Device::flex()).err().unwrap();
+    assert!(err.to_string().contains("batch size must be between 1 and the 16"), "{err}");
+    let mut c = config("resnet8", 8, 0.1, false);
+    c.model = c.model.with_num_classes(100);
+    let err = Trainer::new(c, &data, &Device::flex()).err().unwrap();
+    assert!(err.to_string().contains("the data has 10 classes but the network has 100"), "{err}");
+    let err = Trainer::restore(b"not a snapshot".to_vec(), &Device::flex()).err().unwrap();
+    assert!(matches!(err, TrainError::Snapshot(_)), "{err}");
+}
+
+/// A few hundred steps of ResNet-20 on the embedded Shapes beat chance (90% error) by a
+/// wide margin, and its plain twin learns too.
+#[test]
+fn resnet20_and_plain20_learn_the_embedded_shapes() {
+    let train = Dataset::Shapes(Shapes { len: 4_096, ..Shapes::train(2015) });
+    let test = Dataset::Shapes(Shapes { len: 500, ..Shapes::test(2015) });
+    for (arch_name, bound) in [("resnet20", 0.6), ("plain20", 0.75)] {
+        let mut c = config(arch_name, 16, 0.1, true);
+        c.normalization = train.channel_statistics(2_000);
+        let mut trainer = Trainer::new(c, &train, &Device::flex()).unwrap();
+        let losses = losses(&mut trainer, &train, 250);
+        let report = pollster::block_on(trainer.evaluate(&test, None, 250)).unwrap();
+        let early: f32 = losses[..25].iter().sum::<f32>() / 25.0;
+        let late: f32 = losses[225..].iter().sum::<f32>() / 25.0;
+        println!("{arch_name}: train loss {early:.3} → {late:.3}, test top-1 error {:.1}%", report.top1_error * 100.0);
+        assert!(late < early * 0.8, "{arch_name}: loss {early} → {late}");
+        assert!(report.top1_error < bound, "{arch_name}: test error {} (chance is 0.9)", report.top1_error);
+        let total: u32 = report.confusion.iter().flatten().sum();
+        assert_eq!(total, 500);
+    }
+}

@@ -1,0 +1,50 @@
+// Promise-based calls into the model worker. The worker owns all ML work (wasm); this
+// module only moves messages.
+
+export class WorkerClient {
+  constructor(url) {
+    this.worker = new Worker(url, { type: "module" });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.listeners = new Map();
+    this.worker.onmessage = (event) => this.#receive(event.data);
+    this.worker.onerror = (event) => {
+      const error = new Error(event.message || "the model worker failed to start");
+      error.kind = "internal";
+      for (const { reject } of this.pending.values()) reject(error);
+      this.pending.clear();
+    };
+  }
+
+  /** Calls `type` in the worker; resolves with its result or rejects with its typed error. */
+  call(type, args = {}, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, type, args }, transfer);
+    });
+  }
+
+  /** Subscribes to unsolicited events (`{ event, data }`) the worker posts. */
+  on(event, callback) {
+    this.listeners.set(event, callback);
+  }
+
+  #receive(message) {
+    if (message.event) {
+      this.listeners.get(message.event)?.(message.data);
+      return;
+    }
+    const call = this.pending.get(message.id);
+    if (!call) return;
+    this.pending.delete(message.id);
+    if (message.error) {
+      const error = new Error(message.error.message);
+      error.name = message.error.name;
+      error.kind = message.error.kind;
+      call.reject(error);
+    } else {
+      call.resolve(message.result);
+    }
+  }
+}
