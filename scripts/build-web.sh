@@ -6,22 +6,25 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 # Size matters more than CPU speed for the page (the model runs on WebGPU), so the wasm
-# release build uses opt-level "s", fat LTO and one codegen unit, without touching the
+# release build uses opt-level "z", fat LTO and one codegen unit, without touching the
 # native release profile.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=s
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
 export CARGO_PROFILE_RELEASE_LTO=fat
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-export CARGO_PROFILE_RELEASE_STRIP=true
+# Not stripped here: wasm-bindgen reads the target_features section; wasm-opt strips below.
+export CARGO_PROFILE_RELEASE_STRIP=false
+export CARGO_PROFILE_RELEASE_DEBUG=false
 export CARGO_PROFILE_RELEASE_PANIC=abort
 
 wasm-pack build --target web --release --mode no-install --no-opt --out-dir pkg --out-name resnet
 
 wasm=pkg/resnet_bg.wasm
 raw=$(stat -c %s "$wasm")
-# The features rustc's wasm32 target enables; strip removed the section that lists them.
-node_modules/.bin/wasm-opt -Oz \
+# The features rustc's wasm32 target enables (SIMD is used by some dependencies' kernels;
+# every browser with WebGPU has it).
+node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
   "$wasm" -o "$wasm.opt"
 mv "$wasm.opt" "$wasm"
 node scripts/package-json.mjs pkg/package.json

@@ -142,3 +142,112 @@ async fn weights_for_another_architecture_are_rejected_with_a_typed_error() {
     let error = Classifier::load(Uint8Array::from(WEIGHTS), options(&[("arch", "resnet7".into())])).await.err().unwrap();
     assert_eq!(kind(error), "arch");
 }
+
+// ---------------------------------------------------------------- training in the browser
+
+use resnet::web::{Dataset, Trainer};
+
+async fn step_losses(trainer: &Trainer, n: usize) -> Vec<f64> {
+    let result = JsFuture::from(trainer.step(n)).await.unwrap();
+    let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
+    steps.iter().map(|s| get(&s, "loss").as_f64().unwrap()).collect()
+}
+
+fn trainer_options(plain: bool, device: &str) -> JsValue {
+    options(&[
+        ("arch", "resnet20".into()),
+        ("plain", plain.into()),
+        ("batchSize", 4.into()),
+        ("seed", 11.into()),
+        ("augment", false.into()),
+        ("device", device.into()),
+        ("optimizer", options(&[("lr", 0.05.into())])),
+        ("schedule", options(&[("kind", "constant".into())])),
+    ])
+}
+
+/// 50+ steps of ResNet-20 and plain-20 on one small batch (the dataset is 4 images) lower
+/// the loss, on WebGPU and on the CPU fallback.
+#[wasm_bindgen_test]
+async fn fifty_steps_lower_the_loss_of_residual_and_plain_nets() {
+    let data = Dataset::shapes(options(&[("trainSize", 4.into()), ("testSize", 4.into())])).unwrap();
+    for device in ["webgpu", "cpu"] {
+        for plain in [false, true] {
+            let trainer = Trainer::create(trainer_options(plain, device), &data).await.unwrap();
+            let losses = step_losses(&trainer, 52).await;
+            let (first, last) = (losses[0], losses[51]);
+            web_sys::console::log_1(&format!("{device} plain={plain}: loss {first:.3} → {last:.3}").into());
+            assert!(last < first * 0.5, "{device} plain={plain}: {first} → {last}");
+            assert_eq!(trainer.step_count(), 52);
+            assert_eq!(trainer.layers().len(), 20, "19 convolutions + fc");
+        }
+    }
+}
+
+/// Snapshot → restore continues with the same next losses as the uninterrupted run.
+#[wasm_bindgen_test]
+async fn snapshot_and_restore_continue_with_the_same_losses() {
+    let data = Dataset::shapes(options(&[("trainSize", 16.into()), ("testSize", 4.into())])).unwrap();
+    let o = trainer_options(false, "webgpu");
+    Reflect::set(&o, &"augment".into(), &true.into()).unwrap();
+    let trainer = Trainer::create(o, &data).await.unwrap();
+    step_losses(&trainer, 5).await;
+    let snapshot: Uint8Array = JsFuture::from(trainer.snapshot()).await.unwrap().dyn_into().unwrap();
+    let uninterrupted = step_losses(&trainer, 3).await;
+    let restored = Trainer::restore(snapshot, &data, Some("webgpu".into())).await.unwrap();
+    assert_eq!(restored.step_count(), 5);
+    let resumed = step_losses(&restored, 3).await;
+    for (a, b) in resumed.iter().zip(&uninterrupted) {
+        assert!((a - b).abs() < 1e-4, "resumed {resumed:?} vs {uninterrupted:?}");
+    }
+}
+
+/// Exported weights load in `Classifier` and give the trainer's eval-mode predictions.
+#[wasm_bindgen_test]
+async fn exported_weights_classify_like_the_trainer() {
+    let data = Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 6.into())])).unwrap();
+    let trainer = Trainer::create(trainer_options(false, "cpu"), &data).await.unwrap();
+    step_losses(&trainer, 4).await;
+    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.unwrap().dyn_into().unwrap();
+    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())])).await.unwrap();
+    assert_eq!(classifier.arch(), "resnet20");
+    assert_eq!(classifier.labels()[1], "ring");
+    let indices: Vec<usize> = (0..6).collect();
+    let predicted = JsFuture::from(trainer.predict(indices)).await.unwrap();
+    let predicted: js_sys::Array = predicted.dyn_into().unwrap();
+    for (i, p) in predicted.iter().enumerate() {
+        let image = data.test_image(i).unwrap();
+        let rgba: js_sys::Uint8ClampedArray = get(&image, "rgba").dyn_into().unwrap();
+        let image_data = web_sys::ImageData::new_with_u8_clamped_array(wasm_bindgen::Clamped(&rgba.to_vec()), 32).unwrap();
+        let result = JsFuture::from(classifier.classify(image_data.into(), options(&[("topK", 1.into())]))).await.unwrap();
+        let top: js_sys::Array = get(&result, "predictions").dyn_into().unwrap();
+        let trainer_top: js_sys::Array = get(&p, "top").dyn_into().unwrap();
+        let (a, b) = (get(&top.get(0), "probability").as_f64().unwrap(), get(&trainer_top.get(0), "probability").as_f64().unwrap());
+        assert_eq!(get(&top.get(0), "index").as_f64(), get(&trainer_top.get(0), "index").as_f64(), "image {i}");
+        assert!((a - b).abs() < 1e-4, "image {i}: {a} vs {b}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_datasets_and_diverging_rates_are_reported() {
+    let file = options(&[("name", "data_batch_1.bin".into()), ("bytes", Uint8Array::from(&[1u8; 100][..]).into())]);
+    let error = Dataset::cifar(js_sys::Array::of1(&file)).err().unwrap();
+    assert_eq!(kind(error.clone()), "data");
+    assert!(get(&error, "message").as_string().unwrap().contains("byte offset"));
+
+    let data = Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
+    let o = trainer_options(false, "cpu");
+    Reflect::set(&o, &"optimizer".into(), &options(&[("lr", 1e7.into())])).unwrap();
+    let trainer = Trainer::create(o, &data).await.unwrap();
+    let mut diverged = None;
+    for _ in 0..30 {
+        if let Err(e) = JsFuture::from(trainer.step(1)).await {
+            diverged = Some(e);
+            break;
+        }
+    }
+    let error = diverged.expect("a rate of 1e7 diverges");
+    assert_eq!(kind(error.clone()), "diverged");
+    // The trainer keeps its last good state and can still be exported.
+    assert!(JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.is_ok());
+}

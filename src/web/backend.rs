@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use burn::tensor::Device;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// What the page shows in its backend badge.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,30 +67,44 @@ fn cpu(reason: Option<String>) -> (Device, BackendInfo) {
     (Device::flex(), info)
 }
 
-/// Whether the global scope (window or worker) has `navigator.gpu`.
-fn has_navigator_gpu() -> bool {
+/// `navigator.gpu` of the global scope (window or worker), if there is one.
+fn navigator_gpu() -> Option<JsValue> {
     let global = js_sys::global();
     js_sys::Reflect::get(&global, &JsValue::from_str("navigator"))
         .ok()
         .filter(|n| !n.is_undefined())
         .and_then(|navigator| js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")).ok())
-        .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+        .filter(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+/// The adapter's vendor, architecture and description from `GPUAdapter.info` (wgpu passes on
+/// only the description, which browsers usually leave empty).
+async fn adapter_details(gpu: &JsValue) -> Option<String> {
+    let get = |v: &JsValue, k: &str| js_sys::Reflect::get(v, &JsValue::from_str(k)).ok();
+    let request: js_sys::Function = get(gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let parts: Vec<String> = ["vendor", "architecture", "description"]
+        .iter()
+        .filter_map(|k| get(&info, k)?.as_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 async fn init_gpu() -> Gpu {
-    if !has_navigator_gpu() {
+    let Some(gpu) = navigator_gpu() else {
         return Gpu::Unavailable("this browser has no WebGPU (navigator.gpu is missing)".into());
-    }
+    };
     match Device::wgpu_options().init_with_setup_async().await {
         Ok((device, setup)) => {
             let info = setup.adapter.get_info();
-            let mut adapter = info.name.clone();
-            if adapter.is_empty() {
-                adapter = "WebGPU adapter".into();
-            }
-            if !info.driver.is_empty() {
-                adapter.push_str(&format!(" ({})", info.driver));
-            }
+            let mut adapter = match adapter_details(&gpu).await {
+                Some(details) => details,
+                None if !info.name.is_empty() => info.name.clone(),
+                None => "WebGPU adapter".into(),
+            };
             if info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
                 adapter.push_str(" [software]");
             }

@@ -58,6 +58,77 @@ export interface BackendInfo {
   /** Why the CPU runs although WebGPU was wanted. */
   fallbackReason?: string;
 }
+export interface OptimizerOptions {
+  /** Base learning rate (0.1 in the paper; 0.01 when fine-tuning). */
+  lr?: number;
+  /** SGD momentum (0.9). */
+  momentum?: number;
+  /** L2 weight decay (1e-4). */
+  weightDecay?: number;
+  nesterov?: boolean;
+  /** Decay BN γ/β and biases too (the paper did). */
+  decayBnAndBias?: boolean;
+}
+export interface ScheduleOptions {
+  /** "paper" (÷10 at 1/2 and 3/4 of `total`), "step", "cosine", "plateau" or "constant". */
+  kind?: "paper" | "step" | "cosine" | "plateau" | "constant";
+  /** Iterations of the whole run (paper, cosine). */
+  total?: number;
+  /** Iterations between decays (step). */
+  every?: number;
+  gamma?: number;
+  /** Linear warm-up iterations (cosine). */
+  warmup?: number;
+  /** Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick; default for 110+ layers). */
+  errorWarmup?: boolean;
+}
+export interface TrainerOptions {
+  /** "resnet20" (default), "resnet56", "plain20", … */
+  arch?: string;
+  /** Train the plain twin (no shortcuts). */
+  plain?: boolean;
+  /** Must equal the dataset's class count if given. */
+  numClasses?: number;
+  optimizer?: OptimizerOptions;
+  schedule?: ScheduleOptions;
+  /** Images per step (128). */
+  batchSize?: number;
+  /** Seeds the init, the data order and the augmentation (0). */
+  seed?: number;
+  /** 4-pixel pad + random crop + flip (true). */
+  augment?: boolean;
+  labelSmoothing?: number;
+  device?: "auto" | "webgpu" | "cpu";
+}
+export interface FineTuneOptions extends TrainerOptions {
+  /** Classes of the new head (default: the dataset's). */
+  newNumClasses?: number;
+  /** Train the classifier only; BN layers keep their statistics. */
+  freezeBackbone?: boolean;
+}
+export interface StepMetrics {
+  step: number;
+  epoch: number;
+  loss: number;
+  top1Error: number;
+  top5Error: number;
+  lr: number;
+  /** L2 norm of each layer's weight gradient, input to output (`trainer.layers`). */
+  gradNorms: number[];
+}
+export interface StepResult {
+  steps: StepMetrics[];
+  msPerStep: number;
+  imagesPerSecond: number;
+}
+export interface EvalReport {
+  images: number;
+  loss: number;
+  top1Error: number;
+  top5Error: number;
+  /** confusion[true][predicted] */
+  confusion: number[][];
+}
 /** Every rejected promise carries one of these. */
 export interface ResNetError extends Error {
   name: "ResNetError";
@@ -74,7 +145,7 @@ fn start() {
 /// and falls back to the CPU, saying why; `"cpu"` forces the CPU.
 #[wasm_bindgen(js_name = backendInfo, unchecked_return_type = "Promise<BackendInfo>")]
 pub fn backend_info(
-    #[wasm_bindgen(unchecked_param_type = "\"auto\" | \"webgpu\" | \"cpu\" | undefined")] device: Option<String>,
+    #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")] device: Option<String>,
 ) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         let preference =

@@ -137,7 +137,8 @@ impl Trainer {
         if o.num_classes.is_some_and(|n| n != classes) {
             return Err(js_error(Kind::Input, format!("numClasses is {} but the dataset has {classes} classes", o.num_classes.unwrap())));
         }
-        model = model.with_num_classes(classes).with_residual(!o.plain.unwrap_or(false) && model.residual);
+        let residual = model.residual && !o.plain.unwrap_or(false);
+        model = model.with_num_classes(classes).with_residual(residual);
         let base_lr = o.optimizer.lr.unwrap_or(0.1);
         let config = TrainConfig {
             lr: policy(base_lr, &o.schedule, model.depth())?,
@@ -334,7 +335,7 @@ impl Trainer {
     pub async fn restore(
         bytes: Uint8Array,
         dataset: &Dataset,
-        #[wasm_bindgen(unchecked_param_type = "\"auto\" | \"webgpu\" | \"cpu\" | undefined")] device: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")] device: Option<String>,
     ) -> Result<Trainer, JsValue> {
         let preference = Preference::parse(device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
         let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;

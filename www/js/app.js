@@ -66,8 +66,14 @@ export function showBackend(info) {
 }
 
 // ---------- model ----------
+/** The weights of the model the Classify view runs (for fine-tuning in the Train view). */
+export function currentWeights() {
+  return state.weights?.slice(0);
+}
+
 async function loadModel(bytes, options = {}) {
   showError(null);
+  state.weights = bytes.slice(0);
   $("model-info").textContent = "Loading…";
   const load = worker.call("load", { bytes, device: state.device, ...options }, []);
   state.loading = load;

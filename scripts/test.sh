@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what it needs first:
+#  1. native: unit tests, the PyTorch parity fixtures, weights I/O, the CLI, training (flex CPU);
+#  2. the wasm package in real headless Chromium, on WebGPU and on the CPU fallback;
+#  3. the npm package build, the page end to end (Playwright on Debian's Chromium), and a
+#     Vite app that imports the package.
+# Screenshots and logs land in test-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/resnet-target}
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+started=$SECONDS
+
+step "tools"
+scripts/setup.sh --browser
+
+step "native tests (cargo test)"
+cargo test --no-fail-fast
+
+step "wasm tests in headless Chromium: WebGPU and CPU (wasm-pack test)"
+# Dependencies are optimised (profile.dev.package."*"), debug info is not needed in the browser.
+CARGO_PROFILE_DEV_DEBUG=0 wasm-pack test --headless --chrome
+
+step "npm package (scripts/build-web.sh)"
+scripts/build-web.sh
+
+step "page end to end and bundler consumer (Playwright, Vite)"
+mkdir -p test-artifacts
+node tests/e2e/page.mjs
+node tests/e2e/bundler.mjs
+
+step "all tests passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

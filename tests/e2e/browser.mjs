@@ -1,0 +1,53 @@
+// Shared helpers of the end-to-end tests: Debian's Chromium through playwright-core (no
+// browser download), the page's static server, and small assertions.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = resolve(fileURLToPath(import.meta.url), "../../..");
+export const artifacts = resolve(root, "test-artifacts");
+mkdirSync(artifacts, { recursive: true });
+
+const BASE_FLAGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+  "--disable-gpu-sandbox",
+];
+
+/** Headless Chromium; `webgpu: false` leaves WebGPU off (navigator.gpu yields no adapter). */
+export async function launch({ webgpu = true } = {}) {
+  const args = [...BASE_FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan"] : ["--disable-webgpu"])];
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args,
+  });
+}
+
+/** A page that echoes its console and fails on uncaught errors. */
+export async function open(browser, url, name) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on("console", (m) => {
+    if (m.type() === "error" || process.env.VERBOSE) console.log(`  [${name} console.${m.type()}] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(url);
+  return { page, errors };
+}
+
+export function check(condition, message) {
+  if (!condition) throw new Error(`FAILED: ${message}`);
+  console.log(`  ok - ${message}`);
+}
+
+export async function screenshot(page, name) {
+  const path = resolve(artifacts, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  console.log(`  screenshot: ${path}`);
+}
