@@ -222,3 +222,14 @@ fn data_fetch_checks_the_checksum_then_unpacks() {
     assert!(said.contains("50 train / 10 test images"), "{said}");
     assert!(to.join("cifar-10-batches-bin/test_batch.bin").exists());
 }
+
+#[test]
+fn a_batch_too_large_for_memory_is_refused_before_training() {
+    let out = scratch("huge-batch");
+    let err = refused(&[
+        "train", "--arch", "resnet110", "--data", "synthetic", "--batch-size", "40000", "--iterations", "1",
+        "--out", out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("a batch of 40000 needs about") && err.contains("use a smaller --batch-size"), "{err}");
+    assert!(!out.join("checkpoint.bpk").exists());
+}

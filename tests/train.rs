@@ -145,3 +145,74 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
         }
     }
 }
+
+/// Fine-tuning with a frozen backbone trains the new head only.
+#[test]
+fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
+    use resnet::train::finetune::{freeze_backbone, replace_head};
+    let device = Device::flex();
+    let data = shapes(16);
+    // "Pre-trained" on 10 classes; fine-tuned on a 4-class subset relabelled.
+    let source = arch::parse("resnet8").unwrap();
+    let base = source.init(&device);
+    let target = source.clone().with_num_classes(4);
+    let model = freeze_backbone(replace_head(base.clone(), &target, &device));
+    let four = Dataset::Images({
+        let mut set = data.to_image_set();
+        set.labels.iter_mut().for_each(|l| *l %= 4);
+        set.classes = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        set
+    });
+    let mut c = config("resnet8", 16, 0.1, false);
+    c.model = target;
+    let mut trainer = Trainer::with_model(c, model, four.classes(), four.len(), &device).unwrap();
+    let losses = losses(&mut trainer, &four, 30);
+    assert!(losses[29] < losses[0], "{losses:?}");
+    let after = trainer.model();
+    let conv_before = base.layer2[0].conv1.weight.val().into_data();
+    assert_eq!(after.layer2[0].conv1.weight.val().into_data(), conv_before, "the backbone moved");
+    assert_eq!(after.num_classes(), 4);
+    let last = pollster::block_on(trainer.step(&four)).unwrap();
+    assert_eq!(last.grad_norms.len(), trainer.layers().len());
+    assert_eq!(last.grad_norms[0], 0.0, "frozen layers report a zero gradient");
+    assert!(*last.grad_norms.last().unwrap() > 0.0, "the head learns");
+}
+
+/// The weights a trainer exports are its eval-mode network: a `Classifier` built from them
+/// gives the same probabilities on the same test images.
+#[test]
+fn exported_weights_classify_like_the_trainer() {
+    use burn::tensor::{Tensor, TensorData};
+    let device = Device::flex();
+    let data = shapes(8);
+    let mut trainer = Trainer::new(config("resnet8", 4, 0.1, true), &data, &device).unwrap();
+    losses(&mut trainer, &data, 4);
+    let card = trainer.card(None);
+    let bytes = pollster::block_on(resnet::io::to_bytes_async(&trainer.model(), &card, Precision::F32)).unwrap();
+    let classifier = resnet::infer::Classifier::load(
+        resnet::io::WeightsFile::from_bytes(bytes, "exported").unwrap(),
+        None,
+        &device,
+    )
+    .unwrap();
+    let (pixels, _) = data.batch(&[0, 1, 2]);
+    let n = &card.normalization;
+    let x = resnet::data::augment::normalize(pixels.clone(), [3, 3, 32, 32], n.mean, n.std, &device);
+    let a = trainer.model().forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+    let b = classifier.logits(x).into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(a, b, "same network, same logits");
+    // And through the image path (decode-free RGB → views → normalisation on the CPU).
+    for i in 0..3 {
+        let image = image::RgbImage::from_fn(32, 32, |x, y| {
+            let at = (y * 32 + x) as usize;
+            image::Rgb([pixels[i * 3072 + at], pixels[i * 3072 + 1024 + at], pixels[i * 3072 + 2048 + at]])
+        });
+        let result = pollster::block_on(classifier.classify(&image, resnet::data::views::TestView::Center, 10)).unwrap();
+        let logits = Tensor::<1>::from_data(TensorData::new(a[i * 10..(i + 1) * 10].to_vec(), [10]), &device);
+        let p = burn::tensor::activation::softmax(logits, 0).into_data().try_into_vec::<f32>().unwrap();
+        for prediction in &result.predictions {
+            let diff = (prediction.probability - p[prediction.index]).abs();
+            assert!(diff < 1e-5, "image {i}, class {}: {} vs {}", prediction.index, prediction.probability, p[prediction.index]);
+        }
+    }
+}

@@ -251,6 +251,9 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         label_smoothing: args.label_smoothing,
         normalization: data.normalization.clone(),
     };
+    if args.device.device == super::Backend::Flex {
+        check_memory(&config, args.batch_size)?;
+    }
     let device = args.device.device.device().map_err(Error::Device)?;
     let options = RunOptions {
         out: args.out.clone(),
@@ -282,6 +285,31 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Refuses a batch whose training step would not fit in the memory available (Linux).
+fn check_memory(config: &TrainConfig, batch: usize) -> Result<(), Error> {
+    let needed = crate::model::training_bytes(&config.model, 32, batch);
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    if needed > available / 10 * 9 {
+        return Err(Error::Other(format!(
+            "a batch of {batch} needs about {:.1} GB to train {}, and {:.1} GB is available: use a smaller --batch-size",
+            needed as f64 / 1e9,
+            config.model.name(),
+            available as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// `resnet eval`.

@@ -9,4 +9,4 @@ mod stats;
 pub use block::{Block, BlockConfig, Downsample};
 pub use config::{BlockKind, ResNetConfig, ShortcutOption, Stem, StridePlacement};
 pub use resnet::{ConfigError, ResNet};
-pub use stats::ModelStats;
+pub use stats::{ModelStats, training_bytes};

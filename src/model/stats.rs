@@ -31,6 +31,7 @@ fn out_size(size: usize, kernel: usize, stride: usize, pad: usize) -> usize {
 struct Counter {
     params: usize,
     macs: u64,
+    activations: u64,
 }
 
 impl Counter {
@@ -40,14 +41,42 @@ impl Counter {
         let weights = cin * cout * k * k;
         self.params += weights + 2 * cout;
         self.macs += (weights * out * out) as u64;
+        self.activations += (cout * out * out) as u64;
         out
     }
 }
 
+/// Bytes one training step needs, roughly: every conv output is kept several times for the
+/// backward pass (conv, BN and ReLU outputs, their gradients), plus parameters, gradients and
+/// momentum. An estimate for refusing hopeless batch sizes up front, not an exact figure.
+pub fn training_bytes(config: &ResNetConfig, input_size: usize, batch: usize) -> u64 {
+    const COPIES_PER_ACTIVATION: u64 = 6;
+    let (activations, params) = config.activation_and_param_counts(input_size);
+    batch as u64 * activations * 4 * COPIES_PER_ACTIVATION + params as u64 * 4 * 4
+}
+
 impl ResNetConfig {
+    /// Conv output elements per image and parameters.
+    fn activation_and_param_counts(&self, input_size: usize) -> (u64, usize) {
+        let c = self.count(input_size);
+        (c.activations, c.params)
+    }
+
     /// Parameters and multiply-adds of one `input_size`x`input_size` image.
     pub fn stats(&self, input_size: usize) -> ModelStats {
-        let mut c = Counter { params: 0, macs: 0 };
+        let c = self.count(input_size);
+        ModelStats {
+            arch: self.name(),
+            params: c.params,
+            macs: c.macs,
+            depth: self.depth(),
+            input_size,
+            num_classes: self.num_classes,
+        }
+    }
+
+    fn count(&self, input_size: usize) -> Counter {
+        let mut c = Counter { params: 0, macs: 0, activations: 0 };
         let width = self.stem_channels();
         let mut size = match self.stem {
             Stem::ImageNet => {
@@ -81,20 +110,24 @@ impl ResNetConfig {
         let features = self.feature_channels();
         c.params += features * self.num_classes + self.num_classes;
         c.macs += (features * self.num_classes) as u64;
-        ModelStats {
-            arch: self.name(),
-            params: c.params,
-            macs: c.macs,
-            depth: self.depth(),
-            input_size,
-            num_classes: self.num_classes,
-        }
+        c
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::training_bytes;
     use crate::model::arch::parse;
+
+    /// ResNet-20 keeps 188,416 conv outputs per 32x32 image (by hand: 7 convs of 32·32·16,
+    /// 6 of 16·16·32, 6 of 8·8·64).
+    #[test]
+    fn training_memory_grows_with_the_batch() {
+        let r20 = parse("resnet20").unwrap();
+        let one = 188_416 * 4 * 6 + 269_722 * 16;
+        assert_eq!(training_bytes(&r20, 32, 1), one);
+        assert_eq!(training_bytes(&r20, 32, 128) - training_bytes(&r20, 32, 64), 64 * 188_416 * 4 * 6);
+    }
 
     /// torchvision's published parameter counts (1000 classes) and the CIFAR counts of the
     /// paper's Table 6 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M), exact.

@@ -315,12 +315,17 @@ impl Trainer {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
 
         // Gradient norms of every layer, read back with the loss in one transfer.
+        // A frozen layer (fine-tuning) has no gradient: its norm is 0.
+        let inner = self.device.clone().inner();
         let norms: Vec<Tensor<1>> = self
             .layers
             .iter()
-            .filter_map(|layer| match layer.rank {
-                4 => grads.get::<4>(layer.id).map(|g| (g.clone() * g).sum()),
-                _ => grads.get::<2>(layer.id).map(|g| (g.clone() * g).sum()),
+            .map(|layer| {
+                let squares = match layer.rank {
+                    4 => grads.get::<4>(layer.id).map(|g| (g.clone() * g).sum()),
+                    _ => grads.get::<2>(layer.id).map(|g| (g.clone() * g).sum()),
+                };
+                squares.unwrap_or_else(|| Tensor::zeros([1], &inner))
             })
             .collect();
         let mut parts = vec![loss.detach().inner(), top1.inner(), top5.inner()];

@@ -132,6 +132,35 @@ impl Classifier {
         Ok(Classifier { inner: Rc::new(classifier), backend })
     }
 
+    /// A randomly initialised (He init) network: for benchmarks and as a starting point.
+    /// Options: `arch` (required), `numClasses`, `device`, `seed`.
+    pub async fn random(
+        #[wasm_bindgen(unchecked_param_type = "{ arch: string; numClasses?: number; device?: \"auto\" | \"webgpu\" | \"cpu\"; seed?: number }")]
+        options: JsValue,
+    ) -> Result<Classifier, JsValue> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct RandomOptions {
+            arch: Option<String>,
+            num_classes: Option<usize>,
+            device: Option<String>,
+            seed: Option<u64>,
+        }
+        let opts: RandomOptions = self::options(options)?;
+        let name = opts.arch.ok_or_else(|| js_error(Kind::Input, "arch is required"))?;
+        let mut config = arch::parse(&name).map_err(crate::Error::from)?;
+        if let Some(classes) = opts.num_classes {
+            config = config.with_num_classes(classes);
+        }
+        config.validate().map_err(crate::Error::from)?;
+        let preference = Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        device.seed(opts.seed.unwrap_or(0));
+        let card = crate::io::ModelCard::for_config(config.clone());
+        let inner = infer::Classifier::new(config.init(&device), card, &device);
+        Ok(Classifier { inner: Rc::new(inner), backend })
+    }
+
     /// Classifies encoded image bytes (JPEG/PNG/WebP/GIF/BMP) or an `ImageData`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Classification>")]
     pub fn classify(

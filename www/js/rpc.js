@@ -9,10 +9,13 @@ export class WorkerClient {
     this.listeners = new Map();
     this.worker.onmessage = (event) => this.#receive(event.data);
     this.worker.onerror = (event) => {
-      const error = new Error(event.message || "the model worker failed to start");
+      const error = new Error(
+        `${event.message || "the model worker failed"}; reload the page (a training session saved before this is offered again)`,
+      );
       error.kind = "internal";
       for (const { reject } of this.pending.values()) reject(error);
       this.pending.clear();
+      this.listeners.get("crash")?.(error);
     };
   }
 

@@ -61,12 +61,31 @@ $("train-mode").addEventListener("change", () => {
   if (finetune) $("train-lr").value = 0.01;
 });
 
+// CIFAR-10 put in www/data by `resnet data fetch cifar10 --to www/data` is offered directly.
+const SERVED = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
+fetch("data/cifar-10-batches-bin/test_batch.bin", { method: "HEAD" })
+  .then((r) => {
+    if (r.ok) document.querySelector('#train-data option[value="served"]').hidden = false;
+  })
+  .catch(() => {});
+
+async function servedCifar() {
+  $("train-status").textContent = "Downloading CIFAR-10 from this server…";
+  const files = [];
+  for (const name of SERVED) {
+    const response = await fetch(`data/cifar-10-batches-bin/${name}`);
+    if (!response.ok) throw { kind: "data", message: `data/cifar-10-batches-bin/${name}: ${response.status}` };
+    files.push({ name, bytes: await response.arrayBuffer() });
+  }
+  return { kind: "cifar", files, key: "served-cifar10" };
+}
+
 $("train-data").addEventListener("change", () => {
   const kind = $("train-data").value;
-  $("data-drop").hidden = kind === "shapes";
+  $("data-drop").hidden = kind === "shapes" || kind === "served";
   $("data-drop-text").textContent =
     kind === "cifar" ? "Drop CIFAR-10 data_batch_*.bin / test_batch.bin (or CIFAR-100 train.bin / test.bin) here" : "Drop a folder with one sub-folder of images per class here";
-  state.dataset = kind === "shapes" ? { kind: "shapes", key: "shapes" } : null;
+  state.dataset = kind === "shapes" ? { kind: "shapes", key: "shapes" } : kind === "served" ? { kind: "served", key: "served-cifar10" } : null;
 });
 state.dataset = { kind: "shapes", key: "shapes" };
 
@@ -151,9 +170,10 @@ function fail(err) {
   view.dataset.state = "error";
 }
 
-function datasetSpec() {
+async function datasetSpec() {
   if (!state.dataset) throw Object.assign(new Error("drop the dataset files first"), { kind: "data" });
   const d = state.dataset;
+  if (d.kind === "served") return servedCifar();
   return d.kind === "shapes" ? { kind: "shapes", key: d.key } : { kind: d.kind, key: d.key, files: d.files };
 }
 
@@ -171,7 +191,7 @@ async function start() {
     fineTune = { bytes, freezeBackbone: $("train-freeze").checked };
   }
   setState("starting", "Preparing the data and the networks…");
-  const { dataset, nets } = await worker.call("trainStart", { options: o, dataset: datasetSpec(), fineTune });
+  const { dataset, nets } = await worker.call("trainStart", { options: o, dataset: await datasetSpec(), fineTune });
   begin(o, dataset, nets);
 }
 
@@ -529,7 +549,8 @@ async function offerSession() {
   $("session-text").textContent = `A training session (${session.nets.join(" + ")}, depth ${session.options.depth}) was saved on ${when}.${needsFiles ? " Drop the same dataset files, then restore." : ""}`;
   $("session-restore").onclick = async () => {
     try {
-      const dataset = session.datasetKey === "shapes" ? { kind: "shapes", key: "shapes" } : datasetSpec();
+      const dataset =
+        session.datasetKey === "shapes" ? { kind: "shapes", key: "shapes" } : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
       resetCharts();
       setState("starting", "Restoring the saved session…");
       const restored = await worker.call("trainRestore", { dataset });
