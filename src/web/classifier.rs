@@ -52,7 +52,8 @@ struct ClassifyResult {
     views: usize,
 }
 
-fn options<T: for<'de> Deserialize<'de> + Default>(value: JsValue) -> Result<T, JsValue> {
+/// Parses an options object (absent means all defaults).
+pub(crate) fn options<T: for<'de> Deserialize<'de> + Default>(value: JsValue) -> Result<T, JsValue> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }

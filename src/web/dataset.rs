@@ -58,11 +58,7 @@ impl Dataset {
     pub fn shapes(
         #[wasm_bindgen(unchecked_param_type = "{ trainSize?: number; testSize?: number } | undefined")] options: JsValue,
     ) -> Result<Dataset, JsValue> {
-        let o: ShapesOptions = if options.is_undefined() || options.is_null() {
-            ShapesOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Kind::Input, e))?
-        };
+        let o: ShapesOptions = super::classifier::options(options)?;
         let train = Shapes { len: o.train_size.unwrap_or(synthetic::DEFAULT_TRAIN), ..Shapes::train(SHAPES_SEED) };
         let test = Shapes { len: o.test_size.unwrap_or(synthetic::DEFAULT_TEST), ..Shapes::test(SHAPES_SEED) };
         if train.len == 0 || test.len == 0 {

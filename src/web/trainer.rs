@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::backend::{self, BackendInfo, Preference};
-use super::classifier::{now_ms, to_js};
+use super::classifier::{now_ms, options as parse_options, to_js};
 use super::dataset::Dataset;
 use super::error::{Kind, js_error};
 use crate::io::{Precision, WeightsFile};
@@ -69,13 +69,6 @@ struct StepResult {
     images_per_second: f64,
 }
 
-fn options<T: for<'de> Deserialize<'de> + Default>(value: JsValue) -> Result<T, JsValue> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(T::default());
-    }
-    serde_wasm_bindgen::from_value(value).map_err(|e| js_error(Kind::Input, format!("bad options: {e}")))
-}
-
 fn train_error(err: TrainError) -> JsValue {
     match err {
         TrainError::Diverged { .. } => js_error(Kind::Diverged, err),
@@ -131,7 +124,7 @@ impl Trainer {
         #[wasm_bindgen(unchecked_param_type = "TrainerOptions")] options: JsValue,
         dataset: &Dataset,
     ) -> Result<Trainer, JsValue> {
-        let o: CreateOptions = self::options(options)?;
+        let o: CreateOptions = parse_options(options)?;
         let mut model = arch::parse(o.arch.as_deref().unwrap_or("resnet20")).map_err(crate::Error::from)?;
         let classes = dataset.num_classes();
         if o.num_classes.is_some_and(|n| n != classes) {
@@ -165,7 +158,7 @@ impl Trainer {
         #[wasm_bindgen(unchecked_param_type = "FineTuneOptions")] options: JsValue,
         dataset: &Dataset,
     ) -> Result<Trainer, JsValue> {
-        let o: CreateOptions = self::options(options)?;
+        let o: CreateOptions = parse_options(options)?;
         let file = WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
         let source = match (&o.arch, &file.card) {
             (Some(name), _) => {
@@ -279,7 +272,7 @@ impl Trainer {
         &self,
         #[wasm_bindgen(unchecked_param_type = "{ optimizer?: OptimizerOptions; schedule?: ScheduleOptions }")] options: JsValue,
     ) -> Result<(), JsValue> {
-        let o: CreateOptions = self::options(options)?;
+        let o: CreateOptions = parse_options(options)?;
         let mut trainer = self.inner.try_borrow_mut().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
         let config = trainer.config().clone();
         let sgd = sgd(&o.optimizer, &config.sgd);

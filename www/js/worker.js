@@ -89,13 +89,18 @@ async function runLoop() {
   const o = training.options;
   let lastSnapshot = performance.now();
   while (training.running) {
-    const active = training.nets.filter((n) => !n.diverged);
-    if (active.length === 0) break;
+    const active = training.nets.filter((n) => !n.diverged && n.trainer.stepCount < o.iterations);
+    if (active.length === 0) {
+      training.running = false;
+      for (const net of training.nets) await evaluate(net);
+      post("train-status", { state: "finished", message: `finished ${o.iterations} iterations` });
+      break;
+    }
     // Alternate the nets a few steps at a time, on the same data order (same seed).
     for (const net of active) {
       if (!training.running) break;
       try {
-        const result = await net.trainer.step(o.stepsPerCall);
+        const result = await net.trainer.step(Math.min(o.stepsPerCall, o.iterations - net.trainer.stepCount));
         post("train-progress", { net: net.name, ...result, info: netInfo(net) });
       } catch (err) {
         if (err.kind === "diverged") {
@@ -109,12 +114,6 @@ async function runLoop() {
       }
       const step = net.trainer.stepCount;
       if (step % o.evalEvery < o.stepsPerCall) await evaluate(net);
-    }
-    const step = Math.max(...training.nets.map((n) => n.trainer.stepCount));
-    if (o.iterations && step >= o.iterations) {
-      training.running = false;
-      for (const net of training.nets) await evaluate(net);
-      post("train-status", { state: "finished", message: `finished ${step} iterations` });
     }
     if (performance.now() - lastSnapshot > o.snapshotSeconds * 1000) {
       await snapshot();
