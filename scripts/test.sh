@@ -2,8 +2,8 @@
 # Runs every test of the project, installing what it needs first:
 #  1. native: unit tests, the PyTorch parity fixtures, weights I/O, the CLI, training (flex CPU);
 #  2. the wasm package in real headless Chromium, on WebGPU and on the CPU fallback;
-#  3. the npm package build, the page end to end (Playwright on Debian's Chromium), and a
-#     Vite app that imports the package.
+#  3. the npm package build, the page end to end (Classify and Train views, Playwright on
+#     Debian's Chromium), and a Vite app that imports the package.
 # Screenshots and logs land in test-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +26,11 @@ WASM_BINDGEN_TEST_TIMEOUT=1800 CARGO_PROFILE_DEV_DEBUG=0 wasm-pack test --headle
 step "npm package (scripts/build-web.sh)"
 scripts/build-web.sh
 
-step "page end to end and bundler consumer (Playwright, Vite)"
+step "page end to end, Train view, bundler consumer (Playwright, Vite)"
 mkdir -p test-artifacts
 node tests/e2e/page.mjs
+# The Train view; its export is evaluated by the native binary `cargo test` built above.
+node tests/e2e/train.mjs "$CARGO_TARGET_DIR/debug/resnet"
 node tests/e2e/bundler.mjs
 
 step "all tests passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

@@ -255,3 +255,66 @@ async fn bad_datasets_and_diverging_rates_are_reported() {
     // The trainer keeps its last good state and can still be exported.
     assert!(JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.is_ok());
 }
+
+/// A folder dataset of three *new* classes, as a user would drop it: PNGs of Shapes' disks,
+/// rings and squares filed under other names.
+fn new_class_folder() -> js_sys::Array {
+    use image::ImageEncoder;
+    let shapes = resnet::data::synthetic::Shapes { len: 600, ..resnet::data::synthetic::Shapes::train(5) };
+    let wanted = [(0, "round"), (1, "hollow"), (2, "box")];
+    let files = js_sys::Array::new();
+    let mut per_class = [0; 3];
+    for i in 0..shapes.len {
+        let Some(k) = wanted.iter().position(|(label, _)| *label == shapes.label(i)) else { continue };
+        if per_class[k] == 20 {
+            continue;
+        }
+        per_class[k] += 1;
+        let planar = shapes.render(i);
+        let rgb: Vec<u8> = (0..1024).flat_map(|p| [planar[p], planar[1024 + p], planar[2048 + p]]).collect();
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png).write_image(&rgb, 32, 32, image::ExtendedColorType::Rgb8).unwrap();
+        let name = format!("new/{}/{i}.png", wanted[k].1);
+        files.push(&options(&[("name", name.into()), ("bytes", Uint8Array::from(&png[..]).into())]));
+    }
+    assert_eq!(per_class, [20; 3]);
+    files
+}
+
+/// Fine-tuning the page's bundled ResNet-20 (trained by `resnet train`) to three new classes
+/// with a frozen backbone: only the new head gets gradients, the loss falls, and the export is
+/// a 3-class model that `Classifier` loads with the folder names as labels.
+#[wasm_bindgen_test]
+async fn fine_tuning_to_new_classes_trains_only_the_head() {
+    let data = Dataset::from_images(new_class_folder()).unwrap();
+    assert_eq!(data.classes(), vec!["box", "hollow", "round"]);
+    let weights = Uint8Array::from(&include_bytes!("../www/models/resnet20-shapes.bpk")[..]);
+    let o = options(&[
+        ("newNumClasses", 3.into()),
+        ("freezeBackbone", true.into()),
+        ("batchSize", 8.into()),
+        ("seed", 3.into()),
+        ("augment", false.into()),
+        ("device", "webgpu".into()),
+        ("optimizer", options(&[("lr", 0.05.into())])),
+        ("schedule", options(&[("kind", "constant".into())])),
+    ]);
+    let trainer = Trainer::fine_tune(weights, o, &data).await.unwrap();
+    let result = JsFuture::from(trainer.step(24)).await.unwrap();
+    let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
+    let losses: Vec<f64> = steps.iter().map(|s| get(&s, "loss").as_f64().unwrap()).collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let (first, last) = (mean(&losses[..4]), mean(&losses[20..]));
+    web_sys::console::log_1(&format!("fine-tune: loss {first:.3} → {last:.3}").into());
+    assert!(last < 0.6 * first, "fine-tuning losses {losses:?}");
+    let norms: js_sys::Array = get(&steps.get(23), "gradNorms").dyn_into().unwrap();
+    let norms: Vec<f64> = norms.iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(norms.len(), 20);
+    assert!(norms[..19].iter().all(|&n| n == 0.0), "frozen layers got gradients: {norms:?}");
+    assert!(norms[19] > 0.0, "the new head got no gradient");
+
+    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.unwrap().dyn_into().unwrap();
+    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())])).await.unwrap();
+    assert_eq!(classifier.num_classes(), 3);
+    assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
+}

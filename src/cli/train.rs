@@ -383,16 +383,17 @@ fn print_confusion(classes: &[String], confusion: &[Vec<u32>]) {
         println!("(confusion matrix omitted for {} classes: use --json)", classes.len());
         return;
     }
-    let width = classes.iter().map(|c| c.len()).max().unwrap_or(4).clamp(4, 12);
-    print!("{:>width$}  ", "true\\pred");
+    // Row labels up to 12 characters; column headers cut to 6 so ten classes fit 80 columns.
+    let width = classes.iter().map(|c| c.len()).max().unwrap_or(4).clamp(9, 12);
+    print!("{:>width$} ", "true\\pred");
     for c in classes {
-        print!("{:>6}", &c[..c.len().min(6)]);
+        print!(" {:>6}", &c[..c.len().min(6)]);
     }
     println!();
     for (c, row) in classes.iter().zip(confusion) {
-        print!("{:>width$}  ", &c[..c.len().min(width)]);
+        print!("{:>width$} ", &c[..c.len().min(width)]);
         for v in row {
-            print!("{v:>6}");
+            print!(" {v:>6}");
         }
         println!();
     }

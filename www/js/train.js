@@ -50,6 +50,9 @@ function validate(o) {
   if (!(o.batchSize >= 2 && o.batchSize <= 512)) problems.push("the batch must be between 2 and 512 images");
   if (!(o.iterations >= 10)) problems.push("train for at least 10 iterations");
   if (!(o.momentum >= 0 && o.momentum < 1)) problems.push("momentum must be in [0, 1)");
+  const shapes = Number($("train-size").value);
+  if ($("train-data").value === "shapes" && !(Number.isInteger(shapes) && shapes >= 16 && shapes <= 50000))
+    problems.push("Shapes training images must be a whole number from 16 to 50000");
   if (!(o.weightDecay >= 0)) problems.push("weight decay cannot be negative");
   return problems;
 }
@@ -83,6 +86,7 @@ async function servedCifar() {
 $("train-data").addEventListener("change", () => {
   const kind = $("train-data").value;
   $("data-drop").hidden = kind === "shapes" || kind === "served";
+  $("shapes-size-field").hidden = kind !== "shapes";
   $("data-drop-text").textContent =
     kind === "cifar" ? "Drop CIFAR-10 data_batch_*.bin / test_batch.bin (or CIFAR-100 train.bin / test.bin) here" : "Drop a folder with one sub-folder of images per class here";
   state.dataset = kind === "shapes" ? { kind: "shapes", key: "shapes" } : kind === "served" ? { kind: "served", key: "served-cifar10" } : null;
@@ -123,12 +127,23 @@ dataDrop.addEventListener("dragleave", () => dataDrop.classList.remove("over"));
 dataDrop.addEventListener("drop", async (e) => {
   e.preventDefault();
   dataDrop.classList.remove("over");
-  const files = await readDropped([...e.dataTransfer.items]);
+  useDataFiles(await readDropped([...e.dataTransfer.items]));
+});
+// The same through file pickers (a folder picker gives "folder/class/file.png" paths).
+for (const id of ["data-files", "data-folder"]) {
+  $(id).addEventListener("change", async (e) => {
+    const picked = [...e.target.files];
+    useDataFiles(await Promise.all(picked.map(async (f) => ({ name: f.webkitRelativePath || f.name, bytes: await f.arrayBuffer() }))));
+    e.target.value = "";
+  });
+}
+
+function useDataFiles(files) {
   const kind = $("train-data").value;
   const bytes = files.reduce((n, f) => n + f.bytes.byteLength, 0);
   state.dataset = { kind, files, key: `${kind}:${files.map((f) => f.name).sort().join(",")}` };
   $("data-drop-text").textContent = `${files.length} file${files.length === 1 ? "" : "s"} (${(bytes / 1e6).toFixed(1)} MB) ready`;
-});
+}
 
 $("train-start").addEventListener("click", () => start().catch(fail));
 $("train-pause").addEventListener("click", async () => {
@@ -174,7 +189,12 @@ async function datasetSpec() {
   if (!state.dataset) throw Object.assign(new Error("drop the dataset files first"), { kind: "data" });
   const d = state.dataset;
   if (d.kind === "served") return servedCifar();
-  return d.kind === "shapes" ? { kind: "shapes", key: d.key } : { kind: d.kind, key: d.key, files: d.files };
+  return d.kind === "shapes" ? shapesSpec(Number($("train-size").value)) : { kind: d.kind, key: d.key, files: d.files };
+}
+
+/** The embedded dataset with `trainSize` training images; the key lets a restore check it. */
+function shapesSpec(trainSize) {
+  return { kind: "shapes", key: `shapes:${trainSize}`, trainSize };
 }
 
 async function start() {
@@ -480,7 +500,7 @@ function renderHeatmaps() {
     });
     context.putImageData(image, 0, 0);
   }
-  $("heat-legend").textContent = `colour scale: gradient L2 norm from 1e${lo.toFixed(1)} (dark) to 1e${hi.toFixed(1)} (bright), shared by both nets; the last ${COLUMNS} steps`;
+  $("heat-legend").textContent = `colour scale: gradient L2 norm from 1e${lo.toFixed(1)} (dark) to 1e${hi.toFixed(1)} (bright)${state.nets.size > 1 ? ", shared by both nets" : ""}; the last ${COLUMNS} steps`;
 }
 
 function renderExamples(net, predictions, images) {
@@ -545,16 +565,21 @@ async function offerSession() {
   if (!session) return;
   $("session-banner").hidden = false;
   const when = new Date(session.savedAt).toLocaleString();
-  const needsFiles = session.datasetKey !== "shapes";
+  const shapes = session.datasetKey.startsWith("shapes:");
+  const needsFiles = !shapes && session.datasetKey !== "served-cifar10";
   $("session-text").textContent = `A training session (${session.nets.join(" + ")}, depth ${session.options.depth}) was saved on ${when}.${needsFiles ? " Drop the same dataset files, then restore." : ""}`;
   $("session-restore").onclick = async () => {
     try {
       const dataset =
-        session.datasetKey === "shapes" ? { kind: "shapes", key: "shapes" } : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
+        shapes ? shapesSpec(Number(session.datasetKey.slice("shapes:".length))) : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
       resetCharts();
       setState("starting", "Restoring the saved session…");
       const restored = await worker.call("trainRestore", { dataset });
       applyOptions(restored.options);
+      if (shapes) {
+        $("train-data").value = "shapes";
+        $("train-size").value = session.datasetKey.slice("shapes:".length);
+      }
       begin(restored.options, restored.dataset, restored.nets);
       const curves = await loadCurves().catch(() => null);
       for (const [name, net] of state.nets) Object.assign(net, curves?.[name] ?? {});

@@ -36,6 +36,14 @@ const training = {
   loop: null,
 };
 
+/** A dataset key for people: "shapes:512" → "Shapes (512 training images)". */
+function describeKey(key) {
+  if (key.startsWith("shapes:")) return `Shapes (${key.slice(7)} training images)`;
+  if (key === "served-cifar10") return "CIFAR-10 from this server";
+  const [kind, files] = key.split(/:(.*)/s);
+  return `${kind} files ${files.length > 60 ? files.slice(0, 60) + "…" : files}`;
+}
+
 const post = (event, data) => self.postMessage({ event, data });
 
 async function makeDataset(spec) {
@@ -93,7 +101,7 @@ async function runLoop() {
     if (active.length === 0) {
       training.running = false;
       for (const net of training.nets) await evaluate(net);
-      post("train-status", { state: "finished", message: `finished ${o.iterations} iterations` });
+      post("train-status", { state: "finished", message: `${o.iterations} iterations done` });
       break;
     }
     // Alternate the nets a few steps at a time, on the same data order (same seed).
@@ -223,6 +231,8 @@ const handlers = {
   async trainRestore({ dataset }) {
     const session = await sessions.load();
     if (!session) throw fail("input", "there is no saved session");
+    if (dataset.key !== session.datasetKey)
+      throw fail("data", `the saved session trained on ${describeKey(session.datasetKey)}, not ${describeKey(dataset.key)}: give it the same data`);
     await stopLoop();
     training.dataset = await makeDataset(dataset);
     training.datasetKey = dataset.key;
