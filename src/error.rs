@@ -26,7 +26,9 @@ pub enum Error {
     #[error(transparent)]
     Npy(#[from] NpyError),
     /// A weights file without a model card, and no architecture given.
-    #[error("{path}: the file does not say which architecture it holds: pass --arch (and --classes)")]
+    #[error(
+        "{path}: the file does not say which architecture it holds: pass --arch (and --classes)"
+    )]
     NoArchitecture {
         /// The file.
         path: String,

@@ -54,7 +54,10 @@ impl Classifier {
     ) -> Result<Self, Error> {
         let card = match (&file.card, config) {
             (_, Some(config)) => match &file.card {
-                Some(card) => ModelCard { config, ..card.clone() },
+                Some(card) => ModelCard {
+                    config,
+                    ..card.clone()
+                },
                 None => ModelCard::for_config(config),
             },
             (Some(card), None) => card.clone(),
@@ -74,7 +77,12 @@ impl Classifier {
             _ if num_classes == 1000 => IMAGENET_CLASSES.lines().map(str::to_string).collect(),
             _ => (0..num_classes).map(|i| format!("class {i}")).collect(),
         };
-        Self { model, card, labels, device: device.clone() }
+        Self {
+            model,
+            card,
+            labels,
+            device: device.clone(),
+        }
     }
 
     /// Replaces the class names (their count must equal the number of classes).

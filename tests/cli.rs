@@ -68,11 +68,24 @@ fn info_reports_exact_parameter_counts_as_json() {
         assert!(json["macs"].as_u64().unwrap() > 0);
     }
     let json: serde_json::Value = serde_json::from_str(&ok(&[
-        "info", "--arch", "resnet20", "--shortcut", "B", "--json",
+        "info",
+        "--arch",
+        "resnet20",
+        "--shortcut",
+        "B",
+        "--json",
     ]))
     .unwrap();
     assert_eq!(json["params"], 269_722 + 2_752);
-    let text = ok(&["info", "--arch", "resnet50", "--classes", "10", "--size", "160"]);
+    let text = ok(&[
+        "info",
+        "--arch",
+        "resnet50",
+        "--classes",
+        "10",
+        "--size",
+        "160",
+    ]);
     assert!(text.contains("resnet50: 23,528,522 parameters"), "{text}");
 }
 
@@ -117,28 +130,54 @@ fn logits_refuse_wrong_npy_dtype_and_shape() {
     let out = out.to_str().unwrap();
     // The logits fixture is [4, 10]: not an image batch.
     let err = refused(&[
-        "logits", "--arch", "resnet20", "--weights", &weights,
-        "--input", &fixture("cifar20_logits.npy"), "--output", out,
+        "logits",
+        "--arch",
+        "resnet20",
+        "--weights",
+        &weights,
+        "--input",
+        &fixture("cifar20_logits.npy"),
+        "--output",
+        out,
     ]);
-    assert!(err.contains("cifar20_logits.npy: expected a 4-D [N, 3, H, W] array"), "{err}");
+    assert!(
+        err.contains("cifar20_logits.npy: expected a 4-D [N, 3, H, W] array"),
+        "{err}"
+    );
     // float64 data.
     let f8 = scratch("f8.npy");
-    let mut bytes = NpyF32 { shape: vec![1, 3, 2, 2], data: vec![0.0; 12] }.to_bytes();
+    let mut bytes = NpyF32 {
+        shape: vec![1, 3, 2, 2],
+        data: vec![0.0; 12],
+    }
+    .to_bytes();
     let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
     bytes[at..at + 3].copy_from_slice(b"<f8");
     std::fs::write(&f8, bytes).unwrap();
     let err = refused(&[
-        "logits", "--arch", "resnet20", "--weights", &weights,
-        "--input", f8.to_str().unwrap(), "--output", out,
+        "logits",
+        "--arch",
+        "resnet20",
+        "--weights",
+        &weights,
+        "--input",
+        f8.to_str().unwrap(),
+        "--output",
+        out,
     ]);
-    assert!(err.contains("f8.npy: dtype is '<f8', expected float32"), "{err}");
+    assert!(
+        err.contains("f8.npy: dtype is '<f8', expected float32"),
+        "{err}"
+    );
 }
 
 #[test]
 fn import_then_classify_images() {
     let bpk = scratch("cifar20.bpk");
     let labels = scratch("labels.txt");
-    let names = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    let names = [
+        "plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    ];
     std::fs::write(&labels, names.join("\n")).unwrap();
     let said = ok(&[
         "import",
@@ -153,10 +192,17 @@ fn import_then_classify_images() {
     assert!(said.contains("269,722 parameters"), "{said}");
 
     let image = scratch("red.png");
-    image::RgbImage::from_pixel(48, 40, image::Rgb([220, 30, 30])).save(&image).unwrap();
+    image::RgbImage::from_pixel(48, 40, image::Rgb([220, 30, 30]))
+        .save(&image)
+        .unwrap();
     // No --arch: the Burnpack file names its own.
     let out = ok(&[
-        "classify", "--weights", bpk.to_str().unwrap(), "--views", "ten-crop", "--json",
+        "classify",
+        "--weights",
+        bpk.to_str().unwrap(),
+        "--views",
+        "ten-crop",
+        "--json",
         image.to_str().unwrap(),
     ]);
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -170,16 +216,32 @@ fn import_then_classify_images() {
     let broken = scratch("broken.png");
     let bytes = std::fs::read(&image).unwrap();
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
-    let err = refused(&["classify", "--weights", bpk.to_str().unwrap(), broken.to_str().unwrap()]);
-    assert!(err.contains("broken.png: corrupt or truncated PNG image"), "{err}");
+    let err = refused(&[
+        "classify",
+        "--weights",
+        bpk.to_str().unwrap(),
+        broken.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("broken.png: corrupt or truncated PNG image"),
+        "{err}"
+    );
 }
 
 #[test]
 fn import_refuses_weights_for_another_architecture() {
     let out = scratch("wrong.bpk");
     let err = refused(&[
-        "import", &fixture("tv_basic.pth"), "--arch", "resnet18", "--out", out.to_str().unwrap(),
+        "import",
+        &fixture("tv_basic.pth"),
+        "--arch",
+        "resnet18",
+        "--out",
+        out.to_str().unwrap(),
     ]);
-    assert!(err.contains("tv_basic.pth: weights do not fit resnet18"), "{err}");
+    assert!(
+        err.contains("tv_basic.pth: weights do not fit resnet18"),
+        "{err}"
+    );
     assert!(!out.exists(), "nothing is written for a refused import");
 }

@@ -14,12 +14,19 @@ use resnet::data::synthetic::Shapes;
 use resnet::train::learner::read_metrics;
 
 fn resnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnet")).args(args).output().expect("the resnet binary runs")
+    Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args)
+        .output()
+        .expect("the resnet binary runs")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = resnet(args);
-    assert!(out.status.success(), "resnet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "resnet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -32,7 +39,9 @@ fn refused(args: &[&str]) -> String {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnet-cli-train-{}", std::process::id())).join(name);
+    let dir = std::env::temp_dir()
+        .join(format!("resnet-cli-train-{}", std::process::id()))
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -41,9 +50,27 @@ fn scratch(name: &str) -> PathBuf {
 /// A small, quick run: ResNet-8 on 256 Shapes images, batch 16 (16 steps per epoch).
 fn tiny_run(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
-        "train", "--arch", "resnet8", "--data", "synthetic", "--train-size", "256", "--test-size", "64",
-        "--batch-size", "16", "--iterations", "40", "--checkpoint-every", "5", "--eval-every", "20",
-        "--seed", "3", "--no-progress", "--out",
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        "synthetic",
+        "--train-size",
+        "256",
+        "--test-size",
+        "64",
+        "--batch-size",
+        "16",
+        "--iterations",
+        "40",
+        "--checkpoint-every",
+        "5",
+        "--eval-every",
+        "20",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--out",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -83,11 +110,16 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
         .unwrap();
     let started = Instant::now();
     loop {
-        let steps = read_metrics(&crashed.join("metrics.jsonl")).map(|m| m.len()).unwrap_or(0);
+        let steps = read_metrics(&crashed.join("metrics.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         if crashed.join("checkpoint.bpk").exists() && steps >= 12 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(300), "the run made no progress");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run made no progress"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -96,7 +128,10 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     assert!(before < 40, "the run finished before it was killed");
     // Only complete checkpoints exist (no half-written one, no temporary file left behind
     // that could be mistaken for one).
-    let checkpoint_ok = resnet::train::Trainer::restore(std::fs::read(crashed.join("checkpoint.bpk")).unwrap(), &burn::tensor::Device::flex());
+    let checkpoint_ok = resnet::train::Trainer::restore(
+        std::fs::read(crashed.join("checkpoint.bpk")).unwrap(),
+        &burn::tensor::Device::flex(),
+    );
     assert!(checkpoint_ok.is_ok());
 
     // Without --resume the run directory is protected.
@@ -107,31 +142,82 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     resume.push("--resume".into());
     ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
     let resumed = step_losses(&crashed);
-    assert_eq!(resumed, expected, "the resumed run's losses differ from the uninterrupted run's");
+    assert_eq!(
+        resumed, expected,
+        "the resumed run's losses differ from the uninterrupted run's"
+    );
 
     // Resuming as another architecture is refused.
     let mut wrong = tiny_run(&crashed, &["--resume"]);
     wrong[2] = "resnet14".into();
     let err = refused(&wrong.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(err.contains("holds a resnet8 run") && err.contains("resnet14"), "{err}");
+    assert!(
+        err.contains("holds a resnet8 run") && err.contains("resnet14"),
+        "{err}"
+    );
 
     // eval on the final weights, export from the run directory, classify with the export.
     let model = reference.join("model.bpk");
-    let report = ok(&["eval", "--weights", model.to_str().unwrap(), "--data", "synthetic", "--test-size", "64", "--json"]);
+    let report = ok(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        "synthetic",
+        "--test-size",
+        "64",
+        "--json",
+    ]);
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["images"], 64);
-    let eval_text = ok(&["eval", "--weights", model.to_str().unwrap(), "--data", "synthetic", "--test-size", "64", "--crop", "ten-crop"]);
-    assert!(eval_text.contains("top-1 error") && eval_text.contains("true\\pred"), "{eval_text}");
+    let eval_text = ok(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        "synthetic",
+        "--test-size",
+        "64",
+        "--crop",
+        "ten-crop",
+    ]);
+    assert!(
+        eval_text.contains("top-1 error") && eval_text.contains("true\\pred"),
+        "{eval_text}"
+    );
     let exported = reference.join("exported.bpk");
-    ok(&["export", reference.to_str().unwrap(), "--out", exported.to_str().unwrap(), "--f16"]);
+    ok(&[
+        "export",
+        reference.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+        "--f16",
+    ]);
     let image = reference.join("sample.png");
-    image::RgbImage::from_pixel(32, 32, image::Rgb([10, 200, 30])).save(&image).unwrap();
-    let out = ok(&["classify", "--weights", exported.to_str().unwrap(), image.to_str().unwrap()]);
-    assert!(out.contains("disk") || out.contains("ring") || out.contains("square") || out.contains("bar"), "{out}");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([10, 200, 30]))
+        .save(&image)
+        .unwrap();
+    let out = ok(&[
+        "classify",
+        "--weights",
+        exported.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("disk")
+            || out.contains("ring")
+            || out.contains("square")
+            || out.contains("bar"),
+        "{out}"
+    );
 }
 
 fn shapes_as_cifar(dir: &Path, count: usize) -> ImageSet {
-    let set = Dataset::Shapes(Shapes { seed: 5, len: count }).to_image_set();
+    let set = Dataset::Shapes(Shapes {
+        seed: 5,
+        len: count,
+    })
+    .to_image_set();
     std::fs::create_dir_all(dir).unwrap();
     let half = ImageSet {
         labels: set.labels[..count / 2].to_vec(),
@@ -139,9 +225,17 @@ fn shapes_as_cifar(dir: &Path, count: usize) -> ImageSet {
         classes: vec![],
     };
     for i in 1..=5 {
-        std::fs::write(dir.join(format!("data_batch_{i}.bin")), cifar::encode(&half, Variant::Cifar10)).unwrap();
+        std::fs::write(
+            dir.join(format!("data_batch_{i}.bin")),
+            cifar::encode(&half, Variant::Cifar10),
+        )
+        .unwrap();
     }
-    std::fs::write(dir.join("test_batch.bin"), cifar::encode(&half, Variant::Cifar10)).unwrap();
+    std::fs::write(
+        dir.join("test_batch.bin"),
+        cifar::encode(&half, Variant::Cifar10),
+    )
+    .unwrap();
     set
 }
 
@@ -152,8 +246,20 @@ fn trains_on_a_cifar10_directory_and_refuses_broken_ones() {
     let out = scratch("cifar-run");
     let data = format!("cifar10:{}", dir.parent().unwrap().display());
     let said = ok(&[
-        "train", "--arch", "resnet8", "--data", &data, "--batch-size", "16", "--iterations", "6",
-        "--eval-every", "6", "--no-progress", "--out", out.to_str().unwrap(),
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        &data,
+        "--batch-size",
+        "16",
+        "--iterations",
+        "6",
+        "--eval-every",
+        "6",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(said.contains("test top-1 error"), "{said}");
 
@@ -162,31 +268,61 @@ fn trains_on_a_cifar10_directory_and_refuses_broken_ones() {
     let bytes = std::fs::read(&batch).unwrap();
     std::fs::write(&batch, &bytes[..bytes.len() - 10]).unwrap();
     let out2 = scratch("cifar-run-2");
-    let args = ["train", "--arch", "resnet8", "--data", &data, "--iterations", "1", "--out", out2.to_str().unwrap()];
+    let args = [
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        &data,
+        "--iterations",
+        "1",
+        "--out",
+        out2.to_str().unwrap(),
+    ];
     let err = refused(&args);
-    assert!(err.contains("data_batch_3.bin") && err.contains("byte offset 95263"), "{err}");
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("byte offset 95263"),
+        "{err}"
+    );
     let mut bytes = bytes.clone();
     bytes[3073] = 42;
     std::fs::write(&batch, &bytes).unwrap();
     let err = refused(&args);
-    assert!(err.contains("data_batch_3.bin: label 42 at byte offset 3073"), "{err}");
+    assert!(
+        err.contains("data_batch_3.bin: label 42 at byte offset 3073"),
+        "{err}"
+    );
     std::fs::remove_file(&batch).unwrap();
     let err = refused(&args);
     assert!(err.contains("data_batch_3.bin"), "{err}");
-    let err = refused(&["train", "--arch", "resnet8", "--data", "cifar10:/nonexistent/dir", "--out", out2.to_str().unwrap()]);
+    let err = refused(&[
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        "cifar10:/nonexistent/dir",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
     assert!(err.contains("/nonexistent/dir"), "{err}");
 }
 
 /// Serves `body` once per connection on 127.0.0.1 (a stand-in for the dataset's server).
 fn serve(body: Vec<u8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/cifar-10-binary.tar.gz", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/cifar-10-binary.tar.gz",
+        listener.local_addr().unwrap()
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body);
         }
@@ -203,22 +339,47 @@ fn data_fetch_checks_the_checksum_then_unpacks() {
     {
         let encoder = flate2::write::GzEncoder::new(&mut tarball, flate2::Compression::fast());
         let mut tar = tar::Builder::new(encoder);
-        tar.append_dir_all("cifar-10-batches-bin", &staging).unwrap();
+        tar.append_dir_all("cifar-10-batches-bin", &staging)
+            .unwrap();
         tar.into_inner().unwrap().finish().unwrap();
     }
     let md5: String = {
         use md5::Digest;
-        md5::Md5::digest(&tarball).iter().map(|b| format!("{b:02x}")).collect()
+        md5::Md5::digest(&tarball)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     };
     let url = serve(tarball);
 
     let wrong = scratch("fetched-wrong");
-    let err = refused(&["data", "fetch", "cifar10", "--url", &url, "--to", wrong.to_str().unwrap()]);
-    assert!(err.contains("checksum mismatch") && err.contains("nothing was unpacked"), "{err}");
+    let err = refused(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--url",
+        &url,
+        "--to",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("checksum mismatch") && err.contains("nothing was unpacked"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(&wrong).unwrap().count(), 0);
 
     let to = scratch("fetched");
-    let said = ok(&["data", "fetch", "cifar10", "--url", &url, "--md5", &md5, "--to", to.to_str().unwrap()]);
+    let said = ok(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--url",
+        &url,
+        "--md5",
+        &md5,
+        "--to",
+        to.to_str().unwrap(),
+    ]);
     assert!(said.contains("50 train / 10 test images"), "{said}");
     assert!(to.join("cifar-10-batches-bin/test_batch.bin").exists());
 }
@@ -227,9 +388,21 @@ fn data_fetch_checks_the_checksum_then_unpacks() {
 fn a_batch_too_large_for_memory_is_refused_before_training() {
     let out = scratch("huge-batch");
     let err = refused(&[
-        "train", "--arch", "resnet110", "--data", "synthetic", "--batch-size", "40000", "--iterations", "1",
-        "--out", out.to_str().unwrap(),
+        "train",
+        "--arch",
+        "resnet110",
+        "--data",
+        "synthetic",
+        "--batch-size",
+        "40000",
+        "--iterations",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
     ]);
-    assert!(err.contains("a batch of 40000 needs about") && err.contains("use a smaller --batch-size"), "{err}");
+    assert!(
+        err.contains("a batch of 40000 needs about") && err.contains("use a smaller --batch-size"),
+        "{err}"
+    );
     assert!(!out.join("checkpoint.bpk").exists());
 }

@@ -17,7 +17,10 @@ fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainCo
         seed: 7,
         augment,
         label_smoothing: 0.0,
-        normalization: Normalization { mean: [0.5; 3], std: [0.25; 3] },
+        normalization: Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        },
     }
 }
 
@@ -26,7 +29,9 @@ fn shapes(len: usize) -> Dataset {
 }
 
 fn losses(trainer: &mut Trainer, data: &Dataset, steps: usize) -> Vec<f32> {
-    (0..steps).map(|_| pollster::block_on(trainer.step(data)).unwrap().loss).collect()
+    (0..steps)
+        .map(|_| pollster::block_on(trainer.step(data)).unwrap().loss)
+        .collect()
 }
 
 /// A residual net and its plain twin both memorise one small batch.
@@ -34,11 +39,20 @@ fn losses(trainer: &mut Trainer, data: &Dataset, steps: usize) -> Vec<f32> {
 fn a_tiny_batch_is_overfitted_by_residual_and_plain_nets() {
     let data = shapes(16);
     for arch_name in ["resnet8", "plain8"] {
-        let mut trainer = Trainer::new(config(arch_name, 16, 0.05, false), &data, &Device::flex()).unwrap();
+        let mut trainer =
+            Trainer::new(config(arch_name, 16, 0.05, false), &data, &Device::flex()).unwrap();
         let losses = losses(&mut trainer, &data, 80);
         println!("{arch_name}: loss {:.3} → {:.4}", losses[0], losses[79]);
-        assert!(losses[0] > 1.5, "{arch_name} starts near ln(10): {}", losses[0]);
-        assert!(losses[79] < 0.1, "{arch_name} did not overfit: {:?}", &losses[70..]);
+        assert!(
+            losses[0] > 1.5,
+            "{arch_name} starts near ln(10): {}",
+            losses[0]
+        );
+        assert!(
+            losses[79] < 0.1,
+            "{arch_name} did not overfit: {:?}",
+            &losses[70..]
+        );
     }
 }
 
@@ -66,12 +80,24 @@ fn snapshot_then_restore_continues_with_the_same_losses() {
 #[test]
 fn the_same_seed_gives_the_same_losses() {
     let data = shapes(32);
-    let a = losses(&mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(), &data, 4);
-    let b = losses(&mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(), &data, 4);
+    let a = losses(
+        &mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(),
+        &data,
+        4,
+    );
+    let b = losses(
+        &mut Trainer::new(config("resnet8", 8, 0.1, true), &data, &Device::flex()).unwrap(),
+        &data,
+        4,
+    );
     assert_eq!(a, b);
     let mut other = config("resnet8", 8, 0.1, true);
     other.seed = 8;
-    let c = losses(&mut Trainer::new(other, &data, &Device::flex()).unwrap(), &data, 4);
+    let c = losses(
+        &mut Trainer::new(other, &data, &Device::flex()).unwrap(),
+        &data,
+        4,
+    );
     assert_ne!(a, c);
 }
 
@@ -80,7 +106,8 @@ fn the_same_seed_gives_the_same_losses() {
 #[test]
 fn divergence_stops_training_and_keeps_the_last_good_weights() {
     let data = shapes(32);
-    let mut trainer = Trainer::new(config("resnet8", 8, 1e6, false), &data, &Device::flex()).unwrap();
+    let mut trainer =
+        Trainer::new(config("resnet8", 8, 1e6, false), &data, &Device::flex()).unwrap();
     // Every tensor (BN running statistics included) by name, as bytes.
     let weights = |t: &Trainer| -> Vec<(String, Vec<u8>)> {
         pollster::block_on(resnet::io::read_tensors(&t.model(), Precision::F32))
@@ -97,26 +124,51 @@ fn divergence_stops_training_and_keeps_the_last_good_weights() {
         }
         assert!(trainer.step_count() < 50, "a rate of 1e6 must diverge");
     };
-    let TrainError::Diverged { step, lr, .. } = error.clone() else { panic!("{error}") };
+    let TrainError::Diverged { step, lr, .. } = error.clone() else {
+        panic!("{error}")
+    };
     assert_eq!(step, trainer.step_count() + 1);
     assert_eq!(lr, 1e6);
-    assert!(error.to_string().contains("try a lower learning rate"), "{error}");
+    assert!(
+        error.to_string().contains("try a lower learning rate"),
+        "{error}"
+    );
     // Nothing changed: the model is still the last good one.
     let now = weights(&trainer);
-    let changed: Vec<&String> = now.iter().zip(&last_good).filter(|(a, b)| a != b).map(|(a, _)| &a.0).collect();
-    assert!(changed.is_empty(), "tensors changed by the diverged step: {changed:?}");
+    let changed: Vec<&String> = now
+        .iter()
+        .zip(&last_good)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| &a.0)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "tensors changed by the diverged step: {changed:?}"
+    );
 }
 
 #[test]
 fn bad_setups_are_refused() {
     let data = shapes(16);
-    let err = Trainer::new(config("resnet8", 32, 0.1, false), &data, &Device::flex()).err().unwrap();
-    assert!(err.to_string().contains("batch size must be between 1 and the 16"), "{err}");
+    let err = Trainer::new(config("resnet8", 32, 0.1, false), &data, &Device::flex())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("batch size must be between 1 and the 16"),
+        "{err}"
+    );
     let mut c = config("resnet8", 8, 0.1, false);
     c.model = c.model.with_num_classes(100);
     let err = Trainer::new(c, &data, &Device::flex()).err().unwrap();
-    assert!(err.to_string().contains("the data has 10 classes but the network has 100"), "{err}");
-    let err = Trainer::restore(b"not a snapshot".to_vec(), &Device::flex()).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("the data has 10 classes but the network has 100"),
+        "{err}"
+    );
+    let err = Trainer::restore(b"not a snapshot".to_vec(), &Device::flex())
+        .err()
+        .unwrap();
     assert!(matches!(err, TrainError::Snapshot(_)), "{err}");
 }
 
@@ -124,8 +176,14 @@ fn bad_setups_are_refused() {
 /// clear margin, and its plain twin trains too. (About 6 minutes on 2 CPU cores.)
 #[test]
 fn resnet20_and_plain20_learn_the_embedded_shapes() {
-    let train = Dataset::Shapes(Shapes { len: 8_192, ..Shapes::train(2015) });
-    let test = Dataset::Shapes(Shapes { len: 500, ..Shapes::test(2015) });
+    let train = Dataset::Shapes(Shapes {
+        len: 8_192,
+        ..Shapes::train(2015)
+    });
+    let test = Dataset::Shapes(Shapes {
+        len: 500,
+        ..Shapes::test(2015)
+    });
     for (arch_name, steps) in [("resnet20", 250), ("plain20", 150)] {
         let mut c = config(arch_name, 32, 0.05, true);
         c.normalization = train.channel_statistics(2_000);
@@ -137,9 +195,16 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
         assert!(late < early * 0.85, "{arch_name}: loss {early} → {late}");
         if arch_name == "resnet20" {
             let report = pollster::block_on(trainer.evaluate(&test, None, 250)).unwrap();
-            println!("{arch_name}: test top-1 error {:.1}%", report.top1_error * 100.0);
+            println!(
+                "{arch_name}: test top-1 error {:.1}%",
+                report.top1_error * 100.0
+            );
             // Seen on this machine: 71.8%. Chance is 90%.
-            assert!(report.top1_error < 0.82, "{arch_name}: test error {}", report.top1_error);
+            assert!(
+                report.top1_error < 0.82,
+                "{arch_name}: test error {}",
+                report.top1_error
+            );
             let total: u32 = report.confusion.iter().flatten().sum();
             assert_eq!(total, 500);
         }
@@ -170,11 +235,18 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
     assert!(losses[29] < losses[0], "{losses:?}");
     let after = trainer.model();
     let conv_before = base.layer2[0].conv1.weight.val().into_data();
-    assert_eq!(after.layer2[0].conv1.weight.val().into_data(), conv_before, "the backbone moved");
+    assert_eq!(
+        after.layer2[0].conv1.weight.val().into_data(),
+        conv_before,
+        "the backbone moved"
+    );
     assert_eq!(after.num_classes(), 4);
     let last = pollster::block_on(trainer.step(&four)).unwrap();
     assert_eq!(last.grad_norms.len(), trainer.layers().len());
-    assert_eq!(last.grad_norms[0], 0.0, "frozen layers report a zero gradient");
+    assert_eq!(
+        last.grad_norms[0], 0.0,
+        "frozen layers report a zero gradient"
+    );
     assert!(*last.grad_norms.last().unwrap() > 0.0, "the head learns");
 }
 
@@ -188,7 +260,12 @@ fn exported_weights_classify_like_the_trainer() {
     let mut trainer = Trainer::new(config("resnet8", 4, 0.1, true), &data, &device).unwrap();
     losses(&mut trainer, &data, 4);
     let card = trainer.card(None);
-    let bytes = pollster::block_on(resnet::io::to_bytes_async(&trainer.model(), &card, Precision::F32)).unwrap();
+    let bytes = pollster::block_on(resnet::io::to_bytes_async(
+        &trainer.model(),
+        &card,
+        Precision::F32,
+    ))
+    .unwrap();
     let classifier = resnet::infer::Classifier::load(
         resnet::io::WeightsFile::from_bytes(bytes, "exported").unwrap(),
         None,
@@ -197,22 +274,53 @@ fn exported_weights_classify_like_the_trainer() {
     .unwrap();
     let (pixels, _) = data.batch(&[0, 1, 2]);
     let n = &card.normalization;
-    let x = resnet::data::augment::normalize(pixels.clone(), [3, 3, 32, 32], n.mean, n.std, &device);
-    let a = trainer.model().forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
-    let b = classifier.logits(x).into_data().try_into_vec::<f32>().unwrap();
+    let x =
+        resnet::data::augment::normalize(pixels.clone(), [3, 3, 32, 32], n.mean, n.std, &device);
+    let a = trainer
+        .model()
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let b = classifier
+        .logits(x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert_eq!(a, b, "same network, same logits");
     // And through the image path (decode-free RGB → views → normalisation on the CPU).
     for i in 0..3 {
         let image = image::RgbImage::from_fn(32, 32, |x, y| {
             let at = (y * 32 + x) as usize;
-            image::Rgb([pixels[i * 3072 + at], pixels[i * 3072 + 1024 + at], pixels[i * 3072 + 2048 + at]])
+            image::Rgb([
+                pixels[i * 3072 + at],
+                pixels[i * 3072 + 1024 + at],
+                pixels[i * 3072 + 2048 + at],
+            ])
         });
-        let result = pollster::block_on(classifier.classify(&image, resnet::data::views::TestView::Center, 10)).unwrap();
-        let logits = Tensor::<1>::from_data(TensorData::new(a[i * 10..(i + 1) * 10].to_vec(), [10]), &device);
-        let p = burn::tensor::activation::softmax(logits, 0).into_data().try_into_vec::<f32>().unwrap();
+        let result = pollster::block_on(classifier.classify(
+            &image,
+            resnet::data::views::TestView::Center,
+            10,
+        ))
+        .unwrap();
+        let logits = Tensor::<1>::from_data(
+            TensorData::new(a[i * 10..(i + 1) * 10].to_vec(), [10]),
+            &device,
+        );
+        let p = burn::tensor::activation::softmax(logits, 0)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         for prediction in &result.predictions {
             let diff = (prediction.probability - p[prediction.index]).abs();
-            assert!(diff < 1e-5, "image {i}, class {}: {} vs {}", prediction.index, prediction.probability, p[prediction.index]);
+            assert!(
+                diff < 1e-5,
+                "image {i}, class {}: {} vs {}",
+                prediction.index,
+                prediction.probability,
+                p[prediction.index]
+            );
         }
     }
 }

@@ -27,9 +27,12 @@ fn options(pairs: &[(&str, JsValue)]) -> JsValue {
 
 async fn load(device: &str) -> Classifier {
     let bytes = Uint8Array::from(WEIGHTS);
-    Classifier::load(bytes, options(&[("arch", "resnet20".into()), ("device", device.into())]))
-        .await
-        .unwrap_or_else(|e| panic!("load on {device}: {e:?}"))
+    Classifier::load(
+        bytes,
+        options(&[("arch", "resnet20".into()), ("device", device.into())]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("load on {device}: {e:?}"))
 }
 
 fn get(value: &JsValue, key: &str) -> JsValue {
@@ -38,13 +41,19 @@ fn get(value: &JsValue, key: &str) -> JsValue {
 
 /// The `kind` of a rejected promise's `ResNetError`.
 fn kind(error: JsValue) -> String {
-    assert_eq!(get(&error, "name").as_string().as_deref(), Some("ResNetError"), "{error:?}");
+    assert_eq!(
+        get(&error, "name").as_string().as_deref(),
+        Some("ResNetError"),
+        "{error:?}"
+    );
     get(&error, "kind").as_string().unwrap()
 }
 
 fn png(width: u32, height: u32) -> Vec<u8> {
     use image::ImageEncoder;
-    let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i * 7 % 256) as u8).collect();
+    let pixels: Vec<u8> = (0..width * height * 3)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
@@ -52,7 +61,12 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-async fn classify(classifier: &Classifier, image: &[u8], tta: &str, top_k: u32) -> Result<JsValue, JsValue> {
+async fn classify(
+    classifier: &Classifier,
+    image: &[u8],
+    tta: &str,
+    top_k: u32,
+) -> Result<JsValue, JsValue> {
     let promise = classifier.classify(
         Uint8Array::from(image).into(),
         options(&[("tta", tta.into()), ("topK", top_k.into())]),
@@ -71,7 +85,11 @@ async fn assert_logits_match_reference(device: &str) {
         .await
         .unwrap();
     let logits = logits.dyn_into::<Float32Array>().unwrap().to_vec();
-    let diff = logits.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let diff = logits
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     web_sys::console::log_1(&format!("{device}: max |Δlogit| = {diff:e}").into());
     assert!(diff <= 1e-3, "{device}: max |Δlogit| = {diff}");
 }
@@ -94,14 +112,19 @@ async fn classification_probabilities_sum_to_one_and_ten_crop_has_ten_views() {
         let result = classify(&classifier, &image, "center", 10).await.unwrap();
         let predictions: js_sys::Array = get(&result, "predictions").dyn_into().unwrap();
         assert_eq!(predictions.length(), 10);
-        let total: f64 = predictions.iter().map(|p| get(&p, "probability").as_f64().unwrap()).sum();
+        let total: f64 = predictions
+            .iter()
+            .map(|p| get(&p, "probability").as_f64().unwrap())
+            .sum();
         assert!((total - 1.0).abs() < 1e-4, "{device}: {total}");
         assert_eq!(get(&result, "views").as_f64(), Some(1.0));
         assert!(get(&result, "ms").as_f64().unwrap() >= 0.0);
 
         let ten = classify(&classifier, &image, "ten-crop", 3).await.unwrap();
         assert_eq!(get(&ten, "views").as_f64(), Some(10.0));
-        let multi = classify(&classifier, &image, "multi-scale", 3).await.unwrap();
+        let multi = classify(&classifier, &image, "multi-scale", 3)
+            .await
+            .unwrap();
         assert_eq!(get(&multi, "views").as_f64(), Some(6.0));
     }
 }
@@ -119,10 +142,14 @@ async fn bad_images_are_rejected_with_a_typed_error() {
         ("truncated", image[..image.len() / 2].to_vec()),
         ("20000x20000", huge),
     ] {
-        let error = classify(&classifier, &bytes, "center", 5).await.expect_err(name);
+        let error = classify(&classifier, &bytes, "center", 5)
+            .await
+            .expect_err(name);
         assert_eq!(kind(error), "image", "{name}");
     }
-    let error = classify(&classifier, &image, "five-crop", 5).await.unwrap_err();
+    let error = classify(&classifier, &image, "five-crop", 5)
+        .await
+        .unwrap_err();
     assert_eq!(kind(error), "input");
 }
 
@@ -137,9 +164,18 @@ async fn weights_for_another_architecture_are_rejected_with_a_typed_error() {
     assert!(message.contains("weights do not fit resnet32"), "{message}");
     assert_eq!(kind(error), "weights");
 
-    let error = Classifier::load(Uint8Array::from(&b"garbage"[..]), JsValue::UNDEFINED).await.err().unwrap();
+    let error = Classifier::load(Uint8Array::from(&b"garbage"[..]), JsValue::UNDEFINED)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(kind(error), "weights");
-    let error = Classifier::load(Uint8Array::from(WEIGHTS), options(&[("arch", "resnet7".into())])).await.err().unwrap();
+    let error = Classifier::load(
+        Uint8Array::from(WEIGHTS),
+        options(&[("arch", "resnet7".into())]),
+    )
+    .await
+    .err()
+    .unwrap();
     assert_eq!(kind(error), "arch");
 }
 
@@ -150,7 +186,10 @@ use resnet::web::{Dataset, Trainer};
 async fn step_losses(trainer: &Trainer, n: usize) -> Vec<f64> {
     let result = JsFuture::from(trainer.step(n)).await.unwrap();
     let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
-    steps.iter().map(|s| get(&s, "loss").as_f64().unwrap()).collect()
+    steps
+        .iter()
+        .map(|s| get(&s, "loss").as_f64().unwrap())
+        .collect()
 }
 
 fn trainer_options(plain: bool, device: &str) -> JsValue {
@@ -170,17 +209,27 @@ fn trainer_options(plain: bool, device: &str) -> JsValue {
 /// the loss, on WebGPU and on the CPU fallback.
 #[wasm_bindgen_test]
 async fn fifty_steps_lower_the_loss_of_residual_and_plain_nets() {
-    let data = Dataset::shapes(options(&[("trainSize", 2.into()), ("testSize", 2.into())])).unwrap();
+    let data =
+        Dataset::shapes(options(&[("trainSize", 2.into()), ("testSize", 2.into())])).unwrap();
     for device in ["webgpu", "cpu"] {
         for plain in [false, true] {
-            let trainer = Trainer::create(trainer_options(plain, device), &data).await.unwrap();
+            let trainer = Trainer::create(trainer_options(plain, device), &data)
+                .await
+                .unwrap();
             let started = js_sys::Date::now();
             let losses = step_losses(&trainer, 52).await;
             let seconds = (js_sys::Date::now() - started) / 1e3;
-            web_sys::console::log_1(&format!("{device} plain={plain}: 52 steps in {seconds:.1} s").into());
+            web_sys::console::log_1(
+                &format!("{device} plain={plain}: 52 steps in {seconds:.1} s").into(),
+            );
             let (first, last) = (losses[0], losses[51]);
-            web_sys::console::log_1(&format!("{device} plain={plain}: loss {first:.3} → {last:.3}").into());
-            assert!(last < first * 0.5, "{device} plain={plain}: {first} → {last}");
+            web_sys::console::log_1(
+                &format!("{device} plain={plain}: loss {first:.3} → {last:.3}").into(),
+            );
+            assert!(
+                last < first * 0.5,
+                "{device} plain={plain}: {first} → {last}"
+            );
             assert_eq!(trainer.step_count(), 52);
             assert_eq!(trainer.layers().len(), 20, "19 convolutions + fc");
         }
@@ -190,29 +239,48 @@ async fn fifty_steps_lower_the_loss_of_residual_and_plain_nets() {
 /// Snapshot → restore continues with the same next losses as the uninterrupted run.
 #[wasm_bindgen_test]
 async fn snapshot_and_restore_continue_with_the_same_losses() {
-    let data = Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
+    let data =
+        Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
     let o = trainer_options(false, "webgpu");
     Reflect::set(&o, &"augment".into(), &true.into()).unwrap();
     let trainer = Trainer::create(o, &data).await.unwrap();
     step_losses(&trainer, 5).await;
-    let snapshot: Uint8Array = JsFuture::from(trainer.snapshot()).await.unwrap().dyn_into().unwrap();
+    let snapshot: Uint8Array = JsFuture::from(trainer.snapshot())
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
     let uninterrupted = step_losses(&trainer, 3).await;
-    let restored = Trainer::restore(snapshot, &data, Some("webgpu".into())).await.unwrap();
+    let restored = Trainer::restore(snapshot, &data, Some("webgpu".into()))
+        .await
+        .unwrap();
     assert_eq!(restored.step_count(), 5);
     let resumed = step_losses(&restored, 3).await;
     for (a, b) in resumed.iter().zip(&uninterrupted) {
-        assert!((a - b).abs() < 1e-4, "resumed {resumed:?} vs {uninterrupted:?}");
+        assert!(
+            (a - b).abs() < 1e-4,
+            "resumed {resumed:?} vs {uninterrupted:?}"
+        );
     }
 }
 
 /// Exported weights load in `Classifier` and give the trainer's eval-mode predictions.
 #[wasm_bindgen_test]
 async fn exported_weights_classify_like_the_trainer() {
-    let data = Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 6.into())])).unwrap();
-    let trainer = Trainer::create(trainer_options(false, "cpu"), &data).await.unwrap();
+    let data =
+        Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 6.into())])).unwrap();
+    let trainer = Trainer::create(trainer_options(false, "cpu"), &data)
+        .await
+        .unwrap();
     step_losses(&trainer, 4).await;
-    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.unwrap().dyn_into().unwrap();
-    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())])).await.unwrap();
+    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())]))
+        .await
+        .unwrap();
     assert_eq!(classifier.arch(), "resnet20");
     assert_eq!(classifier.labels()[1], "ring");
     let indices: Vec<usize> = (0..6).collect();
@@ -223,23 +291,42 @@ async fn exported_weights_classify_like_the_trainer() {
         let rgba: js_sys::Uint8ClampedArray = get(&image, "rgba").dyn_into().unwrap();
         // From the JS array itself: a view of a temporary Rust buffer would be reused memory.
         let image_data = web_sys::ImageData::new_with_js_u8_clamped_array(&rgba, 32).unwrap();
-        let result = JsFuture::from(classifier.classify(image_data.into(), options(&[("topK", 1.into())]))).await.unwrap();
+        let result =
+            JsFuture::from(classifier.classify(image_data.into(), options(&[("topK", 1.into())])))
+                .await
+                .unwrap();
         let top: js_sys::Array = get(&result, "predictions").dyn_into().unwrap();
         let trainer_top: js_sys::Array = get(&p, "top").dyn_into().unwrap();
-        let (a, b) = (get(&top.get(0), "probability").as_f64().unwrap(), get(&trainer_top.get(0), "probability").as_f64().unwrap());
-        assert_eq!(get(&top.get(0), "index").as_f64(), get(&trainer_top.get(0), "index").as_f64(), "image {i}");
+        let (a, b) = (
+            get(&top.get(0), "probability").as_f64().unwrap(),
+            get(&trainer_top.get(0), "probability").as_f64().unwrap(),
+        );
+        assert_eq!(
+            get(&top.get(0), "index").as_f64(),
+            get(&trainer_top.get(0), "index").as_f64(),
+            "image {i}"
+        );
         assert!((a - b).abs() < 1e-4, "image {i}: {a} vs {b}");
     }
 }
 
 #[wasm_bindgen_test]
 async fn bad_datasets_and_diverging_rates_are_reported() {
-    let file = options(&[("name", "data_batch_1.bin".into()), ("bytes", Uint8Array::from(&[1u8; 100][..]).into())]);
+    let file = options(&[
+        ("name", "data_batch_1.bin".into()),
+        ("bytes", Uint8Array::from(&[1u8; 100][..]).into()),
+    ]);
     let error = Dataset::cifar(js_sys::Array::of1(&file)).err().unwrap();
     assert_eq!(kind(error.clone()), "data");
-    assert!(get(&error, "message").as_string().unwrap().contains("byte offset"));
+    assert!(
+        get(&error, "message")
+            .as_string()
+            .unwrap()
+            .contains("byte offset")
+    );
 
-    let data = Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
+    let data =
+        Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
     let o = trainer_options(false, "cpu");
     Reflect::set(&o, &"optimizer".into(), &options(&[("lr", 1e7.into())])).unwrap();
     let trainer = Trainer::create(o, &data).await.unwrap();
@@ -253,29 +340,48 @@ async fn bad_datasets_and_diverging_rates_are_reported() {
     let error = diverged.expect("a rate of 1e7 diverges");
     assert_eq!(kind(error.clone()), "diverged");
     // The trainer keeps its last good state and can still be exported.
-    assert!(JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.is_ok());
+    assert!(
+        JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
+            .await
+            .is_ok()
+    );
 }
 
 /// A folder dataset of three *new* classes, as a user would drop it: PNGs of Shapes' disks,
 /// rings and squares filed under other names.
 fn new_class_folder() -> js_sys::Array {
     use image::ImageEncoder;
-    let shapes = resnet::data::synthetic::Shapes { len: 600, ..resnet::data::synthetic::Shapes::train(5) };
+    let shapes = resnet::data::synthetic::Shapes {
+        len: 600,
+        ..resnet::data::synthetic::Shapes::train(5)
+    };
     let wanted = [(0, "round"), (1, "hollow"), (2, "box")];
     let files = js_sys::Array::new();
     let mut per_class = [0; 3];
     for i in 0..shapes.len {
-        let Some(k) = wanted.iter().position(|(label, _)| *label == shapes.label(i)) else { continue };
+        let Some(k) = wanted
+            .iter()
+            .position(|(label, _)| *label == shapes.label(i))
+        else {
+            continue;
+        };
         if per_class[k] == 20 {
             continue;
         }
         per_class[k] += 1;
         let planar = shapes.render(i);
-        let rgb: Vec<u8> = (0..1024).flat_map(|p| [planar[p], planar[1024 + p], planar[2048 + p]]).collect();
+        let rgb: Vec<u8> = (0..1024)
+            .flat_map(|p| [planar[p], planar[1024 + p], planar[2048 + p]])
+            .collect();
         let mut png = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut png).write_image(&rgb, 32, 32, image::ExtendedColorType::Rgb8).unwrap();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&rgb, 32, 32, image::ExtendedColorType::Rgb8)
+            .unwrap();
         let name = format!("new/{}/{i}.png", wanted[k].1);
-        files.push(&options(&[("name", name.into()), ("bytes", Uint8Array::from(&png[..]).into())]));
+        files.push(&options(&[
+            ("name", name.into()),
+            ("bytes", Uint8Array::from(&png[..]).into()),
+        ]));
     }
     assert_eq!(per_class, [20; 3]);
     files
@@ -302,7 +408,10 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
     let trainer = Trainer::fine_tune(weights, o, &data).await.unwrap();
     let result = JsFuture::from(trainer.step(24)).await.unwrap();
     let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
-    let losses: Vec<f64> = steps.iter().map(|s| get(&s, "loss").as_f64().unwrap()).collect();
+    let losses: Vec<f64> = steps
+        .iter()
+        .map(|s| get(&s, "loss").as_f64().unwrap())
+        .collect();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let (first, last) = (mean(&losses[..4]), mean(&losses[20..]));
     web_sys::console::log_1(&format!("fine-tune: loss {first:.3} → {last:.3}").into());
@@ -310,11 +419,20 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
     let norms: js_sys::Array = get(&steps.get(23), "gradNorms").dyn_into().unwrap();
     let norms: Vec<f64> = norms.iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(norms.len(), 20);
-    assert!(norms[..19].iter().all(|&n| n == 0.0), "frozen layers got gradients: {norms:?}");
+    assert!(
+        norms[..19].iter().all(|&n| n == 0.0),
+        "frozen layers got gradients: {norms:?}"
+    );
     assert!(norms[19] > 0.0, "the new head got no gradient");
 
-    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED)).await.unwrap().dyn_into().unwrap();
-    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())])).await.unwrap();
+    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())]))
+        .await
+        .unwrap();
     assert_eq!(classifier.num_classes(), 3);
     assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
 }

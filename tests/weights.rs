@@ -10,7 +10,9 @@ use resnet::io::{ModelCard, Precision, WeightsError, WeightsFile};
 use resnet::model::{BlockKind, ResNetConfig, Stem, arch};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -26,13 +28,23 @@ fn narrow(block: BlockKind) -> ResNetConfig {
 
 fn logits(classifier: &Classifier, input: &NpyF32) -> Vec<f32> {
     let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
-    let x = Tensor::<4>::from_data(TensorData::new(input.data.clone(), shape), classifier.device());
-    classifier.logits(x).into_data().try_into_vec::<f32>().unwrap()
+    let x = Tensor::<4>::from_data(
+        TensorData::new(input.data.clone(), shape),
+        classifier.device(),
+    );
+    classifier
+        .logits(x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Loads a PyTorch fixture and compares eval-mode logits with PyTorch's.
@@ -54,13 +66,21 @@ fn torchvision_basic_block_matches_pytorch() {
 
 #[test]
 fn torchvision_bottleneck_matches_pytorch() {
-    assert_parity("tv_bottleneck.pth", "tv_bottleneck", narrow(BlockKind::Bottleneck));
+    assert_parity(
+        "tv_bottleneck.pth",
+        "tv_bottleneck",
+        narrow(BlockKind::Bottleneck),
+    );
 }
 
 #[test]
 fn cifar_resnet20_option_a_matches_pytorch_from_pth_and_safetensors() {
     assert_parity("cifar20.pth", "cifar20", arch::parse("resnet20").unwrap());
-    assert_parity("cifar20.safetensors", "cifar20", arch::parse("resnet20").unwrap());
+    assert_parity(
+        "cifar20.safetensors",
+        "cifar20",
+        arch::parse("resnet20").unwrap(),
+    );
 }
 
 #[test]
@@ -83,10 +103,24 @@ fn burnpack_round_trip_is_bit_exact_and_carries_the_card() {
     let loaded = Classifier::load(file, None, &device).unwrap();
     assert_eq!(loaded.labels()[3], "label 3");
     let input = NpyF32::read(&fixture("cifar20_input.npy")).unwrap();
-    assert_eq!(logits(&loaded, &input), logits(&original, &input), "bit-exact logits");
+    assert_eq!(
+        logits(&loaded, &input),
+        logits(&original, &input),
+        "bit-exact logits"
+    );
     // Bytes from the async writer (the browser's path) hold the same tensors.
-    let bytes = pollster::block_on(resnet::io::to_bytes_async(loaded.model(), &card, Precision::F32)).unwrap();
-    let reloaded = Classifier::load(WeightsFile::from_bytes(bytes, "async.bpk").unwrap(), None, &device).unwrap();
+    let bytes = pollster::block_on(resnet::io::to_bytes_async(
+        loaded.model(),
+        &card,
+        Precision::F32,
+    ))
+    .unwrap();
+    let reloaded = Classifier::load(
+        WeightsFile::from_bytes(bytes, "async.bpk").unwrap(),
+        None,
+        &device,
+    )
+    .unwrap();
     assert_eq!(logits(&reloaded, &input), logits(&original, &input));
 }
 
@@ -99,10 +133,25 @@ fn f16_burnpack_is_half_the_size_and_close() {
     let card = original.card().clone();
     let f32_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F32).unwrap();
     let f16_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F16).unwrap();
-    assert!(f16_bytes.len() < f32_bytes.len() * 55 / 100, "{} vs {}", f16_bytes.len(), f32_bytes.len());
-    let async_f16 = pollster::block_on(resnet::io::to_bytes_async(original.model(), &card, Precision::F16)).unwrap();
+    assert!(
+        f16_bytes.len() < f32_bytes.len() * 55 / 100,
+        "{} vs {}",
+        f16_bytes.len(),
+        f32_bytes.len()
+    );
+    let async_f16 = pollster::block_on(resnet::io::to_bytes_async(
+        original.model(),
+        &card,
+        Precision::F16,
+    ))
+    .unwrap();
     assert_eq!(async_f16.len(), f16_bytes.len());
-    let half = Classifier::load(WeightsFile::from_bytes(f16_bytes, "f16.bpk").unwrap(), None, &device).unwrap();
+    let half = Classifier::load(
+        WeightsFile::from_bytes(f16_bytes, "f16.bpk").unwrap(),
+        None,
+        &device,
+    )
+    .unwrap();
     let input = NpyF32::read(&fixture("cifar20_input.npy")).unwrap();
     let diff = max_abs_diff(&logits(&half, &input), &logits(&original, &input));
     assert!(diff > 0.0 && diff < 0.05, "f16 logits differ by {diff}");
@@ -121,24 +170,51 @@ fn mismatch(weights: &str, config: ResNetConfig) -> String {
 fn weights_for_another_architecture_are_refused_with_the_keys_that_differ() {
     // Same depth, other width: every shape differs.
     let msg = mismatch("tv_basic.pth", arch::parse("resnet18").unwrap());
-    assert!(msg.contains("tv_basic.pth: weights do not fit resnet18 (1000 classes)"), "{msg}");
-    assert!(msg.contains("conv1.weight (model [64, 3, 7, 7], file [16, 3, 7, 7])"), "{msg}");
-    assert!(msg.contains("62 shape/dtype/read errors, 40 missing tensors, 0 unexpected"), "{msg}");
-    assert!(msg.contains("missing from the file: layer1.1.bn1.beta"), "{msg}");
+    assert!(
+        msg.contains("tv_basic.pth: weights do not fit resnet18 (1000 classes)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("conv1.weight (model [64, 3, 7, 7], file [16, 3, 7, 7])"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("62 shape/dtype/read errors, 40 missing tensors, 0 unexpected"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("missing from the file: layer1.1.bn1.beta"),
+        "{msg}"
+    );
 
     // A deeper net: the extra blocks are missing, the shapes that exist agree.
     let msg = mismatch("cifar20.pth", arch::parse("resnet32").unwrap());
     assert!(msg.contains("0 shape/dtype/read errors"), "{msg}");
-    assert!(msg.contains("60 missing tensors") && msg.contains("layer1.3.bn1.beta"), "{msg}");
+    assert!(
+        msg.contains("60 missing tensors") && msg.contains("layer1.3.bn1.beta"),
+        "{msg}"
+    );
 
     // Another class count: only the classifier differs.
-    let msg = mismatch("cifar20.pth", arch::parse("resnet20").unwrap().with_num_classes(100));
-    assert!(msg.contains("fc.weight (model [64, 100], file [64, 10])"), "{msg}");
-    assert!(msg.contains("2 shape/dtype/read errors, 0 missing tensors, 0 unexpected"), "{msg}");
+    let msg = mismatch(
+        "cifar20.pth",
+        arch::parse("resnet20").unwrap().with_num_classes(100),
+    );
+    assert!(
+        msg.contains("fc.weight (model [64, 100], file [64, 10])"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("2 shape/dtype/read errors, 0 missing tensors, 0 unexpected"),
+        "{msg}"
+    );
 
     // Bottleneck weights into basic blocks: conv3/bn3 are unexpected.
     let msg = mismatch("tv_bottleneck.pth", narrow(BlockKind::Basic));
-    assert!(msg.contains("in the file but not in the model: layer1.0.bn3"), "{msg}");
+    assert!(
+        msg.contains("in the file but not in the model: layer1.0.bn3"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -147,11 +223,21 @@ fn a_burnpack_card_for_another_model_is_refused_before_loading() {
     let config = arch::parse("resnet20").unwrap();
     let model = config.init(&device);
     let path = scratch("r20.bpk");
-    resnet::io::save(&model, &ModelCard::for_config(config), &path, Precision::F32).unwrap();
+    resnet::io::save(
+        &model,
+        &ModelCard::for_config(config),
+        &path,
+        Precision::F32,
+    )
+    .unwrap();
     let file = WeightsFile::open(&path).unwrap();
-    let err = Classifier::load(file, Some(arch::parse("resnet56").unwrap()), &device).err().unwrap();
+    let err = Classifier::load(file, Some(arch::parse("resnet56").unwrap()), &device)
+        .err()
+        .unwrap();
     assert!(
-        err.to_string().contains("weights do not fit resnet56 (10 classes): the file holds resnet20 (10 classes)"),
+        err.to_string().contains(
+            "weights do not fit resnet56 (10 classes): the file holds resnet20 (10 classes)"
+        ),
         "{err}"
     );
 }
@@ -160,7 +246,12 @@ fn a_burnpack_card_for_another_model_is_refused_before_loading() {
 fn corrupt_truncated_and_foreign_files_are_refused() {
     let device = Device::flex();
     let config = arch::parse("resnet20").unwrap();
-    let good = resnet::io::to_bytes(&config.init(&device), &ModelCard::for_config(config.clone()), Precision::F32).unwrap();
+    let good = resnet::io::to_bytes(
+        &config.init(&device),
+        &ModelCard::for_config(config.clone()),
+        Precision::F32,
+    )
+    .unwrap();
 
     for (name, bytes) in [
         ("truncated.bpk", good[..good.len() / 2].to_vec()),
@@ -170,7 +261,10 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
         std::fs::write(&path, &bytes).unwrap();
         let err = match WeightsFile::open(&path) {
             Err(err) => err.to_string(),
-            Ok(file) => Classifier::load(file, Some(config.clone()), &device).err().expect("must fail").to_string(),
+            Ok(file) => Classifier::load(file, Some(config.clone()), &device)
+                .err()
+                .expect("must fail")
+                .to_string(),
         };
         assert!(err.contains(name) && err.contains("Burnpack"), "{err}");
     }
@@ -180,11 +274,17 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
     std::fs::write(&path, &pth[..pth.len() / 3]).unwrap();
     let err = match WeightsFile::open(&path) {
         Err(err) => err.to_string(),
-        Ok(file) => Classifier::load(file, Some(config.clone()), &device).err().expect("must fail").to_string(),
+        Ok(file) => Classifier::load(file, Some(config.clone()), &device)
+            .err()
+            .expect("must fail")
+            .to_string(),
     };
     assert!(err.contains("truncated.pth"), "{err}");
 
-    for (name, bytes) in [("empty.bpk", Vec::new()), ("text.bpk", b"hello world, not weights".to_vec())] {
+    for (name, bytes) in [
+        ("empty.bpk", Vec::new()),
+        ("text.bpk", b"hello world, not weights".to_vec()),
+    ] {
         let path = scratch(name);
         std::fs::write(&path, bytes).unwrap();
         let err = WeightsFile::open(&path).err().unwrap();
@@ -192,6 +292,8 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
         assert!(err.to_string().contains(name));
     }
 
-    let err = WeightsFile::open(&scratch("does-not-exist.bpk")).err().unwrap();
+    let err = WeightsFile::open(&scratch("does-not-exist.bpk"))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("does-not-exist.bpk"), "{err}");
 }

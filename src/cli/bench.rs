@@ -74,8 +74,11 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             let mut sgd = Sgd::new(SgdConfig::default());
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let classes = config.num_classes;
-            let one_hot: Vec<f32> = (0..args.batch * classes).map(|i| (i % classes == (i / classes) % classes) as u8 as f32).collect();
-            let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [args.batch, classes]), &device);
+            let one_hot: Vec<f32> = (0..args.batch * classes)
+                .map(|i| (i % classes == (i / classes) % classes) as u8 as f32)
+                .collect();
+            let one_hot =
+                Tensor::<2>::from_data(TensorData::new(one_hot, [args.batch, classes]), &device);
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
                 let (loss, _, _) = loss_and_hits(model.forward(x.clone()), one_hot.clone(), 0.0);

@@ -45,7 +45,12 @@ pub enum DataCommand {
 
 pub fn data(command: DataCommand) -> Result<(), Error> {
     match command {
-        DataCommand::Fetch { which, url, md5, to } => {
+        DataCommand::Fetch {
+            which,
+            url,
+            md5,
+            to,
+        } => {
             let variant = match which {
                 Which::Cifar10 => Variant::Cifar10,
                 Which::Cifar100 => Variant::Cifar100,
@@ -56,20 +61,26 @@ pub fn data(command: DataCommand) -> Result<(), Error> {
             eprintln!("downloading {url}");
             let dir = fetch::fetch(url, md5, &to).map_err(Error::Other)?;
             // Check what was unpacked reads as the dataset.
-            let (train, test) = crate::data::folder::read_cifar(&dir, variant).map_err(|e| Error::Other(e.to_string()))?;
+            let (train, test) = crate::data::folder::read_cifar(&dir, variant)
+                .map_err(|e| Error::Other(e.to_string()))?;
             println!(
                 "{} unpacked into {} ({} train / {} test images); train with --data {}:{}",
                 archive.folder,
                 dir.display(),
                 train.len(),
                 test.len(),
-                if variant == Variant::Cifar10 { "cifar10" } else { "cifar100" },
+                if variant == Variant::Cifar10 {
+                    "cifar10"
+                } else {
+                    "cifar100"
+                },
                 dir.display()
             );
             Ok(())
         }
         DataCommand::Samples { to, count } => {
-            std::fs::create_dir_all(&to).map_err(|e| Error::Other(format!("{}: {e}", to.display())))?;
+            std::fs::create_dir_all(&to)
+                .map_err(|e| Error::Other(format!("{}: {e}", to.display())))?;
             let test = Shapes::test(super::train::SHAPES_SEED);
             let mut index = Vec::new();
             for i in 0..count {
@@ -80,7 +91,9 @@ pub fn data(command: DataCommand) -> Result<(), Error> {
                 });
                 let label = CLASSES[test.label(i)];
                 let file = format!("{i:02}-{label}.png");
-                image.save(to.join(&file)).map_err(|e| Error::Other(format!("{file}: {e}")))?;
+                image
+                    .save(to.join(&file))
+                    .map_err(|e| Error::Other(format!("{file}: {e}")))?;
                 index.push(serde_json::json!({ "file": file, "label": label }));
             }
             let json = serde_json::to_string_pretty(&index).expect("index serialises");

@@ -37,5 +37,8 @@ fn cuda() -> Result<Device, String> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Device, String> {
-    Err("this binary was built without CUDA: rebuild with `cargo build --release --features cuda`".into())
+    Err(
+        "this binary was built without CUDA: rebuild with `cargo build --release --features cuda`"
+            .into(),
+    )
 }

@@ -139,7 +139,9 @@ fn parse_shortcut(s: &str) -> Result<ShortcutOption, String> {
         "A" => Ok(ShortcutOption::A),
         "B" => Ok(ShortcutOption::B),
         "C" => Ok(ShortcutOption::C),
-        _ => Err(format!("'{s}' is not a shortcut option: expected A, B or C")),
+        _ => Err(format!(
+            "'{s}' is not a shortcut option: expected A, B or C"
+        )),
     }
 }
 
@@ -188,15 +190,39 @@ impl ModelArgs {
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Info { model, size, json } => info(&model, size, json),
-        Command::Import { file, model, labels, out, f16 } => {
-            import(&file, &model, labels.as_deref(), &out, f16)
-        }
-        Command::Logits { model, weights, input, output, device } => {
-            logits(&model, &weights, &input, &output, device)
-        }
-        Command::Classify { model, weights, labels, top, views, json, device, images } => {
-            classify(&model, &weights, labels.as_deref(), top, views, json, device, &images)
-        }
+        Command::Import {
+            file,
+            model,
+            labels,
+            out,
+            f16,
+        } => import(&file, &model, labels.as_deref(), &out, f16),
+        Command::Logits {
+            model,
+            weights,
+            input,
+            output,
+            device,
+        } => logits(&model, &weights, &input, &output, device),
+        Command::Classify {
+            model,
+            weights,
+            labels,
+            top,
+            views,
+            json,
+            device,
+            images,
+        } => classify(
+            &model,
+            &weights,
+            labels.as_deref(),
+            top,
+            views,
+            json,
+            device,
+            &images,
+        ),
         Command::Train(args) => train::train(*args),
         Command::Eval(args) => train::eval(args),
         Command::Export(args) => train::export(args),
@@ -304,8 +330,16 @@ fn logits(
         debug_assert_eq!(y.len(), batch * classes, "chunk {i}");
         out.extend(y);
     }
-    NpyF32 { shape: vec![n, classes], data: out }.write(output)?;
-    eprintln!("{}: logits [{n}, {classes}] written to {}", weights.display(), output.display());
+    NpyF32 {
+        shape: vec![n, classes],
+        data: out,
+    }
+    .write(output)?;
+    eprintln!(
+        "{}: logits [{n}, {classes}] written to {}",
+        weights.display(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -325,8 +359,8 @@ fn classify(
         classifier.set_labels(read_labels(labels)?)?;
     }
     for path in images {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
         let image = crate::data::image::decode(&bytes)
             .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
         let started = std::time::Instant::now();
@@ -340,7 +374,12 @@ fn classify(
         } else {
             println!("{} ({} views, {ms:.0} ms):", path.display(), result.views);
             for p in &result.predictions {
-                println!("  {:6.2}%  {:4}  {}", p.probability * 100.0, p.index, p.label);
+                println!(
+                    "  {:6.2}%  {:4}  {}",
+                    p.probability * 100.0,
+                    p.index,
+                    p.label
+                );
             }
         }
     }
@@ -353,7 +392,11 @@ fn read_labels(path: &Path) -> Result<Vec<String>, Error> {
         .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     if let Some(i) = labels.iter().position(String::is_empty) {
-        return Err(Error::Other(format!("{}: line {} is empty", path.display(), i + 1)));
+        return Err(Error::Other(format!(
+            "{}: line {} is empty",
+            path.display(),
+            i + 1
+        )));
     }
     Ok(labels)
 }

@@ -49,26 +49,51 @@ impl DataArgs {
             None => (self.data.as_str(), None),
         };
         let need_dir = || {
-            dir.clone().ok_or_else(|| Error::Other(format!("--data {kind} needs a directory: --data {kind}:DIR")))
+            dir.clone().ok_or_else(|| {
+                Error::Other(format!(
+                    "--data {kind} needs a directory: --data {kind}:DIR"
+                ))
+            })
         };
         let (train, test, description) = match kind {
             "synthetic" | "shapes" => (
-                Dataset::Shapes(Shapes { len: self.train_size, ..Shapes::train(SHAPES_SEED) }),
-                Dataset::Shapes(Shapes { len: self.test_size, ..Shapes::test(SHAPES_SEED) }),
-                format!("Shapes (embedded, {} train / {} test images)", self.train_size, self.test_size),
+                Dataset::Shapes(Shapes {
+                    len: self.train_size,
+                    ..Shapes::train(SHAPES_SEED)
+                }),
+                Dataset::Shapes(Shapes {
+                    len: self.test_size,
+                    ..Shapes::test(SHAPES_SEED)
+                }),
+                format!(
+                    "Shapes (embedded, {} train / {} test images)",
+                    self.train_size, self.test_size
+                ),
             ),
             "cifar10" | "cifar100" => {
-                let variant = if kind == "cifar10" { Variant::Cifar10 } else { Variant::Cifar100 };
+                let variant = if kind == "cifar10" {
+                    Variant::Cifar10
+                } else {
+                    Variant::Cifar100
+                };
                 let dir = need_dir()?;
-                let (train, test) = crate::data::folder::read_cifar(&dir, variant).map_err(data_error)?;
-                let description = format!("{} ({} train / {} test images)", kind.to_uppercase(), train.len(), test.len());
+                let (train, test) =
+                    crate::data::folder::read_cifar(&dir, variant).map_err(data_error)?;
+                let description = format!(
+                    "{} ({} train / {} test images)",
+                    kind.to_uppercase(),
+                    train.len(),
+                    test.len()
+                );
                 (Dataset::Images(train), Dataset::Images(test), description)
             }
             "folder" => {
                 let dir = need_dir()?;
                 let (train, test) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
-                    let train = crate::data::folder::read_folder(&dir.join("train")).map_err(data_error)?;
-                    let test = crate::data::folder::read_folder(&dir.join("test")).map_err(data_error)?;
+                    let train =
+                        crate::data::folder::read_folder(&dir.join("train")).map_err(data_error)?;
+                    let test =
+                        crate::data::folder::read_folder(&dir.join("test")).map_err(data_error)?;
                     if train.classes != test.classes {
                         return Err(Error::Other(format!(
                             "{}: train/ and test/ have different class folders",
@@ -78,9 +103,17 @@ impl DataArgs {
                     (train, test)
                 } else {
                     // No test set given: hold out a random 10%.
-                    crate::data::folder::read_folder(&dir).map_err(data_error)?.split(0.1, SHAPES_SEED)
+                    crate::data::folder::read_folder(&dir)
+                        .map_err(data_error)?
+                        .split(0.1, SHAPES_SEED)
                 };
-                let description = format!("folder {} ({} classes, {} train / {} test images)", dir.display(), train.classes.len(), train.len(), test.len());
+                let description = format!(
+                    "folder {} ({} classes, {} train / {} test images)",
+                    dir.display(),
+                    train.classes.len(),
+                    train.len(),
+                    test.len()
+                );
                 (Dataset::Images(train), Dataset::Images(test), description)
             }
             other => {
@@ -90,10 +123,18 @@ impl DataArgs {
             }
         };
         if train.is_empty() || test.is_empty() {
-            return Err(Error::Other(format!("{}: the dataset has no images", self.data)));
+            return Err(Error::Other(format!(
+                "{}: the dataset has no images",
+                self.data
+            )));
         }
         let normalization = train.channel_statistics(5_000);
-        Ok(Data { train, test, normalization, description })
+        Ok(Data {
+            train,
+            test,
+            normalization,
+            description,
+        })
     }
 }
 
@@ -209,7 +250,10 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     }
     let classes = data.train.classes().len();
     if args.model.classes.is_some_and(|c| c != classes) {
-        return Err(Error::Other(format!("--classes {} but the data has {classes} classes", args.model.classes.unwrap())));
+        return Err(Error::Other(format!(
+            "--classes {} but the data has {classes} classes",
+            args.model.classes.unwrap()
+        )));
     }
     model = model.with_num_classes(classes);
     model.validate()?;
@@ -226,15 +270,29 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     });
     let schedule = match kind {
         ScheduleKind::Paper => Schedule::PaperCifar { total: iterations },
-        ScheduleKind::Step => Schedule::Step { every: args.step_every.unwrap_or(30 * per_epoch.max(1)), gamma: 0.1 },
-        ScheduleKind::Cosine => Schedule::Cosine { warmup: args.warmup, total: iterations },
-        ScheduleKind::Plateau => Schedule::Plateau { patience: 3, threshold: 0.01 },
+        ScheduleKind::Step => Schedule::Step {
+            every: args.step_every.unwrap_or(30 * per_epoch.max(1)),
+            gamma: 0.1,
+        },
+        ScheduleKind::Cosine => Schedule::Cosine {
+            warmup: args.warmup,
+            total: iterations,
+        },
+        ScheduleKind::Plateau => Schedule::Plateau {
+            patience: 3,
+            threshold: 0.01,
+        },
         ScheduleKind::Constant => Schedule::Constant,
     };
     let mut lr = LrPolicy::new(args.lr, schedule);
-    let warm = args.error_warmup.unwrap_or(args.recipe == Recipe::PaperCifar && model.depth() >= 110);
+    let warm = args
+        .error_warmup
+        .unwrap_or(args.recipe == Recipe::PaperCifar && model.depth() >= 110);
     if warm {
-        lr = lr.with_error_warmup(ErrorWarmup { lr: args.lr / 10.0, until_error_below: 0.8 });
+        lr = lr.with_error_warmup(ErrorWarmup {
+            lr: args.lr / 10.0,
+            until_error_below: 0.8,
+        });
     }
     let config = TrainConfig {
         model,
@@ -271,9 +329,14 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         data.description,
         iterations as f64 / per_epoch.max(1) as f64,
         config.batch_size,
-        if args.resume { "resuming" } else { "from scratch" }
+        if args.resume {
+            "resuming"
+        } else {
+            "from scratch"
+        }
     );
-    let (_, report) = learner::run(config, &data.train, &data.test, &device, &options).map_err(|e| Error::Other(e.to_string()))?;
+    let (_, report) = learner::run(config, &data.train, &data.test, &device, &options)
+        .map_err(|e| Error::Other(e.to_string()))?;
     let dir = RunDir(args.out);
     if let Some(report) = report {
         println!(
@@ -380,11 +443,19 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
 
 fn print_confusion(classes: &[String], confusion: &[Vec<u32>]) {
     if classes.len() > 20 {
-        println!("(confusion matrix omitted for {} classes: use --json)", classes.len());
+        println!(
+            "(confusion matrix omitted for {} classes: use --json)",
+            classes.len()
+        );
         return;
     }
     // Row labels up to 12 characters; column headers cut to 6 so ten classes fit 80 columns.
-    let width = classes.iter().map(|c| c.len()).max().unwrap_or(4).clamp(9, 12);
+    let width = classes
+        .iter()
+        .map(|c| c.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(9, 12);
     print!("{:>width$} ", "true\\pred");
     for c in classes {
         print!(" {:>6}", &c[..c.len().min(6)]);
@@ -400,14 +471,28 @@ fn print_confusion(classes: &[String], confusion: &[Vec<u32>]) {
 }
 
 /// A model from a weights file or a training checkpoint / run directory.
-pub fn load_model(path: &Path, args: &ModelArgs, device: &burn::tensor::Device) -> Result<(crate::model::ResNet, ModelCard), Error> {
-    let path = if path.is_dir() { RunDir(path.to_path_buf()).checkpoint() } else { path.to_path_buf() };
-    let bytes = std::fs::read(&path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+pub fn load_model(
+    path: &Path,
+    args: &ModelArgs,
+    device: &burn::tensor::Device,
+) -> Result<(crate::model::ResNet, ModelCard), Error> {
+    let path = if path.is_dir() {
+        RunDir(path.to_path_buf()).checkpoint()
+    } else {
+        path.to_path_buf()
+    };
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     if let Ok(trainer) = Trainer::restore(bytes, device) {
-        let card = trainer.card(Some(format!("{} at step {}", trainer.config().model.name(), trainer.step_count())));
+        let card = trainer.card(Some(format!(
+            "{} at step {}",
+            trainer.config().model.name(),
+            trainer.step_count()
+        )));
         return Ok((trainer.model().to_device(device), card));
     }
-    let classifier = crate::infer::Classifier::load(WeightsFile::open(&path)?, args.config()?, device)?;
+    let classifier =
+        crate::infer::Classifier::load(WeightsFile::open(&path)?, args.config()?, device)?;
     Ok((classifier.model().clone(), classifier.card().clone()))
 }
 
@@ -426,17 +511,37 @@ pub struct ExportArgs {
 
 pub fn export(args: ExportArgs) -> Result<(), Error> {
     let device = burn::tensor::Device::flex();
-    let checkpoint = if args.source.is_dir() { RunDir(args.source.clone()).checkpoint() } else { args.source.clone() };
-    let bytes = std::fs::read(&checkpoint).map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
-    let trainer = Trainer::restore(bytes, &device).map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
+    let checkpoint = if args.source.is_dir() {
+        RunDir(args.source.clone()).checkpoint()
+    } else {
+        args.source.clone()
+    };
+    let bytes = std::fs::read(&checkpoint)
+        .map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
+    let trainer = Trainer::restore(bytes, &device)
+        .map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
     let description = format!(
         "{} trained {} steps (exported from {})",
         trainer.config().model.name(),
         trainer.step_count(),
         checkpoint.display()
     );
-    let precision = if args.f16 { Precision::F16 } else { Precision::F32 };
-    crate::io::save(&trainer.model(), &trainer.card(Some(description)), &args.out, precision)?;
-    println!("{} (step {}) written to {}", trainer.config().model.name(), trainer.step_count(), args.out.display());
+    let precision = if args.f16 {
+        Precision::F16
+    } else {
+        Precision::F32
+    };
+    crate::io::save(
+        &trainer.model(),
+        &trainer.card(Some(description)),
+        &args.out,
+        precision,
+    )?;
+    println!(
+        "{} (step {}) written to {}",
+        trainer.config().model.name(),
+        trainer.step_count(),
+        args.out.display()
+    );
     Ok(())
 }

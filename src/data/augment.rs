@@ -25,12 +25,20 @@ impl CropPlan {
             offsets.push((rng.below(2 * pad + 1), rng.below(2 * pad + 1)));
             flips.push(rng.next_u64() & 1 == 1);
         }
-        Self { pad, offsets, flips }
+        Self {
+            pad,
+            offsets,
+            flips,
+        }
     }
 
     /// The plan that returns every image unchanged.
     pub fn identity(batch: usize, pad: usize) -> Self {
-        Self { pad, offsets: vec![(pad, pad); batch], flips: vec![false; batch] }
+        Self {
+            pad,
+            offsets: vec![(pad, pad); batch],
+            flips: vec![false; batch],
+        }
     }
 
     /// For each output pixel, its index in the flattened padded image, `[batch, channels,
@@ -65,13 +73,20 @@ pub fn pad_crop_flip(x: Tensor<4>, plan: &CropPlan) -> Tensor<4> {
     assert_eq!(batch, plan.offsets.len(), "one crop per image");
     let p = plan.pad;
     let device: Device = x.device();
-    let padded = x.pad([(0, 0), (0, 0), (p, p), (p, p)], burn::tensor::ops::PadMode::Constant(0.0));
+    let padded = x.pad(
+        [(0, 0), (0, 0), (p, p), (p, p)],
+        burn::tensor::ops::PadMode::Constant(0.0),
+    );
     let flat = padded.reshape([batch, channels, (height + 2 * p) * (width + 2 * p)]);
     let indices = Tensor::<3, Int>::from_data(
-        TensorData::new(plan.indices(channels, height, width), [batch, channels, height * width]),
+        TensorData::new(
+            plan.indices(channels, height, width),
+            [batch, channels, height * width],
+        ),
         &device,
     );
-    flat.gather(2, indices).reshape([batch, channels, height, width])
+    flat.gather(2, indices)
+        .reshape([batch, channels, height, width])
 }
 
 /// Converts planar bytes to normalised floats on the device: `(x / 255 - mean) / std`.
@@ -102,7 +117,10 @@ mod tests {
 
     fn ramp(shape: [usize; 4]) -> Tensor<4> {
         let n: usize = shape.iter().product();
-        Tensor::from_data(TensorData::new((1..=n).map(|v| v as f32).collect::<Vec<_>>(), shape), &device())
+        Tensor::from_data(
+            TensorData::new((1..=n).map(|v| v as f32).collect::<Vec<_>>(), shape),
+            &device(),
+        )
     }
 
     #[test]
@@ -110,7 +128,11 @@ mod tests {
         let x = ramp([2, 3, 6, 5]);
         let same = pad_crop_flip(x.clone(), &CropPlan::identity(2, 2));
         assert_eq!(same.into_data(), x.clone().into_data());
-        let flip = CropPlan { pad: 2, offsets: vec![(2, 2); 2], flips: vec![true, true] };
+        let flip = CropPlan {
+            pad: 2,
+            offsets: vec![(2, 2); 2],
+            flips: vec![true, true],
+        };
         let once = pad_crop_flip(x.clone(), &flip);
         assert_eq!(once.clone().into_data(), x.clone().flip([3]).into_data());
         assert_eq!(pad_crop_flip(once, &flip).into_data(), x.into_data());
@@ -121,25 +143,48 @@ mod tests {
         // Every value of a crop comes from the image or from the zero padding, and a corner
         // crop shows exactly `pad` rows and columns of zeros.
         let x = ramp([1, 1, 4, 4]);
-        let corner = CropPlan { pad: 1, offsets: vec![(0, 0)], flips: vec![false] };
-        let crop = pad_crop_flip(x, &corner).into_data().try_into_vec::<f32>().unwrap();
-        assert_eq!(crop, vec![0., 0., 0., 0., 0., 1., 2., 3., 0., 5., 6., 7., 0., 9., 10., 11.]);
+        let corner = CropPlan {
+            pad: 1,
+            offsets: vec![(0, 0)],
+            flips: vec![false],
+        };
+        let crop = pad_crop_flip(x, &corner)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            crop,
+            vec![
+                0., 0., 0., 0., 0., 1., 2., 3., 0., 5., 6., 7., 0., 9., 10., 11.
+            ]
+        );
 
         let mut rng = Rng::new(1, 2);
         let plan = CropPlan::random(64, 4, &mut rng);
         assert!(plan.offsets.iter().all(|&(x, y)| x <= 8 && y <= 8));
-        assert!(plan.offsets.iter().any(|&(x, _)| x == 0) && plan.offsets.iter().any(|&(x, _)| x == 8));
+        assert!(
+            plan.offsets.iter().any(|&(x, _)| x == 0) && plan.offsets.iter().any(|&(x, _)| x == 8)
+        );
         let flips = plan.flips.iter().filter(|&&f| f).count();
         assert!((16..=48).contains(&flips), "{flips}");
         let x = ramp([64, 3, 32, 32]);
-        let out = pad_crop_flip(x, &plan).into_data().try_into_vec::<f32>().unwrap();
+        let out = pad_crop_flip(x, &plan)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let max = (64 * 3 * 32 * 32) as f32;
         assert!(out.iter().all(|&v| v == 0.0 || (1.0..=max).contains(&v)));
     }
 
     #[test]
     fn normalisation_uses_the_given_constants() {
-        let x = normalize(vec![0, 255, 51, 102, 0, 255], [1, 3, 1, 2], [0.5, 0.2, 0.0], [0.5, 0.1, 1.0], &device());
+        let x = normalize(
+            vec![0, 255, 51, 102, 0, 255],
+            [1, 3, 1, 2],
+            [0.5, 0.2, 0.0],
+            [0.5, 0.1, 1.0],
+            &device(),
+        );
         let v = x.into_data().try_into_vec::<f32>().unwrap();
         let expected = [-1.0, 1.0, 0.0, 2.0, 0.0, 1.0];
         for (a, b) in v.iter().zip(expected) {

@@ -9,7 +9,16 @@ pub const PIXELS: usize = 3 * 32 * 32;
 
 /// CIFAR-10's class names.
 pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ];
 
 /// Which of the two layouts.
@@ -47,7 +56,9 @@ impl Variant {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CifarError {
     /// Empty, or not a whole number of records.
-    #[error("{file}: {size} bytes is not a whole number of {record}-byte {variant:?} records (the last record, at byte offset {offset}, is cut short)")]
+    #[error(
+        "{file}: {size} bytes is not a whole number of {record}-byte {variant:?} records (the last record, at byte offset {offset}, is cut short)"
+    )]
     Truncated {
         /// The file.
         file: String,
@@ -123,7 +134,10 @@ impl ImageSet {
         let held = ((self.len() as f64) * fraction).round() as usize;
         let pick = |idx: &[usize]| ImageSet {
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            pixels: idx.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
+            pixels: idx
+                .iter()
+                .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
             classes: self.classes.clone(),
         };
         (pick(&order[held..]), pick(&order[..held]))
@@ -167,7 +181,8 @@ pub fn parse(bytes: &[u8], variant: Variant, file: &str) -> Result<ImageSet, Cif
             });
         }
         set.labels.push(label as u16);
-        set.pixels.extend_from_slice(&chunk[variant.label_bytes()..]);
+        set.pixels
+            .extend_from_slice(&chunk[variant.label_bytes()..]);
     }
     Ok(set)
 }
@@ -200,7 +215,12 @@ mod tests {
     #[test]
     fn reads_records_in_the_official_layout() {
         let original = set(7, 10);
-        let parsed = parse(&encode(&original, Variant::Cifar10), Variant::Cifar10, "data_batch_1.bin").unwrap();
+        let parsed = parse(
+            &encode(&original, Variant::Cifar10),
+            Variant::Cifar10,
+            "data_batch_1.bin",
+        )
+        .unwrap();
         assert_eq!(parsed.labels, original.labels);
         assert_eq!(parsed.pixels, original.pixels);
         assert_eq!(parsed.classes[0], "airplane");
@@ -215,13 +235,21 @@ mod tests {
     #[test]
     fn truncated_files_name_the_offset() {
         let bytes = encode(&set(3, 10), Variant::Cifar10);
-        let err = parse(&bytes[..bytes.len() - 100], Variant::Cifar10, "data_batch_1.bin").unwrap_err();
+        let err = parse(
+            &bytes[..bytes.len() - 100],
+            Variant::Cifar10,
+            "data_batch_1.bin",
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "data_batch_1.bin: 9119 bytes is not a whole number of 3073-byte Cifar10 records \
              (the last record, at byte offset 6146, is cut short)"
         );
-        assert!(matches!(parse(&[], Variant::Cifar10, "f"), Err(CifarError::Empty { .. })));
+        assert!(matches!(
+            parse(&[], Variant::Cifar10, "f"),
+            Err(CifarError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -229,7 +257,10 @@ mod tests {
         let mut bytes = encode(&set(3, 10), Variant::Cifar10);
         bytes[3073] = 12;
         let err = parse(&bytes, Variant::Cifar10, "test_batch.bin").unwrap_err();
-        assert_eq!(err.to_string(), "test_batch.bin: label 12 at byte offset 3073 is out of range for 10 classes");
+        assert_eq!(
+            err.to_string(),
+            "test_batch.bin: label 12 at byte offset 3073 is out of range for 10 classes"
+        );
     }
 
     #[test]
@@ -238,7 +269,12 @@ mod tests {
         assert_eq!((rest.len(), held.len()), (80, 20));
         let (_, again) = set(100, 10).split(0.2, 3);
         assert_eq!(held, again);
-        let total: usize = rest.labels.iter().chain(&held.labels).map(|&l| l as usize).sum();
+        let total: usize = rest
+            .labels
+            .iter()
+            .chain(&held.labels)
+            .map(|&l| l as usize)
+            .sum();
         assert_eq!(total, (0..100).map(|i| i % 10).sum::<usize>());
     }
 }

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::cifar::{ImageSet, PIXELS};
-use crate::io::Normalization;
 use super::synthetic::{self, Rng, Shapes};
+use crate::io::Normalization;
 
 /// A set of labelled 32x32 RGB images.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +78,10 @@ impl Dataset {
         let n = (pixels.len() / 3).max(1) as f64;
         let mean = sum.map(|s| s / n);
         let std = [0, 1, 2].map(|c| (squares[c] / n - mean[c] * mean[c]).max(1e-8).sqrt() as f32);
-        Normalization { mean: mean.map(|m| m as f32), std }
+        Normalization {
+            mean: mean.map(|m| m as f32),
+            std,
+        }
     }
 
     /// All images as an [ImageSet] (renders the shapes; used to export or split them).
@@ -118,7 +121,14 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler at the start of epoch 0.
     pub fn new(seed: u64, len: usize, batch_size: usize) -> Self {
-        Self { seed, len, batch_size, epoch: 0, position: 0, order: Vec::new() }
+        Self {
+            seed,
+            len,
+            batch_size,
+            epoch: 0,
+            position: 0,
+            order: Vec::new(),
+        }
     }
 
     /// Full batches per epoch.
@@ -174,9 +184,16 @@ mod tests {
         for image in pixels.chunks_exact_mut(PIXELS) {
             image[1024..2048].fill(51);
         }
-        let set = Dataset::Images(ImageSet { labels: vec![0, 1], pixels, classes: vec!["a".into(), "b".into()] });
+        let set = Dataset::Images(ImageSet {
+            labels: vec![0, 1],
+            pixels,
+            classes: vec!["a".into(), "b".into()],
+        });
         let n = set.channel_statistics(100);
-        assert!((n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6, "{n:?}");
+        assert!(
+            (n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6,
+            "{n:?}"
+        );
         assert!((n.mean[1] - 0.2).abs() < 1e-6 && n.std[1] < 1e-3, "{n:?}");
     }
 
@@ -186,6 +203,9 @@ mod tests {
         let (pixels, labels) = data.batch(&[3, 14]);
         assert_eq!(pixels.len(), 2 * PIXELS);
         assert_eq!(labels, vec![3, 4]);
-        assert_eq!(&pixels[..PIXELS], &Shapes { seed: 1, len: 20 }.render(3)[..]);
+        assert_eq!(
+            &pixels[..PIXELS],
+            &Shapes { seed: 1, len: 20 }.render(3)[..]
+        );
     }
 }

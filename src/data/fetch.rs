@@ -58,6 +58,8 @@ pub fn fetch(url: &str, md5: &str, to: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
     // `unpack` refuses entries that would escape `to` (absolute paths, `..`).
-    archive.unpack(to).map_err(|e| format!("{url}: cannot unpack into {}: {e}", to.display()))?;
+    archive
+        .unpack(to)
+        .map_err(|e| format!("{url}: cannot unpack into {}: {e}", to.display()))?;
     Ok(to.to_path_buf())
 }

@@ -30,7 +30,10 @@ pub enum DataError {
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::Unreadable { path: path.display().to_string(), reason: e.to_string() }
+    DataError::Unreadable {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// Reads a folder of class folders; classes are the sub-folder names in sorted order.
@@ -46,18 +49,29 @@ pub fn read_folder(dir: &Path) -> Result<ImageSet, DataError> {
     if classes.len() < 2 {
         return Err(DataError::Layout {
             path: dir.display().to_string(),
-            reason: format!("expected one sub-folder per class (at least 2), found {}", classes.len()),
+            reason: format!(
+                "expected one sub-folder per class (at least 2), found {}",
+                classes.len()
+            ),
         });
     }
     let mut set = ImageSet {
-        classes: classes.iter().map(|c| c.file_name().unwrap().to_string_lossy().into_owned()).collect(),
+        classes: classes
+            .iter()
+            .map(|c| c.file_name().unwrap().to_string_lossy().into_owned())
+            .collect(),
         ..Default::default()
     };
     for (label, class_dir) in classes.iter().enumerate() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
             .map_err(|e| unreadable(class_dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         files.sort();
         if files.is_empty() {
@@ -80,15 +94,26 @@ pub fn read_folder(dir: &Path) -> Result<ImageSet, DataError> {
 /// `cifar-10-batches-bin` / `cifar-100-binary` folder inside it).
 pub fn read_cifar(dir: &Path, variant: Variant) -> Result<(ImageSet, ImageSet), DataError> {
     let (inner, train_files, test_file): (&str, Vec<String>, &str) = match variant {
-        Variant::Cifar10 => ("cifar-10-batches-bin", (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(), "test_batch.bin"),
+        Variant::Cifar10 => (
+            "cifar-10-batches-bin",
+            (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+            "test_batch.bin",
+        ),
         Variant::Cifar100 => ("cifar-100-binary", vec!["train.bin".into()], "test.bin"),
     };
-    let root = if dir.join(inner).is_dir() { dir.join(inner) } else { dir.to_path_buf() };
+    let root = if dir.join(inner).is_dir() {
+        dir.join(inner)
+    } else {
+        dir.to_path_buf()
+    };
     let read = |name: &str| -> Result<ImageSet, DataError> {
         let path = root.join(name);
         let bytes = std::fs::read(&path).map_err(|e| DataError::Layout {
             path: path.display().to_string(),
-            reason: format!("{e} (expected the {variant:?} binary layout: {})", train_files.join(", ")),
+            reason: format!(
+                "{e} (expected the {variant:?} binary layout: {})",
+                train_files.join(", ")
+            ),
         })?;
         Ok(cifar::parse(&bytes, variant, &path.display().to_string())?)
     };
@@ -111,7 +136,9 @@ mod tests {
         for (class, colour) in [("cats", [200, 0, 0]), ("dogs", [0, 0, 200])] {
             std::fs::create_dir_all(dir.join(class)).unwrap();
             for i in 0..3 {
-                RgbImage::from_pixel(40 + i * 10, 30, image::Rgb(colour)).save(dir.join(class).join(format!("{i}.png"))).unwrap();
+                RgbImage::from_pixel(40 + i * 10, 30, image::Rgb(colour))
+                    .save(dir.join(class).join(format!("{i}.png")))
+                    .unwrap();
             }
         }
         let set = read_folder(&dir).unwrap();
@@ -125,7 +152,10 @@ mod tests {
 
         std::fs::write(dir.join("dogs").join("notes.txt"), b"not an image").unwrap();
         let err = read_folder(&dir).unwrap_err().to_string();
-        assert!(err.contains("notes.txt") && err.contains("not an image"), "{err}");
+        assert!(
+            err.contains("notes.txt") && err.contains("not an image"),
+            "{err}"
+        );
         let err = read_folder(&dir.join("cats")).unwrap_err().to_string();
         assert!(err.contains("expected one sub-folder per class"), "{err}");
     }

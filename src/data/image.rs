@@ -100,9 +100,13 @@ pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Result<RgbImage, Ima
 pub fn to_cifar_size(image: &RgbImage) -> Vec<u8> {
     let (w, h) = image.dimensions();
     let scale = 32.0 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * scale).round() as u32).max(32), ((h as f64 * scale).round() as u32).max(32));
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(32),
+        ((h as f64 * scale).round() as u32).max(32),
+    );
     let resized = image::imageops::resize(image, nw, nh, FilterType::Triangle);
-    let cropped = image::imageops::crop_imm(&resized, (nw - 32) / 2, (nh - 32) / 2, 32, 32).to_image();
+    let cropped =
+        image::imageops::crop_imm(&resized, (nw - 32) / 2, (nh - 32) / 2, 32, 32).to_image();
     let mut planar = vec![0u8; 3 * 32 * 32];
     for (i, p) in cropped.pixels().enumerate() {
         for c in 0..3 {
@@ -140,7 +144,11 @@ mod tests {
         let full = png(64, 64);
         let err = decode(&full[..full.len() / 2]).unwrap_err();
         assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().starts_with("corrupt or truncated PNG image"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("corrupt or truncated PNG image"),
+            "{err}"
+        );
     }
 
     /// A 20000x20000 PNG header is refused before a byte of its pixels is decoded.
@@ -153,13 +161,27 @@ mod tests {
         huge[20..24].copy_from_slice(&20_000u32.to_be_bytes());
         let crc = crc32(&huge[12..29]);
         huge[29..33].copy_from_slice(&crc.to_be_bytes());
-        assert_eq!(decode(&huge), Err(ImageError::TooLarge { width: 20_000, height: 20_000 }));
+        assert_eq!(
+            decode(&huge),
+            Err(ImageError::TooLarge {
+                width: 20_000,
+                height: 20_000
+            })
+        );
     }
 
     #[test]
     fn rgba_buffers_must_match_their_size() {
-        assert_eq!(from_rgba(2, 1, vec![1, 2, 3, 255, 4, 5, 6, 255]).unwrap().into_raw(), vec![1, 2, 3, 4, 5, 6]);
-        assert!(matches!(from_rgba(2, 2, vec![0; 8]), Err(ImageError::BadBuffer { .. })));
+        assert_eq!(
+            from_rgba(2, 1, vec![1, 2, 3, 255, 4, 5, 6, 255])
+                .unwrap()
+                .into_raw(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        assert!(matches!(
+            from_rgba(2, 2, vec![0; 8]),
+            Err(ImageError::BadBuffer { .. })
+        ));
     }
 
     fn crc32(bytes: &[u8]) -> u32 {
@@ -167,7 +189,11 @@ mod tests {
         for &b in bytes {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

@@ -107,14 +107,14 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 fn inside(class: usize, u: f32, v: f32) -> bool {
     let r = (u * u + v * v).sqrt();
     match class {
-        0 => r < 0.8,                                          // disk
-        1 => (0.5..0.9).contains(&r),                          // ring
-        2 => u.abs() < 0.72 && v.abs() < 0.72,                 // square
+        0 => r < 0.8,                          // disk
+        1 => (0.5..0.9).contains(&r),          // ring
+        2 => u.abs() < 0.72 && v.abs() < 0.72, // square
         3 => {
             let m = u.abs().max(v.abs());
-            (0.5..0.85).contains(&m)                          // frame
+            (0.5..0.85).contains(&m) // frame
         }
-        4 => v > -0.6 && v < 0.9 - 1.5 * u.abs() * 1.15,       // triangle
+        4 => v > -0.6 && v < 0.9 - 1.5 * u.abs() * 1.15, // triangle
         5 => (u.abs() < 0.28 && v.abs() < 0.9) || (v.abs() < 0.28 && u.abs() < 0.9), // plus
         6 => {
             // Five-pointed star: radius oscillates with the angle.
@@ -123,7 +123,7 @@ fn inside(class: usize, u: f32, v: f32) -> bool {
             r < 0.38 + 0.55 * k.powf(6.0)
         }
         7 => r < 0.85 && ((u - 0.38).powi(2) + v * v).sqrt() > 0.62, // crescent
-        8 => u.abs() < 0.95 && v.abs() < 0.2,                  // bar
+        8 => u.abs() < 0.95 && v.abs() < 0.2,                        // bar
         _ => ((u - 0.5).powi(2) + v * v).sqrt() < 0.33 || ((u + 0.5).powi(2) + v * v).sqrt() < 0.33, // pair
     }
 }
@@ -143,7 +143,11 @@ impl Texture {
             Texture::Solid => 0.0,
             Texture::Stripes { angle, period } => {
                 let t = x * angle.cos() + y * angle.sin();
-                if (t / period).rem_euclid(1.0) < 0.5 { 1.0 } else { 0.0 }
+                if (t / period).rem_euclid(1.0) < 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
             }
             Texture::Checks { period } => {
                 let a = (x / period).floor() as i64 + (y / period).floor() as i64;
@@ -161,12 +165,18 @@ impl Texture {
 impl Shapes {
     /// The training set of `seed`.
     pub fn train(seed: u64) -> Self {
-        Self { seed, len: DEFAULT_TRAIN }
+        Self {
+            seed,
+            len: DEFAULT_TRAIN,
+        }
     }
 
     /// The test set of `seed` (disjoint from the training set's stream).
     pub fn test(seed: u64) -> Self {
-        Self { seed: seed ^ 0x7E57_7E57_7E57_7E57, len: DEFAULT_TEST }
+        Self {
+            seed: seed ^ 0x7E57_7E57_7E57_7E57,
+            len: DEFAULT_TEST,
+        }
     }
 
     /// The label of image `index` (classes are balanced: index modulo 10, shuffled by the
@@ -189,16 +199,31 @@ impl Shapes {
             (rng.range(0.6, 0.95), rng.range(0.1, 0.45))
         };
         let bg = hsv(bg_hue, rng.range(0.1, 0.7), bg_v);
-        let bg2 = hsv(bg_hue + rng.range(-0.1, 0.1), rng.range(0.1, 0.7), bg_v * rng.range(0.7, 1.0));
+        let bg2 = hsv(
+            bg_hue + rng.range(-0.1, 0.1),
+            rng.range(0.1, 0.7),
+            bg_v * rng.range(0.7, 1.0),
+        );
         let fg = hsv(fg_hue, rng.range(0.4, 1.0), fg_v);
-        let fg2 = hsv(fg_hue + rng.range(-0.15, 0.15), rng.range(0.3, 1.0), fg_v * rng.range(0.5, 0.9));
+        let fg2 = hsv(
+            fg_hue + rng.range(-0.15, 0.15),
+            rng.range(0.3, 1.0),
+            fg_v * rng.range(0.5, 0.9),
+        );
         let gradient = rng.range(0.0, std::f32::consts::TAU);
 
         let texture = match rng.below(4) {
             0 => Texture::Solid,
-            1 => Texture::Stripes { angle: rng.range(0.0, 3.2), period: rng.range(2.5, 6.0) },
-            2 => Texture::Checks { period: rng.range(2.0, 5.0) },
-            _ => Texture::Dots { period: rng.range(3.0, 6.0) },
+            1 => Texture::Stripes {
+                angle: rng.range(0.0, 3.2),
+                period: rng.range(2.5, 6.0),
+            },
+            2 => Texture::Checks {
+                period: rng.range(2.0, 5.0),
+            },
+            _ => Texture::Dots {
+                period: rng.range(3.0, 6.0),
+            },
         };
 
         // Pose: rotation, scale (half-size in pixels) and a shifted center.
@@ -213,13 +238,28 @@ impl Shapes {
         let lines: Vec<([f32; 4], [f32; 3])> = (0..rng.below(4))
             .map(|_| {
                 let c = hsv(rng.unit(), rng.range(0.2, 0.9), rng.range(0.2, 0.9));
-                ([rng.range(0.0, 32.0), rng.range(0.0, 32.0), rng.range(0.0, 3.2), rng.range(0.4, 1.1)], c)
+                (
+                    [
+                        rng.range(0.0, 32.0),
+                        rng.range(0.0, 32.0),
+                        rng.range(0.0, 3.2),
+                        rng.range(0.4, 1.1),
+                    ],
+                    c,
+                )
             })
             .collect();
         let blobs: Vec<([f32; 3], [f32; 3])> = (0..rng.below(3))
             .map(|_| {
                 let c = hsv(rng.unit(), rng.range(0.2, 0.9), rng.range(0.2, 0.9));
-                ([rng.range(0.0, 32.0), rng.range(0.0, 32.0), rng.range(1.0, 2.5)], c)
+                (
+                    [
+                        rng.range(0.0, 32.0),
+                        rng.range(0.0, 32.0),
+                        rng.range(1.0, 2.5),
+                    ],
+                    c,
+                )
             })
             .collect();
         let noise = rng.range(0.0, 0.08);
@@ -231,7 +271,8 @@ impl Shapes {
                 // 2x2 supersampling for anti-aliased edges.
                 for (ox, oy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
                     let (x, y) = (px as f32 + ox, py as f32 + oy);
-                    let t = ((x - 16.0) * gradient.cos() + (y - 16.0) * gradient.sin()) / 45.0 + 0.5;
+                    let t =
+                        ((x - 16.0) * gradient.cos() + (y - 16.0) * gradient.sin()) / 45.0 + 0.5;
                     let mut c = [0.0; 3];
                     for k in 0..3 {
                         c[k] = bg[k] * (1.0 - t) + bg2[k] * t;
@@ -262,7 +303,8 @@ impl Shapes {
                 }
                 for (k, value) in colour.iter().enumerate() {
                     let v = value + noise * rng.normal();
-                    out[k * SIZE * SIZE + py * SIZE + px] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    out[k * SIZE * SIZE + py * SIZE + px] =
+                        (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }
         }
@@ -295,7 +337,11 @@ mod tests {
                 }
             }
             let fraction = covered as f32 / 4096.0;
-            assert!((0.08..0.6).contains(&fraction), "{}: {fraction}", CLASSES[class]);
+            assert!(
+                (0.08..0.6).contains(&fraction),
+                "{}: {fraction}",
+                CLASSES[class]
+            );
         }
     }
 
@@ -318,7 +364,11 @@ mod tests {
         let sigs: Vec<Vec<usize>> = (0..10).map(signature).collect();
         for a in 0..10 {
             for b in a + 1..10 {
-                let diff: usize = sigs[a].iter().zip(&sigs[b]).map(|(x, y)| x.abs_diff(*y)).sum();
+                let diff: usize = sigs[a]
+                    .iter()
+                    .zip(&sigs[b])
+                    .map(|(x, y)| x.abs_diff(*y))
+                    .sum();
                 assert!(diff > 400, "{} vs {}: {diff}", CLASSES[a], CLASSES[b]);
             }
         }
@@ -329,7 +379,11 @@ mod tests {
         let set = Shapes::train(1);
         let a = set.render(0);
         let b = set.render(10);
-        let differing = a.iter().zip(&b).filter(|(x, y)| x.abs_diff(**y) > 30).count();
+        let differing = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| x.abs_diff(**y) > 30)
+            .count();
         assert!(differing > 1000, "{differing}");
     }
 }

@@ -67,7 +67,11 @@ impl Planar {
                 data[c * plane + i] = (pixel.0[c] as f32 / 255.0 - n.mean[c]) / n.std[c];
             }
         }
-        Self { height, width, data }
+        Self {
+            height,
+            width,
+            data,
+        }
     }
 
     /// Zero padding on every side: zero is the mean pixel once normalised, which is what the
@@ -82,7 +86,11 @@ impl Planar {
                 data[dst..dst + self.width].copy_from_slice(&self.data[src..src + self.width]);
             }
         }
-        Self { height, width, data }
+        Self {
+            height,
+            width,
+            data,
+        }
     }
 
     /// Appends the `size`x`size` crop at (`left`, `top`), mirrored if `flip`, to `out`.
@@ -105,7 +113,10 @@ impl Planar {
         for row in self.data.chunks_exact(self.width) {
             data.extend(row.iter().rev());
         }
-        ViewBatch { shape: [2, 3, self.height, self.width], data }
+        ViewBatch {
+            shape: [2, 3, self.height, self.width],
+            data,
+        }
     }
 }
 
@@ -117,7 +128,14 @@ fn resize_shorter(image: &RgbImage, shorter: usize) -> RgbImage {
     let (w0, h0) = (w.min(2 * h), h.min(2 * w));
     let trimmed;
     let image = if (w0, h0) != (w, h) {
-        trimmed = image::imageops::crop_imm(image, ((w - w0) / 2) as u32, ((h - h0) / 2) as u32, w0 as u32, h0 as u32).to_image();
+        trimmed = image::imageops::crop_imm(
+            image,
+            ((w - w0) / 2) as u32,
+            ((h - h0) / 2) as u32,
+            w0 as u32,
+            h0 as u32,
+        )
+        .to_image();
         &trimmed
     } else {
         image
@@ -160,26 +178,40 @@ pub fn views(image: &RgbImage, card: &ModelCard, mode: TestView) -> Vec<ViewBatc
         TestView::Center | TestView::TenCrop => {
             let planar = Planar::from_rgb(&resize_shorter(image, resize_size(card)), card);
             // Without a margin the ten crops would all be the same: pad like training does.
-            let planar = if planar.height == crop && planar.width == crop && mode == TestView::TenCrop {
-                planar.pad(crop / 8)
-            } else {
-                planar
-            };
+            let planar =
+                if planar.height == crop && planar.width == crop && mode == TestView::TenCrop {
+                    planar.pad(crop / 8)
+                } else {
+                    planar
+                };
             let (w, h) = (planar.width, planar.height);
             let center = ((w - crop) / 2, (h - crop) / 2);
             let origins: Vec<(usize, usize)> = match mode {
                 TestView::Center => vec![center],
-                _ => vec![(0, 0), (w - crop, 0), (0, h - crop), (w - crop, h - crop), center],
+                _ => vec![
+                    (0, 0),
+                    (w - crop, 0),
+                    (0, h - crop),
+                    (w - crop, h - crop),
+                    center,
+                ],
             };
             let mut data = Vec::with_capacity(origins.len() * 2 * 3 * crop * crop);
-            let flips: &[bool] = if mode == TestView::Center { &[false] } else { &[false, true] };
+            let flips: &[bool] = if mode == TestView::Center {
+                &[false]
+            } else {
+                &[false, true]
+            };
             for &flip in flips {
                 for &(left, top) in &origins {
                     planar.crop_into(left, top, crop, flip, &mut data);
                 }
             }
             let n = data.len() / (3 * crop * crop);
-            vec![ViewBatch { shape: [n, 3, crop, crop], data }]
+            vec![ViewBatch {
+                shape: [n, 3, crop, crop],
+                data,
+            }]
         }
         TestView::MultiScale => multi_scales(card)
             .into_iter()
@@ -219,21 +251,28 @@ mod tests {
     #[test]
     fn ten_crop_has_the_four_corners_the_center_and_their_flips() {
         let card = card("resnet18");
-        let [batch] = &views(&gradient(256, 256), &card, TestView::TenCrop)[..] else { panic!() };
+        let [batch] = &views(&gradient(256, 256), &card, TestView::TenCrop)[..] else {
+            panic!()
+        };
         assert_eq!(batch.shape, [10, 3, 224, 224]);
         let view = 3 * 224 * 224;
         let first_red: Vec<f32> = (0..10).map(|i| batch.data[i * view]).collect();
         // Unflipped views start at x = 0, 32, 0, 32, 16; flipped ones end there.
         for (i, x) in [0.0, 32.0, 0.0, 32.0, 16.0].into_iter().enumerate() {
             assert!((first_red[i] - red(&card, x)).abs() < 1e-6, "view {i}");
-            assert!((first_red[5 + i] - red(&card, x + 223.0)).abs() < 1e-6, "flip {i}");
+            assert!(
+                (first_red[5 + i] - red(&card, x + 223.0)).abs() < 1e-6,
+                "flip {i}"
+            );
         }
     }
 
     #[test]
     fn cifar_ten_crop_pads_four_pixels_like_training() {
         let card = card("resnet20");
-        let [batch] = &views(&gradient(32, 32), &card, TestView::TenCrop)[..] else { panic!() };
+        let [batch] = &views(&gradient(32, 32), &card, TestView::TenCrop)[..] else {
+            panic!()
+        };
         assert_eq!(batch.shape, [10, 3, 32, 32]);
         // The top-left corner crop of the 40x40 padded image starts with 4 zero rows, and
         // each later row with 4 zero pixels.
@@ -252,7 +291,13 @@ mod tests {
         let shapes: Vec<[usize; 4]> = batches.iter().map(|b| b.shape).collect();
         assert_eq!(
             shapes,
-            vec![[2, 3, 224, 336], [2, 3, 256, 384], [2, 3, 384, 576], [2, 3, 480, 720], [2, 3, 640, 960]]
+            vec![
+                [2, 3, 224, 336],
+                [2, 3, 256, 384],
+                [2, 3, 384, 576],
+                [2, 3, 480, 720],
+                [2, 3, 640, 960]
+            ]
         );
         // The second view of each batch is the mirror of the first.
         let b = &batches[0];
@@ -263,6 +308,11 @@ mod tests {
     #[test]
     fn parses_view_names() {
         assert_eq!("ten-crop".parse::<TestView>(), Ok(TestView::TenCrop));
-        assert!("five-crop".parse::<TestView>().unwrap_err().contains("unknown test view"));
+        assert!(
+            "five-crop"
+                .parse::<TestView>()
+                .unwrap_err()
+                .contains("unknown test view")
+        );
     }
 }

@@ -4,10 +4,10 @@
 pub mod npy;
 mod weights;
 
+pub(crate) use weights::CARD_KEY;
 pub use weights::{
     ModelCard, Normalization, Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors,
     to_bytes_async,
 };
-pub(crate) use weights::CARD_KEY;
 #[cfg(not(target_family = "wasm"))]
 pub use weights::{save, to_bytes};

@@ -189,12 +189,19 @@ mod tests {
         assert!(err.contains("'<f8'"), "{err}");
         let err = NpyF32::from_bytes(&NUMPY_2X3[..NUMPY_2X3.len() - 2]).unwrap_err();
         assert!(err.contains("needs 24 bytes"), "{err}");
-        assert!(NpyF32::from_bytes(b"PNG....").unwrap_err().contains("magic"));
+        assert!(
+            NpyF32::from_bytes(b"PNG....")
+                .unwrap_err()
+                .contains("magic")
+        );
     }
 
     #[test]
     fn one_dimensional_shapes_keep_their_comma() {
-        let array = NpyF32 { shape: vec![3], data: vec![1.0, 2.0, 3.0] };
+        let array = NpyF32 {
+            shape: vec![3],
+            data: vec![1.0, 2.0, 3.0],
+        };
         let bytes = array.to_bytes();
         assert!(String::from_utf8_lossy(&bytes).contains("'shape': (3,)"));
         assert_eq!((bytes.len() - 12) % 64, 0);

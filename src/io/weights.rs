@@ -9,7 +9,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::burn_pack::{self, Reader, Tensor as PackTensor, Writer};
 use burn::store::{
-    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
 };
 use burn::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -202,7 +203,12 @@ impl WeightsFile {
                 let tensors = reader
                     .into_tensors()
                     .map_err(|e| corrupt(format, e.to_string()))?;
-                Ok(Self { path: name.to_string(), format, card, tensors })
+                Ok(Self {
+                    path: name.to_string(),
+                    format,
+                    card,
+                    tensors,
+                })
             }
             Some(WeightsFormat::Safetensors) => {
                 let format = WeightsFormat::Safetensors;
@@ -212,7 +218,12 @@ impl WeightsFile {
                     .values()
                     .cloned()
                     .collect();
-                Ok(Self { path: name.to_string(), format, card: None, tensors: torch_keys(tensors) })
+                Ok(Self {
+                    path: name.to_string(),
+                    format,
+                    card: None,
+                    tensors: torch_keys(tensors),
+                })
             }
             Some(WeightsFormat::Pytorch) => Err(corrupt(
                 WeightsFormat::Pytorch,
@@ -220,7 +231,9 @@ impl WeightsFile {
                  convert to .bpk or .safetensors for the browser"
                     .into(),
             )),
-            None => Err(WeightsError::UnknownFormat { path: name.to_string() }),
+            None => Err(WeightsError::UnknownFormat {
+                path: name.to_string(),
+            }),
         }
     }
 
@@ -261,7 +274,12 @@ impl WeightsFile {
 
     /// Tensors already in memory, named as in this crate's module tree (Burn layout).
     pub fn from_tensors(name: &str, tensors: Vec<PackTensor>) -> Self {
-        Self { path: name.to_string(), format: WeightsFormat::Burnpack, card: None, tensors }
+        Self {
+            path: name.to_string(),
+            format: WeightsFormat::Burnpack,
+            card: None,
+            tensors,
+        }
     }
 
     /// The names of the tensors in the file, after key mapping, sorted.
@@ -327,10 +345,18 @@ impl WeightsFile {
 fn describe(error: &ApplyError) -> String {
     let dims = |s: &burn::tensor::Shape| format!("{:?}", s.as_slice());
     match error {
-        ApplyError::ShapeMismatch { path, expected, found } => {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => {
             format!("{path} (model {}, file {})", dims(expected), dims(found))
         }
-        ApplyError::DTypeMismatch { path, expected, found } => {
+        ApplyError::DTypeMismatch {
+            path,
+            expected,
+            found,
+        } => {
             format!("{path} (model {expected:?}, file {found:?})")
         }
         ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
@@ -363,7 +389,11 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
         .into_iter()
         .filter(|t| !t.name.ends_with("num_batches_tracked"))
         .map(|mut t| {
-            let mut name = t.name.strip_prefix("module.").unwrap_or(&t.name).to_string();
+            let mut name = t
+                .name
+                .strip_prefix("module.")
+                .unwrap_or(&t.name)
+                .to_string();
             for (from, to) in [
                 (".downsample.0.", ".downsample.conv."),
                 (".downsample.1.", ".downsample.bn."),
@@ -439,7 +469,10 @@ pub async fn to_bytes_async(
 
 /// Every tensor of `model` (BN running statistics included), read back asynchronously and
 /// named by its module path.
-pub async fn read_tensors(model: &ResNet, precision: Precision) -> Result<Vec<PackTensor>, WeightsError> {
+pub async fn read_tensors(
+    model: &ResNet,
+    precision: Precision,
+) -> Result<Vec<PackTensor>, WeightsError> {
     let mut params = ParamList::default();
     model.visit(&mut params);
     let mut tensors = Vec::with_capacity(params.items.len());
@@ -448,10 +481,15 @@ pub async fn read_tensors(model: &ResNet, precision: Precision) -> Result<Vec<Pa
             path: "<device>".into(),
             source: std::io::Error::other(format!("{name}: {e:?}")),
         };
-        let data = tensor.into_data_async().await.map_err(|e| device_error(&e))?;
+        let data = tensor
+            .into_data_async()
+            .await
+            .map_err(|e| device_error(&e))?;
         let data = match precision {
             Precision::F32 => data,
-            Precision::F16 => data.try_cast_as::<half::f16>().map_err(|e| device_error(&e))?,
+            Precision::F16 => data
+                .try_cast_as::<half::f16>()
+                .map_err(|e| device_error(&e))?,
         };
         let (bytes, _, dtype) = data.into_parts();
         tensors.push(PackTensor::new(name, dtype, shape, Some(id), bytes));
@@ -489,6 +527,7 @@ impl ModuleVisitor for ParamList {
         let tensor = param.val().inner();
         let shape = tensor.dims().to_vec();
         let flat = tensor.reshape([shape.iter().product::<usize>()]);
-        self.items.push((self.path.join("."), param.id.val(), shape, flat));
+        self.items
+            .push((self.path.join("."), param.id.val(), shape, flat));
     }
 }

@@ -27,7 +27,12 @@ pub fn imagenet_preset(depth: usize) -> Option<(BlockKind, [usize; 4])> {
 /// The ImageNet net of the given depth (18, 34, 50, 101, 152): option B, v1.5, 1000 classes.
 pub fn imagenet(depth: usize) -> Option<ResNetConfig> {
     let (block, layers) = imagenet_preset(depth)?;
-    Some(ResNetConfig::new(layers.to_vec(), block, Stem::ImageNet, 64))
+    Some(ResNetConfig::new(
+        layers.to_vec(),
+        block,
+        Stem::ImageNet,
+        64,
+    ))
 }
 
 /// The CIFAR net with `n` blocks per stage (6n+2 layers): option A, 10 classes.
@@ -88,9 +93,15 @@ mod tests {
     #[test]
     fn parses_both_families_and_plain_twins() {
         let r50 = parse("resnet50").unwrap();
-        assert_eq!((r50.stem, r50.block, r50.depth()), (Stem::ImageNet, BlockKind::Bottleneck, 50));
+        assert_eq!(
+            (r50.stem, r50.block, r50.depth()),
+            (Stem::ImageNet, BlockKind::Bottleneck, 50)
+        );
         let r110 = parse("ResNet110").unwrap();
-        assert_eq!((r110.stem, r110.layers.clone(), r110.depth()), (Stem::Cifar, vec![18, 18, 18], 110));
+        assert_eq!(
+            (r110.stem, r110.layers.clone(), r110.depth()),
+            (Stem::Cifar, vec![18, 18, 18], 110)
+        );
         let p20 = parse("plain20").unwrap();
         assert!(!p20.residual);
         assert_eq!(p20.num_classes, 10);
@@ -101,16 +112,30 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in KNOWN.iter().chain(&["plain18", "plain56", "cifar-resnet50"]) {
+        for name in KNOWN
+            .iter()
+            .chain(&["plain18", "plain56", "cifar-resnet50"])
+        {
             assert_eq!(parse(name).unwrap().name(), *name);
         }
     }
 
     #[test]
     fn rejects_unknown_names() {
-        for bad in ["resnet", "resnet19", "resnet-50", "vgg16", "plain7", "resnet2", ""] {
+        for bad in [
+            "resnet",
+            "resnet19",
+            "resnet-50",
+            "vgg16",
+            "plain7",
+            "resnet2",
+            "",
+        ] {
             let err = parse(bad).unwrap_err();
-            assert!(err.to_string().contains("unknown architecture"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("unknown architecture"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -113,7 +113,11 @@ impl ResNetConfig {
 
     /// Channels of the last stage's output, the input of the classifier.
     pub fn feature_channels(&self) -> usize {
-        self.stage_planes().last().copied().unwrap_or(self.base_width) * self.block.expansion()
+        self.stage_planes()
+            .last()
+            .copied()
+            .unwrap_or(self.base_width)
+            * self.block.expansion()
     }
 
     /// Weighted layers on the main path: stem conv + blocks + fc (what "ResNet-50" counts).
@@ -138,8 +142,7 @@ impl ResNetConfig {
             Stem::Cifar => ShortcutOption::A,
         };
         let mut name = format!("{family}{}", self.depth());
-        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(self.depth()).is_some()
-        {
+        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(self.depth()).is_some() {
             name = format!("cifar-{name}");
         }
         if self.residual && self.shortcut != default_shortcut {

@@ -235,7 +235,12 @@ mod tests {
         let shapes: Vec<[usize; 4]> = features.iter().map(|f| f.dims()).collect();
         assert_eq!(
             shapes,
-            vec![[2, 256, 56, 56], [2, 512, 28, 28], [2, 1024, 14, 14], [2, 2048, 7, 7]]
+            vec![
+                [2, 256, 56, 56],
+                [2, 512, 28, 28],
+                [2, 1024, 14, 14],
+                [2, 2048, 7, 7]
+            ]
         );
         let cifar = parse("resnet20").unwrap().init(&device());
         let shapes: Vec<[usize; 4]> = cifar
@@ -243,7 +248,10 @@ mod tests {
             .iter()
             .map(|f| f.dims())
             .collect();
-        assert_eq!(shapes, vec![[1, 16, 32, 32], [1, 32, 16, 16], [1, 64, 8, 8]]);
+        assert_eq!(
+            shapes,
+            vec![[1, 16, 32, 32], [1, 32, 16, 16], [1, 64, 8, 8]]
+        );
         // forward == forward_head(last feature).
         let x = random([1, 3, 32, 32]);
         let last = cifar.forward_features(x.clone()).pop().unwrap();
@@ -257,12 +265,19 @@ mod tests {
     /// `stats` tests against torchvision's figures.
     #[test]
     fn module_parameters_equal_the_analytic_count() {
-        for arch in KNOWN.iter().chain(&["plain18", "plain20", "plain34", "resnet50-v1"]) {
+        for arch in KNOWN
+            .iter()
+            .chain(&["plain18", "plain20", "plain34", "resnet50-v1"])
+        {
             let config = parse(arch.trim_end_matches("-v1")).unwrap();
             let model = config.init(&device());
             // BN running statistics are buffers: 2 per channel per BN, not parameters.
             let buffers: usize = count_bn_channels(&model) * 2;
-            assert_eq!(model.num_params() - buffers, config.stats(224).params, "{arch}");
+            assert_eq!(
+                model.num_params() - buffers,
+                config.stats(224).params,
+                "{arch}"
+            );
         }
     }
 
@@ -289,10 +304,18 @@ mod tests {
         assert!(model.layer1[0].downsample.is_some());
         let r18 = parse("resnet18").unwrap().init(&device());
         assert!(r18.layer1[0].downsample.is_none());
-        let c = parse("resnet18").unwrap().with_shortcut(ShortcutOption::C).init(&device());
+        let c = parse("resnet18")
+            .unwrap()
+            .with_shortcut(ShortcutOption::C)
+            .init(&device());
         assert!(c.stages().flatten().all(|b| b.downsample.is_some()));
         let plain = parse("plain34").unwrap().init(&device());
-        assert!(plain.stages().flatten().all(|b| b.downsample.is_none() && !b.residual));
+        assert!(
+            plain
+                .stages()
+                .flatten()
+                .all(|b| b.downsample.is_none() && !b.residual)
+        );
     }
 
     /// Option A by hand: x[:, :, ::2, ::2], then zero channels after the existing ones.
@@ -342,13 +365,18 @@ mod tests {
     /// A plain block computes relu(F(x)) and nothing else; its residual twin adds x.
     #[test]
     fn a_plain_net_has_no_skip() {
-        let plain = parse("plain20").unwrap().with_zero_init_residual(true).init(&device());
+        let plain = parse("plain20")
+            .unwrap()
+            .with_zero_init_residual(true)
+            .init(&device());
         // F(x) = 0 everywhere, so a plain net's features vanish after the first block.
         let features = plain.forward_features(random([1, 3, 32, 32]));
         let max = features[2].clone().abs().max().into_scalar::<f32>();
         assert_eq!(max, 0.0);
 
-        let block = BlockConfig::new(BlockKind::Basic, 16, 16).with_residual(false).init(&device());
+        let block = BlockConfig::new(BlockKind::Basic, 16, 16)
+            .with_residual(false)
+            .init(&device());
         let x = random([1, 16, 8, 8]);
         block
             .forward(x.clone())
@@ -369,12 +397,26 @@ mod tests {
     fn convolutions_use_he_fan_out_init() {
         let model = parse("resnet50").unwrap().init(&device());
         // layer3.1.conv2: 3x3, 256 → 256.
-        let values = model.layer3[1].conv2.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let values = model.layer3[1]
+            .conv2
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         let expected = (2.0f64 / (9.0 * 256.0)).sqrt();
-        assert!((var.sqrt() - expected).abs() / expected < 0.02, "{} vs {expected}", var.sqrt());
+        assert!(
+            (var.sqrt() - expected).abs() / expected < 0.02,
+            "{} vs {expected}",
+            var.sqrt()
+        );
         assert!(mean.abs() < expected * 0.02);
     }
 }

@@ -76,7 +76,11 @@ impl ResNetConfig {
     }
 
     fn count(&self, input_size: usize) -> Counter {
-        let mut c = Counter { params: 0, macs: 0, activations: 0 };
+        let mut c = Counter {
+            params: 0,
+            macs: 0,
+            activations: 0,
+        };
         let width = self.stem_channels();
         let mut size = match self.stem {
             Stem::ImageNet => {
@@ -126,7 +130,10 @@ mod tests {
         let r20 = parse("resnet20").unwrap();
         let one = 188_416 * 4 * 6 + 269_722 * 16;
         assert_eq!(training_bytes(&r20, 32, 1), one);
-        assert_eq!(training_bytes(&r20, 32, 128) - training_bytes(&r20, 32, 64), 64 * 188_416 * 4 * 6);
+        assert_eq!(
+            training_bytes(&r20, 32, 128) - training_bytes(&r20, 32, 64),
+            64 * 188_416 * 4 * 6
+        );
     }
 
     /// torchvision's published parameter counts (1000 classes) and the CIFAR counts of the
@@ -155,7 +162,10 @@ mod tests {
         let b = a.clone().with_shortcut(crate::model::ShortcutOption::B);
         assert_eq!(b.stats(32).params - a.stats(32).params, 2_752);
         // A plain net with option A has exactly its residual twin's parameters.
-        assert_eq!(parse("plain20").unwrap().stats(32).params, a.stats(32).params);
+        assert_eq!(
+            parse("plain20").unwrap().stats(32).params,
+            a.stats(32).params
+        );
     }
 
     /// torchvision's model table lists GFLOPS (multiply-adds, in fact) at 224x224:
@@ -171,14 +181,20 @@ mod tests {
             ("resnet152", 11.51),
         ] {
             let macs = parse(arch).unwrap().stats(224).macs as f64 / 1e9;
-            assert!((macs - gmacs).abs() / gmacs < 0.01, "{arch}: {macs} vs {gmacs}");
+            assert!(
+                (macs - gmacs).abs() / gmacs < 0.01,
+                "{arch}: {macs} vs {gmacs}"
+            );
         }
         for (arch, gmacs) in [("resnet50", 3.8), ("resnet101", 7.6), ("resnet152", 11.3)] {
             let config = parse(arch)
                 .unwrap()
                 .with_stride_placement(crate::model::StridePlacement::V1);
             let macs = config.stats(224).macs as f64 / 1e9;
-            assert!((macs - gmacs).abs() / gmacs < 0.03, "{arch} v1: {macs} vs {gmacs}");
+            assert!(
+                (macs - gmacs).abs() / gmacs < 0.03,
+                "{arch} v1: {macs} vs {gmacs}"
+            );
         }
         // ResNet-20 at 32x32, by hand: stem 32²·27·16 = 442,368; stage 1, six convs of
         // 32²·9·16·16; stages 2 and 3, one conv of 16²·9·16·32 (resp. 8²·9·32·64) and five of

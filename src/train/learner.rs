@@ -67,7 +67,10 @@ pub enum RunError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.display().to_string(), source }
+    move |source| RunError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or the
@@ -77,7 +80,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// [write_atomic] with the writing done by `write` (which may fail: the old file stays).
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> std::io::Result<()> {
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
@@ -87,7 +93,12 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::
         fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
             // Make the rename itself durable.
-            File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()?;
+            File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })?
+            .sync_all()?;
         }
         Ok(())
     })();
@@ -157,17 +168,28 @@ pub fn run(
         if dir.checkpoint().exists() {
             return Err(RunError::RunDir {
                 path: dir.0.display().to_string(),
-                reason: "already holds a run: pass --resume to continue it, or choose another --out".into(),
+                reason:
+                    "already holds a run: pass --resume to continue it, or choose another --out"
+                        .into(),
             });
         }
         let config_json = json!({ "train": &config, "data": &options.data_description });
-        write_atomic(&dir.config(), serde_json::to_string_pretty(&config_json).unwrap().as_bytes())
-            .map_err(io_error(&dir.config()))?;
+        write_atomic(
+            &dir.config(),
+            serde_json::to_string_pretty(&config_json)
+                .unwrap()
+                .as_bytes(),
+        )
+        .map_err(io_error(&dir.config()))?;
         let _ = fs::remove_file(dir.metrics());
         Trainer::new(config, train, device)?
     };
 
-    let mut log = OpenOptions::new().create(true).append(true).open(dir.metrics()).map_err(io_error(&dir.metrics()))?;
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.metrics())
+        .map_err(io_error(&dir.metrics()))?;
     let start = trainer.step_count();
     let bar = progress(options, start);
     let started = Instant::now();
@@ -224,11 +246,24 @@ pub fn run(
             options.data_description,
             r.top1_error * 100.0
         ),
-        None => format!("{} trained {} steps on {}", trainer.config().model.name(), trainer.step_count(), options.data_description),
+        None => format!(
+            "{} trained {} steps on {}",
+            trainer.config().model.name(),
+            trainer.step_count(),
+            options.data_description
+        ),
     };
     let model = trainer.model();
-    crate::io::save(&model, &trainer.card(Some(description)), &dir.model(), Precision::F32)
-        .map_err(|e| RunError::Io { path: dir.model().display().to_string(), source: std::io::Error::other(e.to_string()) })?;
+    crate::io::save(
+        &model,
+        &trainer.card(Some(description)),
+        &dir.model(),
+        Precision::F32,
+    )
+    .map_err(|e| RunError::Io {
+        path: dir.model().display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok((trainer, last_eval))
 }
 
@@ -244,9 +279,11 @@ fn progress(options: &RunOptions, start: usize) -> ProgressBar {
     }
     let bar = ProgressBar::new(options.iterations as u64).with_position(start as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -311,7 +348,10 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"the good checkpoint");
-        let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
         write_atomic(&path, b"the next one").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"the next one");

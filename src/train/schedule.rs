@@ -126,7 +126,11 @@ impl LrPolicy {
 
     /// Reports an evaluation's error (drives the plateau schedule); returns whether it decayed.
     pub fn observe_eval_error(&mut self, error: f64) -> bool {
-        let Schedule::Plateau { patience, threshold } = self.schedule else {
+        let Schedule::Plateau {
+            patience,
+            threshold,
+        } = self.schedule
+        else {
             return false;
         };
         match self.best_error {
@@ -186,7 +190,13 @@ mod tests {
     #[test]
     fn torchvision_steps_every_30_epochs() {
         let per_epoch = 5_005; // 1.28M images / 256
-        let p = LrPolicy::new(0.1, Schedule::Step { every: 30 * per_epoch, gamma: 0.1 });
+        let p = LrPolicy::new(
+            0.1,
+            Schedule::Step {
+                every: 30 * per_epoch,
+                gamma: 0.1,
+            },
+        );
         assert!(close(p.lr(30 * per_epoch - 1), 0.1));
         assert!(close(p.lr(30 * per_epoch), 0.01));
         assert!(close(p.lr(60 * per_epoch), 0.001));
@@ -194,7 +204,13 @@ mod tests {
 
     #[test]
     fn plateau_divides_by_ten_when_the_error_stalls() {
-        let mut p = LrPolicy::new(0.1, Schedule::Plateau { patience: 2, threshold: 0.01 });
+        let mut p = LrPolicy::new(
+            0.1,
+            Schedule::Plateau {
+                patience: 2,
+                threshold: 0.01,
+            },
+        );
         for error in [0.5, 0.4, 0.35] {
             assert!(!p.observe_eval_error(error));
         }
@@ -206,7 +222,13 @@ mod tests {
 
     #[test]
     fn cosine_warms_up_linearly_then_decays_to_zero() {
-        let p = LrPolicy::new(0.4, Schedule::Cosine { warmup: 10, total: 110 });
+        let p = LrPolicy::new(
+            0.4,
+            Schedule::Cosine {
+                warmup: 10,
+                total: 110,
+            },
+        );
         assert!(close(p.lr(0), 0.04) && close(p.lr(9), 0.4));
         assert!(close(p.lr(60), 0.2));
         assert!(p.lr(109) < 1e-3 && close(p.lr(110), 0.0));
@@ -214,8 +236,12 @@ mod tests {
 
     #[test]
     fn resnet110_warm_up_holds_0_01_until_the_error_is_below_80_percent() {
-        let mut p = LrPolicy::new(0.1, Schedule::PaperCifar { total: 64_000 })
-            .with_error_warmup(ErrorWarmup { lr: 0.01, until_error_below: 0.8 });
+        let mut p = LrPolicy::new(0.1, Schedule::PaperCifar { total: 64_000 }).with_error_warmup(
+            ErrorWarmup {
+                lr: 0.01,
+                until_error_below: 0.8,
+            },
+        );
         assert!(close(p.lr(0), 0.01));
         p.observe_train_error(0.85);
         assert!(close(p.lr(100), 0.01));

@@ -33,7 +33,12 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        Self { momentum: 0.9, nesterov: false, weight_decay: 1e-4, decay_bn_and_bias: true }
+        Self {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            decay_bn_and_bias: true,
+        }
     }
 }
 
@@ -49,12 +54,20 @@ pub struct Sgd {
 impl Sgd {
     /// An optimizer with empty momentum buffers.
     pub fn new(config: SgdConfig) -> Self {
-        Self { config, velocity: BTreeMap::new() }
+        Self {
+            config,
+            velocity: BTreeMap::new(),
+        }
     }
 
     /// Applies one update with rate `lr` to every parameter that has a gradient in `grads`.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
-        let mut mapper = SgdMapper { sgd: self, grads: &mut grads, lr, path: Vec::new() };
+        let mut mapper = SgdMapper {
+            sgd: self,
+            grads: &mut grads,
+            lr,
+            path: Vec::new(),
+        };
         module.map(&mut mapper)
     }
 }
@@ -129,9 +142,20 @@ mod tests {
     fn matches_pytorch_sgd_by_hand() {
         let device = Device::flex().autodiff();
         let mut layer: Linear = LinearConfig::new(2, 1).init(&device);
-        layer.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2, 1]), &device));
-        layer.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.25f32], [1]), &device)));
-        let config = SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.1, decay_bn_and_bias: false };
+        layer.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.5f32, -1.0], [2, 1]),
+            &device,
+        ));
+        layer.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.25f32], [1]),
+            &device,
+        )));
+        let config = SgdConfig {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.1,
+            decay_bn_and_bias: false,
+        };
         let mut sgd = Sgd::new(config);
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0], [1, 2]), &device);
         for _ in 0..2 {
@@ -142,10 +166,25 @@ mod tests {
         // w: g1 = [1, 2] + 0.1·[0.5, -1] = [1.05, 1.9]; v1 = g1; w1 = w0 - 0.5·v1 = [-0.025, -1.95]
         //    g2 = [1, 2] + 0.1·w1 = [0.9975, 1.805]; v2 = 0.9·v1 + g2 = [1.9425, 3.515]
         //    w2 = w1 - 0.5·v2 = [-0.99625, -3.7075]
-        let w = layer.weight.val().into_data().try_into_vec::<f32>().unwrap();
-        assert!((w[0] + 0.99625).abs() < 1e-6 && (w[1] + 3.7075).abs() < 1e-6, "{w:?}");
+        let w = layer
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert!(
+            (w[0] + 0.99625).abs() < 1e-6 && (w[1] + 3.7075).abs() < 1e-6,
+            "{w:?}"
+        );
         // b (no decay): v1 = 1, b1 = -0.25; v2 = 1.9, b2 = -1.2.
-        let b = layer.bias.as_ref().unwrap().val().into_data().try_into_vec::<f32>().unwrap();
+        let b = layer
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert!((b[0] + 1.2).abs() < 1e-6, "{b:?}");
         assert_eq!(sgd.velocity.len(), 2);
         assert!(layer.weight.val().is_require_grad());
@@ -155,8 +194,16 @@ mod tests {
     fn nesterov_adds_the_look_ahead() {
         let device = Device::flex().autodiff();
         let mut layer: Linear = LinearConfig::new(1, 1).with_bias(false).init(&device);
-        layer.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.0f32], [1, 1]), &device));
-        let config = SgdConfig { momentum: 0.5, nesterov: true, weight_decay: 0.0, decay_bn_and_bias: true };
+        layer.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.0f32], [1, 1]),
+            &device,
+        ));
+        let config = SgdConfig {
+            momentum: 0.5,
+            nesterov: true,
+            weight_decay: 0.0,
+            decay_bn_and_bias: true,
+        };
         let mut sgd = Sgd::new(config);
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), &device);
         for _ in 0..2 {
@@ -165,7 +212,12 @@ mod tests {
             layer = sgd.step(1.0, layer, grads);
         }
         // g = 1 each step. v1 = 1, u1 = 1 + 0.5 = 1.5; v2 = 1.5, u2 = 1 + 0.75 = 1.75. w = -3.25.
-        let w = layer.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let w = layer
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert!((w[0] + 3.25).abs() < 1e-6, "{w:?}");
     }
 }

@@ -81,7 +81,9 @@ pub struct EvalReport {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrainError {
     /// The loss became NaN or infinite; the update was not applied.
-    #[error("the loss diverged to {loss} at step {step} (learning rate {lr}); the model keeps its last good weights: try a lower learning rate")]
+    #[error(
+        "the loss diverged to {loss} at step {step} (learning rate {lr}); the model keeps its last good weights: try a lower learning rate"
+    )]
     Diverged {
         /// The step that diverged.
         step: usize,
@@ -149,7 +151,11 @@ impl ModuleVisitor for LayerCollector {
         let is_shortcut = self.path.iter().any(|p| p == "downsample");
         if is_weight && (D == 4 || D == 2) && !is_shortcut {
             let name = self.path[..self.path.len() - 1].join(".");
-            self.layers.push(Layer { name, id: param.id, rank: D });
+            self.layers.push(Layer {
+                name,
+                id: param.id,
+                rank: D,
+            });
         }
     }
 }
@@ -172,7 +178,10 @@ const VELOCITY: &str = "sgd.velocity.";
 impl Trainer {
     /// A fresh network, initialised from the seed, on `device` (autodiff is added).
     pub fn new(config: TrainConfig, data: &Dataset, device: &Device) -> Result<Self, TrainError> {
-        config.model.validate().map_err(|e| TrainError::Invalid(e.to_string()))?;
+        config
+            .model
+            .validate()
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(&device);
@@ -276,10 +285,21 @@ impl Trainer {
     }
 
     /// Normalised (and, for training, augmented) images and one-hot targets for `indices`.
-    fn inputs(&mut self, data: &Dataset, indices: &[usize], augment: bool) -> (Tensor<4>, Tensor<2>, Vec<usize>) {
+    fn inputs(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        augment: bool,
+    ) -> (Tensor<4>, Tensor<2>, Vec<usize>) {
         let (pixels, labels) = data.batch(indices);
         let n = &self.config.normalization;
-        let x = normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, &self.device);
+        let x = normalize(
+            pixels,
+            [indices.len(), 3, 32, 32],
+            n.mean,
+            n.std,
+            &self.device,
+        );
         let x = if augment {
             pad_crop_flip(x, &CropPlan::random(indices.len(), 4, &mut self.rng))
         } else {
@@ -290,7 +310,10 @@ impl Trainer {
         for (i, &label) in labels.iter().enumerate() {
             one_hot[i * classes + label] = 1.0;
         }
-        let one_hot = Tensor::from_data(TensorData::new(one_hot, [indices.len(), classes]), &self.device);
+        let one_hot = Tensor::from_data(
+            TensorData::new(one_hot, [indices.len(), classes]),
+            &self.device,
+        );
         (x, one_hot, labels)
     }
 
@@ -336,7 +359,11 @@ impl Trainer {
         let loss = values[0];
         if !loss.is_finite() {
             self.model = last_good.train();
-            return Err(TrainError::Diverged { step: self.step + 1, loss, lr });
+            return Err(TrainError::Diverged {
+                step: self.step + 1,
+                loss,
+                lr,
+            });
         }
         self.model = self.sgd.step(lr, self.model.clone(), grads);
         self.step += 1;
@@ -355,20 +382,47 @@ impl Trainer {
 
     /// Loss, errors and confusion matrix on (up to `limit` images of) `data`, in eval mode,
     /// in batches of `batch_size`; one read-back per batch.
-    pub async fn evaluate(&mut self, data: &Dataset, limit: Option<usize>, batch_size: usize) -> Result<EvalReport, TrainError> {
+    pub async fn evaluate(
+        &mut self,
+        data: &Dataset,
+        limit: Option<usize>,
+        batch_size: usize,
+    ) -> Result<EvalReport, TrainError> {
         let device = self.device.clone().inner();
-        evaluate_views(&self.model(), &self.config.normalization, data, limit, batch_size, TestView::Center, &device).await
+        evaluate_views(
+            &self.model(),
+            &self.config.normalization,
+            data,
+            limit,
+            batch_size,
+            TestView::Center,
+            &device,
+        )
+        .await
     }
 
     /// Model, momentum buffers and trainer state as one Burnpack (async reads only).
     pub async fn snapshot(&self) -> Result<Vec<u8>, TrainError> {
         // `model()` syncs the BN running statistics the last forward pass updated.
-        let mut tensors = crate::io::read_tensors(&self.model(), Precision::F32).await.map_err(|e| TrainError::Device(e.to_string()))?;
+        let mut tensors = crate::io::read_tensors(&self.model(), Precision::F32)
+            .await
+            .map_err(|e| TrainError::Device(e.to_string()))?;
         for (path, velocity) in &self.sgd.velocity {
-            let data = velocity.clone().inner().into_data_async().await.map_err(|e| TrainError::Device(format!("{e:?}")))?;
+            let data = velocity
+                .clone()
+                .inner()
+                .into_data_async()
+                .await
+                .map_err(|e| TrainError::Device(format!("{e:?}")))?;
             let shape = data.shape().clone();
             let (bytes, _, dtype) = data.into_parts();
-            tensors.push(PackTensor::new(format!("{VELOCITY}{path}"), dtype, shape, None, bytes));
+            tensors.push(PackTensor::new(
+                format!("{VELOCITY}{path}"),
+                dtype,
+                shape,
+                None,
+                bytes,
+            ));
         }
         let state = TrainerState {
             config: self.config.clone(),
@@ -377,7 +431,9 @@ impl Trainer {
             step: self.step,
             classes: self.classes.clone(),
         };
-        let card = serde_json::to_string(&self.card(Some(format!("snapshot at step {}", self.step)))).expect("card serialises");
+        let card =
+            serde_json::to_string(&self.card(Some(format!("snapshot at step {}", self.step))))
+                .expect("card serialises");
         let state = serde_json::to_string(&state).expect("state serialises");
         Writer::new(tensors)
             .with_metadata(crate::io::CARD_KEY, &card)
@@ -390,10 +446,15 @@ impl Trainer {
     /// Rebuilds a trainer from [snapshot](Self::snapshot) bytes on `device`.
     pub fn restore(bytes: Vec<u8>, device: &Device) -> Result<Self, TrainError> {
         let bad = |e: &dyn std::fmt::Display| TrainError::Snapshot(e.to_string());
-        let reader = Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).map_err(|e| bad(&e))?;
+        let reader =
+            Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).map_err(|e| bad(&e))?;
         let state: TrainerState = match reader.metadata().get(STATE_KEY) {
             Some(json) => serde_json::from_str(json).map_err(|e| bad(&e))?,
-            None => return Err(bad(&"this is a weights file, not a training snapshot (no trainer state)")),
+            None => {
+                return Err(bad(
+                    &"this is a weights file, not a training snapshot (no trainer state)",
+                ));
+            }
         };
         let (velocity, params): (Vec<PackTensor>, Vec<PackTensor>) = reader
             .into_tensors()
@@ -405,7 +466,13 @@ impl Trainer {
         let model = crate::io::WeightsFile::from_tensors("snapshot", params)
             .apply(model, &state.config.model)
             .map_err(|e| bad(&e))?;
-        let mut trainer = Self::with_model(state.config, model, state.classes, state.sampler.len, &device)?;
+        let mut trainer = Self::with_model(
+            state.config,
+            model,
+            state.classes,
+            state.sampler.len,
+            &device,
+        )?;
         trainer.sampler = state.sampler;
         trainer.rng = Rng::from_state(state.rng);
         trainer.step = state.step;
@@ -413,7 +480,10 @@ impl Trainer {
             let name = t.name[VELOCITY.len()..].to_string();
             let (_, dtype, shape, _, bytes) = t.into_parts().map_err(|e| bad(&e))?;
             let data = TensorData::from_bytes(bytes, shape, dtype);
-            trainer.sgd.velocity.insert(name, Tensor::from_data(data, &trainer.device.clone().inner()));
+            trainer.sgd.velocity.insert(
+                name,
+                Tensor::from_data(data, &trainer.device.clone().inner()),
+            );
         }
         Ok(trainer)
     }
@@ -427,14 +497,21 @@ impl Trainer {
 /// # Shapes
 /// - `logits`, `one_hot`: `[batch, classes]`
 /// - outputs: `[1]` each
-pub fn loss_and_hits(logits: Tensor<2>, one_hot: Tensor<2>, smoothing: f64) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+pub fn loss_and_hits(
+    logits: Tensor<2>,
+    one_hot: Tensor<2>,
+    smoothing: f64,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let [_, classes] = logits.dims();
     let target = if smoothing > 0.0 {
         one_hot.clone() * (1.0 - smoothing) + smoothing / classes as f64
     } else {
         one_hot.clone()
     };
-    let loss = (target * log_softmax(logits.clone(), 1)).sum_dim(1).mean().neg();
+    let loss = (target * log_softmax(logits.clone(), 1))
+        .sum_dim(1)
+        .mean()
+        .neg();
     let logits = logits.detach();
     let target_logit = (logits.clone() * one_hot.detach()).sum_dim(1); // [batch, 1]
     let rank = logits.greater(target_logit).float().sum_dim(1); // [batch, 1]
@@ -457,13 +534,17 @@ pub async fn evaluate_views(
 ) -> Result<EvalReport, TrainError> {
     let total = limit.unwrap_or(data.len()).min(data.len());
     if total == 0 {
-        return Err(TrainError::Invalid("nothing to evaluate: the dataset is empty".into()));
+        return Err(TrainError::Invalid(
+            "nothing to evaluate: the dataset is empty".into(),
+        ));
     }
     let plans: Vec<Option<(Vec<(usize, usize)>, bool)>> = match views {
         TestView::Center => vec![None],
         TestView::TenCrop => [false, true]
             .into_iter()
-            .flat_map(|flip| [(0, 0), (8, 0), (0, 8), (8, 8), (4, 4)].map(|o| Some((vec![o], flip))))
+            .flat_map(|flip| {
+                [(0, 0), (8, 0), (0, 8), (8, 8), (4, 4)].map(|o| Some((vec![o], flip)))
+            })
             .collect(),
         TestView::MultiScale => {
             return Err(TrainError::Invalid(
@@ -479,15 +560,27 @@ pub async fn evaluate_views(
         let n = chunk.len();
         let (pixels, labels) = data.batch(chunk);
         if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-            return Err(TrainError::Invalid(format!("label {bad} is out of range for {classes} classes")));
+            return Err(TrainError::Invalid(format!(
+                "label {bad} is out of range for {classes} classes"
+            )));
         }
-        let x = normalize(pixels, [n, 3, 32, 32], normalization.mean, normalization.std, device);
+        let x = normalize(
+            pixels,
+            [n, 3, 32, 32],
+            normalization.mean,
+            normalization.std,
+            device,
+        );
         let mut probabilities: Option<Tensor<2>> = None;
         for plan in &plans {
             let view = match plan {
                 None => x.clone(),
                 Some((offset, flip)) => {
-                    let plan = CropPlan { pad: 4, offsets: vec![offset[0]; n], flips: vec![*flip; n] };
+                    let plan = CropPlan {
+                        pad: 4,
+                        offsets: vec![offset[0]; n],
+                        flips: vec![*flip; n],
+                    };
                     pad_crop_flip(x.clone(), &plan)
                 }
             };

@@ -39,7 +39,9 @@ impl Preference {
             "auto" => Ok(Self::Auto),
             "webgpu" | "gpu" => Ok(Self::WebGpu),
             "cpu" => Ok(Self::Cpu),
-            other => Err(format!("unknown device '{other}': expected auto, webgpu or cpu")),
+            other => Err(format!(
+                "unknown device '{other}': expected auto, webgpu or cpu"
+            )),
         }
     }
 }
@@ -131,7 +133,11 @@ pub async fn device(preference: Preference) -> Result<(Device, BackendInfo), Str
     match (gpu, preference) {
         (Gpu::Ready(device, adapter), _) => Ok((
             device,
-            BackendInfo { backend: "webgpu", adapter, fallback_reason: None },
+            BackendInfo {
+                backend: "webgpu",
+                adapter,
+                fallback_reason: None,
+            },
         )),
         (Gpu::Unavailable(reason), Preference::WebGpu) => Err(reason),
         (Gpu::Unavailable(reason), _) => Ok(cpu(Some(reason))),

@@ -53,11 +53,14 @@ struct ClassifyResult {
 }
 
 /// Parses an options object (absent means all defaults).
-pub(crate) fn options<T: for<'de> Deserialize<'de> + Default>(value: JsValue) -> Result<T, JsValue> {
+pub(crate) fn options<T: for<'de> Deserialize<'de> + Default>(
+    value: JsValue,
+) -> Result<T, JsValue> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| js_error(Kind::Input, format!("bad options: {e}")))
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| js_error(Kind::Input, format!("bad options: {e}")))
 }
 
 pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
@@ -96,8 +99,10 @@ impl Classifier {
         #[wasm_bindgen(unchecked_param_type = "LoadOptions | undefined")] options: JsValue,
     ) -> Result<Classifier, JsValue> {
         let opts: LoadOptions = self::options(options)?;
-        let preference = Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
-        let file = WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
+        let preference =
+            Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let file =
+            WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
         let config = match &opts.arch {
             Some(name) => {
                 let mut config = arch::parse(name).map_err(crate::Error::from)?;
@@ -110,13 +115,18 @@ impl Classifier {
                 (Some(card), Some(n)) if card.config.num_classes != n => {
                     return Err(js_error(
                         Kind::Weights,
-                        format!("the weights have {} classes, not {n}", card.config.num_classes),
+                        format!(
+                            "the weights have {} classes, not {n}",
+                            card.config.num_classes
+                        ),
                     ));
                 }
                 _ => None,
             },
         };
-        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let (device, backend) = backend::device(preference)
+            .await
+            .map_err(|e| js_error(Kind::Device, e))?;
         let mut classifier = infer::Classifier::load(file, config, &device)?;
         if let Some(labels) = opts.labels {
             classifier.set_labels(labels)?;
@@ -130,13 +140,18 @@ impl Classifier {
             };
             classifier = infer::Classifier::new(classifier.model().clone(), card, &device);
         }
-        Ok(Classifier { inner: Rc::new(classifier), backend })
+        Ok(Classifier {
+            inner: Rc::new(classifier),
+            backend,
+        })
     }
 
     /// A randomly initialised (He init) network: for benchmarks and as a starting point.
     /// Options: `arch` (required), `numClasses`, `device`, `seed`.
     pub async fn random(
-        #[wasm_bindgen(unchecked_param_type = "{ arch: string; numClasses?: number; device?: \"auto\" | \"webgpu\" | \"cpu\"; seed?: number }")]
+        #[wasm_bindgen(
+            unchecked_param_type = "{ arch: string; numClasses?: number; device?: \"auto\" | \"webgpu\" | \"cpu\"; seed?: number }"
+        )]
         options: JsValue,
     ) -> Result<Classifier, JsValue> {
         #[derive(Deserialize, Default)]
@@ -148,18 +163,26 @@ impl Classifier {
             seed: Option<u64>,
         }
         let opts: RandomOptions = self::options(options)?;
-        let name = opts.arch.ok_or_else(|| js_error(Kind::Input, "arch is required"))?;
+        let name = opts
+            .arch
+            .ok_or_else(|| js_error(Kind::Input, "arch is required"))?;
         let mut config = arch::parse(&name).map_err(crate::Error::from)?;
         if let Some(classes) = opts.num_classes {
             config = config.with_num_classes(classes);
         }
         config.validate().map_err(crate::Error::from)?;
-        let preference = Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
-        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let preference =
+            Preference::parse(opts.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let (device, backend) = backend::device(preference)
+            .await
+            .map_err(|e| js_error(Kind::Device, e))?;
         device.seed(opts.seed.unwrap_or(0));
         let card = crate::io::ModelCard::for_config(config.clone());
         let inner = infer::Classifier::new(config.init(&device), card, &device);
-        Ok(Classifier { inner: Rc::new(inner), backend })
+        Ok(Classifier {
+            inner: Rc::new(inner),
+            backend,
+        })
     }
 
     /// Classifies encoded image bytes (JPEG/PNG/WebP/GIF/BMP) or an `ImageData`.
@@ -198,7 +221,12 @@ impl Classifier {
                 [n, c, h, w] if n > 0 && c == 3 && h > 0 && w > 0 => {
                     [n as usize, 3, h as usize, w as usize]
                 }
-                _ => return Err(js_error(Kind::Input, format!("shape must be [N, 3, H, W], got {shape:?}"))),
+                _ => {
+                    return Err(js_error(
+                        Kind::Input,
+                        format!("shape must be [N, 3, H, W], got {shape:?}"),
+                    ));
+                }
             };
             let data = input.to_vec();
             if data.len() != shape.iter().product::<usize>() {
@@ -255,8 +283,14 @@ fn decode(image: JsValue) -> Result<image::RgbImage, JsValue> {
         get("height").and_then(|v| v.as_f64()),
         get("data").filter(|d| d.is_instance_of::<js_sys::Uint8ClampedArray>()),
     ) else {
-        return Err(js_error(Kind::Input, "image must be a Uint8Array of encoded bytes or an ImageData"));
+        return Err(js_error(
+            Kind::Input,
+            "image must be a Uint8Array of encoded bytes or an ImageData",
+        ));
     };
     let rgba = js_sys::Uint8ClampedArray::from(data).to_vec();
-    Ok(crate::data::image::from_rgba(width as u32, height as u32, rgba).map_err(crate::Error::from)?)
+    Ok(
+        crate::data::image::from_rgba(width as u32, height as u32, rgba)
+            .map_err(crate::Error::from)?,
+    )
 }

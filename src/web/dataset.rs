@@ -43,10 +43,14 @@ fn entries(files: &Array) -> Result<Vec<(String, Vec<u8>)>, JsValue> {
         .iter()
         .map(|item| {
             let name = js_sys::Reflect::get(&item, &"name".into())?.as_string();
-            let bytes = js_sys::Reflect::get(&item, &"bytes".into())?.dyn_into::<Uint8Array>().ok();
+            let bytes = js_sys::Reflect::get(&item, &"bytes".into())?
+                .dyn_into::<Uint8Array>()
+                .ok();
             match (name, bytes) {
                 (Some(name), Some(bytes)) => Ok((name, bytes.to_vec())),
-                _ => Err(data_error("each file must be { name: string, bytes: Uint8Array }")),
+                _ => Err(data_error(
+                    "each file must be { name: string, bytes: Uint8Array }",
+                )),
             }
         })
         .collect()
@@ -56,13 +60,25 @@ fn entries(files: &Array) -> Result<Vec<(String, Vec<u8>)>, JsValue> {
 impl Dataset {
     /// The embedded Shapes dataset (10 classes, generated on demand, same on every machine).
     pub fn shapes(
-        #[wasm_bindgen(unchecked_param_type = "{ trainSize?: number; testSize?: number } | undefined")] options: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ trainSize?: number; testSize?: number } | undefined"
+        )]
+        options: JsValue,
     ) -> Result<Dataset, JsValue> {
         let o: ShapesOptions = super::classifier::options(options)?;
-        let train = Shapes { len: o.train_size.unwrap_or(synthetic::DEFAULT_TRAIN), ..Shapes::train(SHAPES_SEED) };
-        let test = Shapes { len: o.test_size.unwrap_or(synthetic::DEFAULT_TEST), ..Shapes::test(SHAPES_SEED) };
+        let train = Shapes {
+            len: o.train_size.unwrap_or(synthetic::DEFAULT_TRAIN),
+            ..Shapes::train(SHAPES_SEED)
+        };
+        let test = Shapes {
+            len: o.test_size.unwrap_or(synthetic::DEFAULT_TEST),
+            ..Shapes::test(SHAPES_SEED)
+        };
         if train.len == 0 || test.len == 0 {
-            return Err(js_error(Kind::Input, "trainSize and testSize must be at least 1"));
+            return Err(js_error(
+                Kind::Input,
+                "trainSize and testSize must be at least 1",
+            ));
         }
         Ok(Dataset {
             train: Rc::new(Images::Shapes(train)),
@@ -75,13 +91,17 @@ impl Dataset {
     /// `test_batch.bin`, or CIFAR-100's `train.bin` and `test.bin`; without a test file a
     /// random tenth is held out.
     pub fn cifar(
-        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")] files: Array,
+        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")]
+        files: Array,
     ) -> Result<Dataset, JsValue> {
         let files = entries(&files)?;
         if files.is_empty() {
             return Err(data_error("no files given"));
         }
-        let variant = if files.iter().any(|(n, _)| n.ends_with("train.bin") || n == "test.bin") {
+        let variant = if files
+            .iter()
+            .any(|(n, _)| n.ends_with("train.bin") || n == "test.bin")
+        {
             Variant::Cifar100
         } else {
             Variant::Cifar10
@@ -96,25 +116,35 @@ impl Dataset {
             target.extend(set);
         }
         if train.is_empty() {
-            return Err(data_error("none of the files is a training batch (data_batch_*.bin or train.bin)"));
+            return Err(data_error(
+                "none of the files is a training batch (data_batch_*.bin or train.bin)",
+            ));
         }
         if test.is_empty() {
             (train, test) = train.split(HELD_OUT, SHAPES_SEED);
         }
         let name = format!("{variant:?} ({} train / {} test)", train.len(), test.len());
-        Ok(Dataset { train: Rc::new(Images::Images(train)), test: Rc::new(Images::Images(test)), name })
+        Ok(Dataset {
+            train: Rc::new(Images::Images(train)),
+            test: Rc::new(Images::Images(test)),
+            name,
+        })
     }
 
     /// A dropped folder: `[{ name: "class/file.png", bytes }]`, the class being the folder
     /// name. Images are resized to 32x32; a random tenth is held out for testing.
     #[wasm_bindgen(js_name = fromImages)]
     pub fn from_images(
-        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")] files: Array,
+        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")]
+        files: Array,
     ) -> Result<Dataset, JsValue> {
         let files = entries(&files)?;
         let mut classes: Vec<String> = files
             .iter()
-            .filter_map(|(name, _)| name.rsplit_once('/').map(|(dir, _)| dir.rsplit('/').next().unwrap_or(dir).to_string()))
+            .filter_map(|(name, _)| {
+                name.rsplit_once('/')
+                    .map(|(dir, _)| dir.rsplit('/').next().unwrap_or(dir).to_string())
+            })
             .collect();
         classes.sort();
         classes.dedup();
@@ -124,14 +154,21 @@ impl Dataset {
                 classes.len()
             )));
         }
-        let mut set = ImageSet { classes: classes.clone(), ..Default::default() };
+        let mut set = ImageSet {
+            classes: classes.clone(),
+            ..Default::default()
+        };
         for (name, bytes) in &files {
             let Some((dir, _)) = name.rsplit_once('/') else {
                 return Err(data_error(format!("{name}: not inside a class folder")));
             };
             let class = dir.rsplit('/').next().unwrap_or(dir);
-            let label = classes.iter().position(|c| c == class).expect("class collected above");
-            let image = crate::data::image::decode(bytes).map_err(|e| data_error(format!("{name}: {e}")))?;
+            let label = classes
+                .iter()
+                .position(|c| c == class)
+                .expect("class collected above");
+            let image = crate::data::image::decode(bytes)
+                .map_err(|e| data_error(format!("{name}: {e}")))?;
             set.labels.push(label as u16);
             set.pixels.extend(crate::data::image::to_cifar_size(&image));
         }
@@ -139,8 +176,17 @@ impl Dataset {
         if test.is_empty() {
             return Err(data_error("too few images to hold out a test set"));
         }
-        let name = format!("folder ({} classes, {} train / {} test)", classes.len(), train.len(), test.len());
-        Ok(Dataset { train: Rc::new(Images::Images(train)), test: Rc::new(Images::Images(test)), name })
+        let name = format!(
+            "folder ({} classes, {} train / {} test)",
+            classes.len(),
+            train.len(),
+            test.len()
+        );
+        Ok(Dataset {
+            train: Rc::new(Images::Images(train)),
+            test: Rc::new(Images::Images(test)),
+            name,
+        })
     }
 
     /// Class names.
@@ -177,7 +223,10 @@ impl Dataset {
     #[wasm_bindgen(js_name = testImage, unchecked_return_type = "{ rgba: Uint8ClampedArray; label: number }")]
     pub fn test_image(&self, index: usize) -> Result<JsValue, JsValue> {
         if index >= self.test.len() {
-            return Err(js_error(Kind::Input, format!("test image {index} of {}", self.test.len())));
+            return Err(js_error(
+                Kind::Input,
+                format!("test image {index} of {}", self.test.len()),
+            ));
         }
         let (planar, labels) = self.test.batch(&[index]);
         let mut rgba = vec![255u8; 32 * 32 * 4];

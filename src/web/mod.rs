@@ -145,11 +145,12 @@ fn start() {
 /// and falls back to the CPU, saying why; `"cpu"` forces the CPU.
 #[wasm_bindgen(js_name = backendInfo, unchecked_return_type = "Promise<BackendInfo>")]
 pub fn backend_info(
-    #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")] device: Option<String>,
+    #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")]
+    device: Option<String>,
 ) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
-        let preference =
-            backend::Preference::parse(device.as_deref()).map_err(|e| error::js_error(error::Kind::Input, e))?;
+        let preference = backend::Preference::parse(device.as_deref())
+            .map_err(|e| error::js_error(error::Kind::Input, e))?;
         let (_, info) = backend::device(preference)
             .await
             .map_err(|e| error::js_error(error::Kind::Device, e))?;

@@ -82,20 +82,34 @@ fn policy(base_lr: f64, o: &ScheduleOptions, depth: usize) -> Result<LrPolicy, J
     let total = o.total.unwrap_or(64_000);
     let schedule = match o.kind.as_deref().unwrap_or("paper") {
         "paper" => Schedule::PaperCifar { total },
-        "step" => Schedule::Step { every: o.every.unwrap_or(total / 3).max(1), gamma: o.gamma.unwrap_or(0.1) },
-        "cosine" => Schedule::Cosine { warmup: o.warmup.unwrap_or(0), total },
-        "plateau" => Schedule::Plateau { patience: 3, threshold: 0.01 },
+        "step" => Schedule::Step {
+            every: o.every.unwrap_or(total / 3).max(1),
+            gamma: o.gamma.unwrap_or(0.1),
+        },
+        "cosine" => Schedule::Cosine {
+            warmup: o.warmup.unwrap_or(0),
+            total,
+        },
+        "plateau" => Schedule::Plateau {
+            patience: 3,
+            threshold: 0.01,
+        },
         "constant" => Schedule::Constant,
         other => {
             return Err(js_error(
                 Kind::Input,
-                format!("unknown schedule '{other}': expected paper, step, cosine, plateau or constant"),
+                format!(
+                    "unknown schedule '{other}': expected paper, step, cosine, plateau or constant"
+                ),
             ));
         }
     };
     let mut policy = LrPolicy::new(base_lr, schedule);
     if o.error_warmup.unwrap_or(depth >= 110) {
-        policy = policy.with_error_warmup(ErrorWarmup { lr: base_lr / 10.0, until_error_below: 0.8 });
+        policy = policy.with_error_warmup(ErrorWarmup {
+            lr: base_lr / 10.0,
+            until_error_below: 0.8,
+        });
     }
     Ok(policy)
 }
@@ -125,10 +139,17 @@ impl Trainer {
         dataset: &Dataset,
     ) -> Result<Trainer, JsValue> {
         let o: CreateOptions = parse_options(options)?;
-        let mut model = arch::parse(o.arch.as_deref().unwrap_or("resnet20")).map_err(crate::Error::from)?;
+        let mut model =
+            arch::parse(o.arch.as_deref().unwrap_or("resnet20")).map_err(crate::Error::from)?;
         let classes = dataset.num_classes();
         if o.num_classes.is_some_and(|n| n != classes) {
-            return Err(js_error(Kind::Input, format!("numClasses is {} but the dataset has {classes} classes", o.num_classes.unwrap())));
+            return Err(js_error(
+                Kind::Input,
+                format!(
+                    "numClasses is {} but the dataset has {classes} classes",
+                    o.num_classes.unwrap()
+                ),
+            ));
         }
         let residual = model.residual && !o.plain.unwrap_or(false);
         model = model.with_num_classes(classes).with_residual(residual);
@@ -143,10 +164,17 @@ impl Trainer {
             label_smoothing: o.label_smoothing.unwrap_or(0.0),
             normalization: dataset.train.channel_statistics(5_000),
         };
-        let preference = Preference::parse(o.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
-        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let preference =
+            Preference::parse(o.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let (device, backend) = backend::device(preference)
+            .await
+            .map_err(|e| js_error(Kind::Device, e))?;
         let inner = train::Trainer::new(config, &dataset.train, &device).map_err(train_error)?;
-        Ok(Trainer { inner: Rc::new(RefCell::new(inner)), data: dataset.clone(), backend })
+        Ok(Trainer {
+            inner: Rc::new(RefCell::new(inner)),
+            data: dataset.clone(),
+            backend,
+        })
     }
 
     /// Starts from trained weights (a `.bpk` from the page or the CLI, or torchvision-layout
@@ -159,7 +187,8 @@ impl Trainer {
         dataset: &Dataset,
     ) -> Result<Trainer, JsValue> {
         let o: CreateOptions = parse_options(options)?;
-        let file = WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
+        let file =
+            WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
         let source = match (&o.arch, &file.card) {
             (Some(name), _) => {
                 let mut c = arch::parse(name).map_err(crate::Error::from)?;
@@ -169,14 +198,28 @@ impl Trainer {
                 c
             }
             (None, Some(card)) => card.config.clone(),
-            (None, None) => return Err(js_error(Kind::Arch, "these weights do not name their architecture: pass arch")),
+            (None, None) => {
+                return Err(js_error(
+                    Kind::Arch,
+                    "these weights do not name their architecture: pass arch",
+                ));
+            }
         };
         let classes = o.new_num_classes.unwrap_or(dataset.num_classes());
         if classes != dataset.num_classes() {
-            return Err(js_error(Kind::Input, format!("newNumClasses is {classes} but the dataset has {}", dataset.num_classes())));
+            return Err(js_error(
+                Kind::Input,
+                format!(
+                    "newNumClasses is {classes} but the dataset has {}",
+                    dataset.num_classes()
+                ),
+            ));
         }
-        let preference = Preference::parse(o.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
-        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let preference =
+            Preference::parse(o.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let (device, backend) = backend::device(preference)
+            .await
+            .map_err(|e| js_error(Kind::Device, e))?;
         let loaded = crate::infer::Classifier::load(file, Some(source.clone()), &device)?;
         let target = source.clone().with_num_classes(classes);
         let model = crate::train::finetune::replace_head(loaded.model().clone(), &target, &device);
@@ -196,9 +239,19 @@ impl Trainer {
             label_smoothing: o.label_smoothing.unwrap_or(0.0),
             normalization: loaded.card().normalization.clone(),
         };
-        let inner = train::Trainer::with_model(config, model, dataset.classes(), dataset.train_size(), &device)
-            .map_err(train_error)?;
-        Ok(Trainer { inner: Rc::new(RefCell::new(inner)), data: dataset.clone(), backend })
+        let inner = train::Trainer::with_model(
+            config,
+            model,
+            dataset.classes(),
+            dataset.train_size(),
+            &device,
+        )
+        .map_err(train_error)?;
+        Ok(Trainer {
+            inner: Rc::new(RefCell::new(inner)),
+            data: dataset.clone(),
+            backend,
+        })
     }
 
     /// Runs `n` steps; resolves with each step's metrics, ms per step and images/s.
@@ -207,9 +260,12 @@ impl Trainer {
         let inner = self.inner.clone();
         let data = self.data.train.clone();
         future_to_promise(async move {
-            let mut trainer = inner
-                .try_borrow_mut()
-                .map_err(|_| js_error(Kind::Input, "this trainer is already busy (await the previous call)"))?;
+            let mut trainer = inner.try_borrow_mut().map_err(|_| {
+                js_error(
+                    Kind::Input,
+                    "this trainer is already busy (await the previous call)",
+                )
+            })?;
             let started = now_ms();
             let mut steps = Vec::with_capacity(n);
             for _ in 0..n.max(1) {
@@ -217,7 +273,11 @@ impl Trainer {
             }
             let ms = (now_ms() - started) / steps.len() as f64;
             let images = trainer.config().batch_size as f64;
-            Ok(to_js(&StepResult { steps, ms_per_step: ms, images_per_second: images * 1e3 / ms.max(1e-9) }))
+            Ok(to_js(&StepResult {
+                steps,
+                ms_per_step: ms,
+                images_per_second: images * 1e3 / ms.max(1e-9),
+            }))
         })
     }
 
@@ -227,29 +287,48 @@ impl Trainer {
         let inner = self.inner.clone();
         let test = self.data.test.clone();
         future_to_promise(async move {
-            let mut trainer = inner.try_borrow_mut().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
-            let report = trainer.evaluate(&test, limit, 100).await.map_err(train_error)?;
+            let mut trainer = inner
+                .try_borrow_mut()
+                .map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
+            let report = trainer
+                .evaluate(&test, limit, 100)
+                .await
+                .map_err(train_error)?;
             Ok(to_js(&report))
         })
     }
 
     /// Top-3 predictions for test images `indices` (for the page's stream of examples).
-    #[wasm_bindgen(unchecked_return_type = "Promise<{ index: number; label: number; top: { index: number; probability: number }[] }[]>")]
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<{ index: number; label: number; top: { index: number; probability: number }[] }[]>"
+    )]
     pub fn predict(&self, indices: Vec<usize>) -> Promise {
         let inner = self.inner.clone();
         let test = self.data.test.clone();
         future_to_promise(async move {
             if let Some(&bad) = indices.iter().find(|&&i| i >= test.len()) {
-                return Err(js_error(Kind::Input, format!("test image {bad} of {}", test.len())));
+                return Err(js_error(
+                    Kind::Input,
+                    format!("test image {bad} of {}", test.len()),
+                ));
             }
             let (model, card, device) = {
-                let trainer = inner.try_borrow().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
+                let trainer = inner
+                    .try_borrow()
+                    .map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
                 (trainer.model(), trainer.card(None), trainer.device())
             };
             let (pixels, labels) = test.batch(&indices);
             let n = &card.normalization;
-            let x = crate::data::augment::normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, &device);
-            let p = crate::infer::read_f32(burn::tensor::activation::softmax(model.forward(x), 1)).await?;
+            let x = crate::data::augment::normalize(
+                pixels,
+                [indices.len(), 3, 32, 32],
+                n.mean,
+                n.std,
+                &device,
+            );
+            let p = crate::infer::read_f32(burn::tensor::activation::softmax(model.forward(x), 1))
+                .await?;
             let classes = card.config.num_classes;
             let out: Vec<serde_json::Value> = indices
                 .iter()
@@ -258,7 +337,11 @@ impl Trainer {
                 .map(|((&index, label), probs)| {
                     let mut order: Vec<usize> = (0..classes).collect();
                     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-                    let top: Vec<_> = order.iter().take(3).map(|&c| serde_json::json!({ "index": c, "probability": probs[c] })).collect();
+                    let top: Vec<_> = order
+                        .iter()
+                        .take(3)
+                        .map(|&c| serde_json::json!({ "index": c, "probability": probs[c] }))
+                        .collect();
                     serde_json::json!({ "index": index, "label": label, "top": top })
                 })
                 .collect();
@@ -270,16 +353,26 @@ impl Trainer {
     #[wasm_bindgen(js_name = setHyperparameters)]
     pub fn set_hyperparameters(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "{ optimizer?: OptimizerOptions; schedule?: ScheduleOptions }")] options: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ optimizer?: OptimizerOptions; schedule?: ScheduleOptions }"
+        )]
+        options: JsValue,
     ) -> Result<(), JsValue> {
         let o: CreateOptions = parse_options(options)?;
-        let mut trainer = self.inner.try_borrow_mut().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
+        let mut trainer = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
         let config = trainer.config().clone();
         let sgd = sgd(&o.optimizer, &config.sgd);
         let lr = match (o.optimizer.lr, o.schedule.kind.is_some()) {
             (None, false) => config.lr,
             (lr, _) => {
-                let mut next = policy(lr.unwrap_or(config.lr.base_lr), &o.schedule, config.model.depth())?;
+                let mut next = policy(
+                    lr.unwrap_or(config.lr.base_lr),
+                    &o.schedule,
+                    config.model.depth(),
+                )?;
                 if o.schedule.kind.is_none() {
                     next.schedule = config.lr.schedule.clone();
                     next.warmup = config.lr.warmup.clone();
@@ -301,14 +394,25 @@ impl Trainer {
         let inner = self.inner.clone();
         let data_name = self.data.name.clone();
         future_to_promise(async move {
-            let f16 = js_sys::Reflect::get(&options, &"f16".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+            let f16 = js_sys::Reflect::get(&options, &"f16".into())
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
             let (model, card) = {
-                let t = inner.try_borrow().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
-                let description = format!("{} trained {} steps in the browser on {data_name}", t.config().model.name(), t.step_count());
+                let t = inner
+                    .try_borrow()
+                    .map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
+                let description = format!(
+                    "{} trained {} steps in the browser on {data_name}",
+                    t.config().model.name(),
+                    t.step_count()
+                );
                 (t.model(), t.card(Some(description)))
             };
             let precision = if f16 { Precision::F16 } else { Precision::F32 };
-            let bytes = crate::io::to_bytes_async(&model, &card, precision).await.map_err(crate::Error::from)?;
+            let bytes = crate::io::to_bytes_async(&model, &card, precision)
+                .await
+                .map_err(crate::Error::from)?;
             Ok(Uint8Array::from(&bytes[..]).into())
         })
     }
@@ -318,7 +422,9 @@ impl Trainer {
     pub fn snapshot(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let trainer = inner.try_borrow().map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
+            let trainer = inner
+                .try_borrow()
+                .map_err(|_| js_error(Kind::Input, "this trainer is busy"))?;
             let bytes = trainer.snapshot().await.map_err(train_error)?;
             Ok(Uint8Array::from(&bytes[..]).into())
         })
@@ -328,15 +434,26 @@ impl Trainer {
     pub async fn restore(
         bytes: Uint8Array,
         dataset: &Dataset,
-        #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")] device: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")]
+        device: Option<String>,
     ) -> Result<Trainer, JsValue> {
-        let preference = Preference::parse(device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
-        let (device, backend) = backend::device(preference).await.map_err(|e| js_error(Kind::Device, e))?;
+        let preference =
+            Preference::parse(device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
+        let (device, backend) = backend::device(preference)
+            .await
+            .map_err(|e| js_error(Kind::Device, e))?;
         let inner = train::Trainer::restore(bytes.to_vec(), &device).map_err(train_error)?;
         if inner.classes() != dataset.classes().as_slice() {
-            return Err(js_error(Kind::Data, "this snapshot was trained on a dataset with other classes"));
+            return Err(js_error(
+                Kind::Data,
+                "this snapshot was trained on a dataset with other classes",
+            ));
         }
-        Ok(Trainer { inner: Rc::new(RefCell::new(inner)), data: dataset.clone(), backend })
+        Ok(Trainer {
+            inner: Rc::new(RefCell::new(inner)),
+            data: dataset.clone(),
+            backend,
+        })
     }
 
     /// Steps done.

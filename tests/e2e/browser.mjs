@@ -37,6 +37,11 @@ export async function open(browser, url, name) {
     if (m.type() === "error" || process.env.VERBOSE) console.log(`  [${name} console.${m.type()}] ${m.text()}`);
   });
   page.on("pageerror", (e) => errors.push(e));
+  // Name the URL behind Chromium's bare "Failed to load resource" (the page probes www/data/
+  // for CIFAR-10 that `resnet data fetch` may have put there; a 404 there is expected).
+  page.on("response", (r) => {
+    if (r.status() >= 400) console.log(`  [${name}] ${r.status()} ${new URL(r.url()).pathname}`);
+  });
   await page.goto(url);
   return { page, errors };
 }

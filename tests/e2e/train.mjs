@@ -62,6 +62,18 @@ try {
   await page.waitForTimeout(4000);
   check((await steps("residual")) === paused, `paused: the step counter stays at ${paused}`);
 
+  // The GPU device is lost on the next step: the page offers the snapshot saved at the pause
+  // and continues it in a fresh worker on the CPU.
+  await page.evaluate(() => window.__simulateDeviceLoss());
+  await page.click("#train-pause"); // resume → the step fails like a lost device
+  await page.waitForSelector("#session-banner:not([hidden])", { timeout: TIMEOUT });
+  const offer = await page.textContent("#session-text");
+  check(offer.includes("device was lost") && offer.includes(`step ${paused}`), `device loss reported, snapshot offered: "${offer}"`);
+  await screenshot(page, "train-device-lost");
+  await page.click("#session-restore");
+  await page.waitForFunction((n) => document.querySelector("#view-train").dataset.restored === String(n), paused, { timeout: TIMEOUT });
+  check((await page.textContent("#backend-badge")).startsWith("CPU"), `continued from step ${paused} on the CPU in a fresh worker`);
+
   // Finish the run, then the final evaluation has happened on the final weights.
   await page.click("#train-pause"); // resume
   await page.waitForFunction((n) => {

@@ -71,9 +71,23 @@ export function currentWeights() {
   return state.weights?.slice(0);
 }
 
+/**
+ * A fresh worker after a lost GPU device or a crash, with the Classify view's model loaded
+ * again; `device` ("cpu" to fall back) becomes the page's device choice.
+ */
+export async function restartWorker(device) {
+  worker.restart();
+  if (device) {
+    state.device = device;
+    $("device-select").value = device;
+  }
+  if (state.weights) await loadModel(state.weights.slice(0), state.loadOptions);
+}
+
 async function loadModel(bytes, options = {}) {
   showError(null);
   state.weights = bytes.slice(0);
+  state.loadOptions = options;
   $("model-info").textContent = "Loading…";
   const load = worker.call("load", { bytes, device: state.device, ...options }, []);
   state.loading = load;

@@ -3,10 +3,27 @@
 
 export class WorkerClient {
   constructor(url) {
-    this.worker = new Worker(url, { type: "module" });
+    this.url = url;
     this.pending = new Map();
     this.nextId = 1;
     this.listeners = new Map();
+    this.#spawn();
+  }
+
+  /**
+   * Replaces the worker with a fresh one (a fresh wasm instance and GPU device): after a lost
+   * device or a wasm panic the old instance cannot be trusted. Pending calls are rejected.
+   */
+  restart() {
+    this.worker.terminate();
+    const error = Object.assign(new Error("the model worker was restarted"), { kind: "internal" });
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
+    this.#spawn();
+  }
+
+  #spawn() {
+    this.worker = new Worker(this.url, { type: "module" });
     this.worker.onmessage = (event) => this.#receive(event.data);
     this.worker.onerror = (event) => {
       const error = new Error(

@@ -2,7 +2,7 @@
 // confusion matrix. DOM and messages only: the training runs in the worker (worker.js).
 
 import uPlot from "../vendor/uPlot.esm.js";
-import { currentWeights, showBackend, showError, showView, useWeights, worker } from "./app.js";
+import { currentWeights, restartWorker, showBackend, showError, showView, useWeights, worker } from "./app.js";
 import { loadCurves, saveCurves } from "./sessions.js";
 
 const $ = (id) => document.getElementById(id);
@@ -285,7 +285,7 @@ worker.on("train-examples", ({ net, predictions, images }) => {
   renderExamples(net, predictions, images);
 });
 
-worker.on("train-status", ({ state: s, message, net }) => {
+worker.on("train-status", ({ state: s, message, net, kind }) => {
   if (s === "running") setState("running", "Training…");
   else if (s === "paused") setState("paused", `Paused at step ${maxStep()}. Press Resume to continue.`);
   else if (s === "finished") setState("paused", `Finished: ${message}.`);
@@ -294,9 +294,14 @@ worker.on("train-status", ({ state: s, message, net }) => {
     showError({ kind: "input", message: `${label(state.nets.get(net))}: ${message}` });
   } else if (s === "error") {
     setState("paused", message);
-    const hint = s.kind === "device" ? " Try a smaller batch, or the CPU device." : "";
-    showError({ kind: s.kind ?? "internal", message: message + hint });
+    const hint = kind === "device" ? " Try a smaller batch, or the CPU device." : "";
+    showError({ kind: kind ?? "internal", message: message + hint });
+    // The GPU went away or the wasm instance broke: offer the last snapshot on the CPU.
+    if (kind === "device" || kind === "internal") offerSession({ message });
   }
+});
+worker.on("crash", (err) => {
+  if (state.running || view.dataset.state === "running") offerSession({ message: err.message });
 });
 
 worker.on("train-snapshot", ({ step, savedAt }) => {
@@ -560,21 +565,34 @@ function renderConfusion(name, report) {
 
 // ------------------------------------------------------------------ sessions & visibility
 
-async function offerSession() {
+/**
+ * Offers the session saved in IndexedDB: after a reload, or — with `failure` — after the GPU
+ * device was lost or the worker crashed, when it continues on the CPU in a fresh worker.
+ */
+async function offerSession(failure = null) {
   const session = await worker.call("trainSession").catch(() => null);
-  if (!session) return;
+  if (!session) {
+    if (failure) setState("paused", `Training stopped: ${failure.message}. No snapshot was saved yet: press Start to begin again.`);
+    return;
+  }
   $("session-banner").hidden = false;
   const when = new Date(session.savedAt).toLocaleString();
   const shapes = session.datasetKey.startsWith("shapes:");
-  const needsFiles = !shapes && session.datasetKey !== "served-cifar10";
-  $("session-text").textContent = `A training session (${session.nets.join(" + ")}, depth ${session.options.depth}) was saved on ${when}.${needsFiles ? " Drop the same dataset files, then restore." : ""}`;
+  const needsFiles = !shapes && session.datasetKey !== "served-cifar10" && !failure;
+  const what = `${session.nets.join(" + ")}, depth ${session.options.depth}`;
+  $("session-text").textContent = failure
+    ? `Training stopped: ${failure.message}. The snapshot saved at step ${session.step ?? "?"} (${what}) is safe and can continue on the CPU.`
+    : `A training session (${what}) was saved on ${when}.${needsFiles ? " Drop the same dataset files, then restore." : ""}`;
+  $("session-restore").textContent = failure ? "Continue on the CPU" : "Restore and continue";
   $("session-restore").onclick = async () => {
     try {
       const dataset =
         shapes ? shapesSpec(Number(session.datasetKey.slice("shapes:".length))) : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
       resetCharts();
       setState("starting", "Restoring the saved session…");
-      const restored = await worker.call("trainRestore", { dataset });
+      // A lost device (or a panicked wasm instance) cannot be reused: a fresh worker, on the CPU.
+      if (failure) await restartWorker("cpu");
+      const restored = await worker.call("trainRestore", { dataset, device: failure ? "cpu" : undefined });
       applyOptions(restored.options);
       if (shapes) {
         $("train-data").value = "shapes";
@@ -615,5 +633,6 @@ document.addEventListener("visibilitychange", () => {
 
 offerSession();
 
-// Read-only view of the state for the end-to-end tests.
+// Read-only view of the state for the end-to-end tests, and their fault injection.
 window.__train = state;
+window.__simulateDeviceLoss = () => worker.call("trainSimulateDeviceLoss");

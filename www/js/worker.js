@@ -89,8 +89,9 @@ async function evaluate(net) {
 async function snapshot() {
   const saved = [];
   for (const net of training.nets) saved.push({ name: net.name, bytes: await net.trainer.snapshot() });
-  await sessions.save({ options: training.options, datasetKey: training.datasetKey, nets: saved, savedAt: Date.now() });
-  post("train-snapshot", { step: Math.max(...training.nets.map((n) => n.trainer.stepCount)), savedAt: Date.now() });
+  const step = Math.max(...training.nets.map((n) => n.trainer.stepCount));
+  await sessions.save({ options: training.options, datasetKey: training.datasetKey, nets: saved, step, savedAt: Date.now() });
+  post("train-snapshot", { step, savedAt: Date.now() });
 }
 
 async function runLoop() {
@@ -108,6 +109,10 @@ async function runLoop() {
     for (const net of active) {
       if (!training.running) break;
       try {
+        if (training.simulateDeviceLoss) {
+          training.simulateDeviceLoss = false;
+          throw fail("device", "the GPU device was lost (simulated)");
+        }
         const result = await net.trainer.step(Math.min(o.stepsPerCall, o.iterations - net.trainer.stepCount));
         post("train-progress", { net: net.name, ...result, info: netInfo(net) });
       } catch (err) {
@@ -221,15 +226,26 @@ const handlers = {
     return { bytes: bytes.buffer, arch: found.trainer.arch, step: found.trainer.stepCount };
   },
 
+  /**
+   * Fault injection for the end-to-end test of the recovery path: the next training step fails
+   * the way a lost GPU device does (a `device` error from the next read-back).
+   */
+  async trainSimulateDeviceLoss() {
+    training.simulateDeviceLoss = true;
+    return true;
+  },
+
   async trainSession() {
     const session = await sessions.load();
     if (!session) return null;
-    return { options: session.options, datasetKey: session.datasetKey, savedAt: session.savedAt, nets: session.nets.map((n) => n.name) };
+    return { options: session.options, datasetKey: session.datasetKey, savedAt: session.savedAt, step: session.step, nets: session.nets.map((n) => n.name) };
   },
 
   /** Restores the saved session (its dataset must be given again unless it is Shapes). */
-  async trainRestore({ dataset }) {
+  async trainRestore({ dataset, device }) {
     const session = await sessions.load();
+    // After a lost GPU device the page restores on another device ("cpu").
+    if (session && device) session.options = { ...session.options, device };
     if (!session) throw fail("input", "there is no saved session");
     if (dataset.key !== session.datasetKey)
       throw fail("data", `the saved session trained on ${describeKey(session.datasetKey)}, not ${describeKey(dataset.key)}: give it the same data`);
