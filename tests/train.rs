@@ -324,3 +324,25 @@ fn exported_weights_classify_like_the_trainer() {
         }
     }
 }
+
+/// The memory check shared by `resnet train` and the browser's CPU fallback: a batch over the
+/// budget is refused with the largest batch that fits.
+#[test]
+fn a_batch_over_the_memory_budget_is_refused_with_the_largest_that_fits() {
+    use resnet::train::check_batch_memory;
+    let model = resnet::model::arch::parse("resnet20").unwrap();
+    let budget = resnet::model::training_bytes(&model, 32, 10);
+    assert!(check_batch_memory(&model, 10, budget, "the test budget").is_ok());
+    let message = check_batch_memory(&model, 64, budget, "the test budget")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("a batch of 64") && message.contains("resnet20"),
+        "{message}"
+    );
+    assert!(message.ends_with("use a batch of 10 or less"), "{message}");
+    let message = check_batch_memory(&model, 8, 1000, "a tiny budget")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("even one image does not fit"), "{message}");
+}

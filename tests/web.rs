@@ -264,6 +264,18 @@ async fn snapshot_and_restore_continue_with_the_same_losses() {
     }
 }
 
+/// The trainer's exported weights, loaded as a `Classifier` on the CPU.
+async fn exported_classifier(trainer: &Trainer) -> Classifier {
+    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    Classifier::load(bytes, options(&[("device", "cpu".into())]))
+        .await
+        .unwrap()
+}
+
 /// Exported weights load in `Classifier` and give the trainer's eval-mode predictions.
 #[wasm_bindgen_test]
 async fn exported_weights_classify_like_the_trainer() {
@@ -273,14 +285,7 @@ async fn exported_weights_classify_like_the_trainer() {
         .await
         .unwrap();
     step_losses(&trainer, 4).await;
-    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
-        .await
-        .unwrap()
-        .dyn_into()
-        .unwrap();
-    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())]))
-        .await
-        .unwrap();
+    let classifier = exported_classifier(&trainer).await;
     assert_eq!(classifier.arch(), "resnet20");
     assert_eq!(classifier.labels()[1], "ring");
     let indices: Vec<usize> = (0..6).collect();
@@ -308,6 +313,27 @@ async fn exported_weights_classify_like_the_trainer() {
         );
         assert!((a - b).abs() < 1e-4, "image {i}: {a} vs {b}");
     }
+}
+
+/// On the CPU fallback a batch beyond wasm32's 4 GB is refused up front (it would abort the
+/// module), naming a batch that fits.
+#[wasm_bindgen_test]
+async fn a_batch_too_large_for_wasm_memory_is_refused() {
+    let data =
+        Dataset::shapes(options(&[("trainSize", 8.into()), ("testSize", 4.into())])).unwrap();
+    let o = trainer_options(false, "cpu");
+    Reflect::set(&o, &"arch".into(), &"resnet110".into()).unwrap();
+    Reflect::set(&o, &"batchSize".into(), &512.into()).unwrap();
+    let error = Trainer::create(o, &data)
+        .await
+        .err()
+        .expect("batch 512 of ResNet-110 on the CPU");
+    let message = get(&error, "message").as_string().unwrap();
+    assert_eq!(kind(error), "device");
+    assert!(
+        message.contains("a batch of 512") && message.contains("or less"),
+        "{message}"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -425,14 +451,7 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
     );
     assert!(norms[19] > 0.0, "the new head got no gradient");
 
-    let bytes: Uint8Array = JsFuture::from(trainer.export_weights(JsValue::UNDEFINED))
-        .await
-        .unwrap()
-        .dyn_into()
-        .unwrap();
-    let classifier = Classifier::load(bytes, options(&[("device", "cpu".into())]))
-        .await
-        .unwrap();
+    let classifier = exported_classifier(&trainer).await;
     assert_eq!(classifier.num_classes(), 3);
     assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
 }

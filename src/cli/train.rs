@@ -352,19 +352,16 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
 
 /// Refuses a batch whose training step would not fit in the memory available (Linux).
 fn check_memory(config: &TrainConfig, batch: usize) -> Result<(), Error> {
-    let needed = crate::model::training_bytes(&config.model, 32, batch);
     let Some(available) = available_memory() else {
         return Ok(());
     };
-    if needed > available / 10 * 9 {
-        return Err(Error::Other(format!(
-            "a batch of {batch} needs about {:.1} GB to train {}, and {:.1} GB is available: use a smaller --batch-size",
-            needed as f64 / 1e9,
-            config.model.name(),
-            available as f64 / 1e9
-        )));
-    }
-    Ok(())
+    crate::train::check_batch_memory(
+        &config.model,
+        batch,
+        available / 10 * 9,
+        "the memory available",
+    )
+    .map_err(|e| Error::Other(format!("{e} (--batch-size)")))
 }
 
 /// `MemAvailable` of /proc/meminfo, in bytes.

@@ -13,4 +13,4 @@ pub mod trainer;
 
 pub use schedule::{ErrorWarmup, LrPolicy, Schedule};
 pub use sgd::{Sgd, SgdConfig};
-pub use trainer::{EvalReport, StepMetrics, TrainConfig, TrainError, Trainer};
+pub use trainer::{EvalReport, StepMetrics, TrainConfig, TrainError, Trainer, check_batch_memory};

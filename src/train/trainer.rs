@@ -101,6 +101,34 @@ pub enum TrainError {
     /// A snapshot that cannot be restored.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The batch would not fit in the device's memory.
+    #[error("{0}")]
+    OutOfMemory(String),
+}
+
+/// Refuses a batch whose training step needs more than `budget` bytes (the estimate of
+/// [crate::model::training_bytes]) and names the largest batch that fits. `limit` says where
+/// the budget comes from, for the message.
+pub fn check_batch_memory(
+    model: &crate::model::ResNetConfig,
+    batch: usize,
+    budget: u64,
+    limit: &str,
+) -> Result<(), TrainError> {
+    let needed = |b| crate::model::training_bytes(model, 32, b);
+    if needed(batch) <= budget {
+        return Ok(());
+    }
+    let advice = match (1..batch).rev().find(|&b| needed(b) <= budget) {
+        Some(fits) => format!("use a batch of {fits} or less"),
+        None => "even one image does not fit: use a smaller network".to_string(),
+    };
+    Err(TrainError::OutOfMemory(format!(
+        "a batch of {batch} needs about {:.1} GB to train {}, more than {limit} ({:.1} GB): {advice}",
+        needed(batch) as f64 / 1e9,
+        model.name(),
+        budget as f64 / 1e9
+    )))
 }
 
 impl From<crate::Error> for TrainError {

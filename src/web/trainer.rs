@@ -75,7 +75,27 @@ fn train_error(err: TrainError) -> JsValue {
         TrainError::Invalid(_) => js_error(Kind::Input, err),
         TrainError::Device(_) => js_error(Kind::Device, err),
         TrainError::Snapshot(_) => js_error(Kind::Weights, err),
+        TrainError::OutOfMemory(_) => js_error(Kind::Device, err),
     }
+}
+
+/// wasm32 addresses at most 4 GiB; the module, the dataset and the allocator need the rest.
+const WASM_CPU_BUDGET: u64 = 3 << 30;
+
+/// On the CPU fallback a batch too large for wasm32's address space would abort the module:
+/// refuse it up front. (WebGPU memory is not knowable from the page; a failed allocation there
+/// surfaces as a device error.)
+fn check_batch_memory(config: &TrainConfig, backend: &BackendInfo) -> Result<(), JsValue> {
+    if backend.backend != "cpu" {
+        return Ok(());
+    }
+    train::check_batch_memory(
+        &config.model,
+        config.batch_size,
+        WASM_CPU_BUDGET,
+        "WebAssembly's memory allows",
+    )
+    .map_err(train_error)
 }
 
 fn policy(base_lr: f64, o: &ScheduleOptions, depth: usize) -> Result<LrPolicy, JsValue> {
@@ -169,6 +189,7 @@ impl Trainer {
         let (device, backend) = backend::device(preference)
             .await
             .map_err(|e| js_error(Kind::Device, e))?;
+        check_batch_memory(&config, &backend)?;
         let inner = train::Trainer::new(config, &dataset.train, &device).map_err(train_error)?;
         Ok(Trainer {
             inner: Rc::new(RefCell::new(inner)),
@@ -239,6 +260,7 @@ impl Trainer {
             label_smoothing: o.label_smoothing.unwrap_or(0.0),
             normalization: loaded.card().normalization.clone(),
         };
+        check_batch_memory(&config, &backend)?;
         let inner = train::Trainer::with_model(
             config,
             model,
@@ -443,6 +465,7 @@ impl Trainer {
             .await
             .map_err(|e| js_error(Kind::Device, e))?;
         let inner = train::Trainer::restore(bytes.to_vec(), &device).map_err(train_error)?;
+        check_batch_memory(inner.config(), &backend)?;
         if inner.classes() != dataset.classes().as_slice() {
             return Err(js_error(
                 Kind::Data,

@@ -162,6 +162,27 @@ try {
   const labels = await page.$$eval("#predictions li .label", (items) => items.map((l) => l.textContent).sort());
   check(labels.join() === "box,hollow,round", `the Classify view uses the fine-tuned model: predictions over ${labels.join(", ")}`);
   await screenshot(page, "classify-finetuned");
+
+  // The headline experiment at depth 56: plain-56 and ResNet-56 side by side, heatmaps of 56
+  // layers (55 convolutions + fc) filling in.
+  await page.click("#tab-train");
+  await page.click("#train-reset");
+  await page.selectOption("#train-mode", "compare");
+  await page.selectOption("#train-data", "shapes");
+  await page.selectOption("#train-depth", "56");
+  await page.fill("#train-batch", "8");
+  await page.fill("#train-iterations", "100");
+  await page.click("#train-start");
+  await page.waitForFunction(() => {
+    const nets = window.__train.nets;
+    return nets.size === 2 && [...nets.values()].every((n) => n.info.stepCount >= 2);
+  }, null, { timeout: TIMEOUT, polling: 500 });
+  await page.click("#train-pause");
+  await page.waitForFunction(() => document.querySelector("#view-train").dataset.state === "paused", null, { timeout: TIMEOUT });
+  const deep = await page.evaluate(() => [...document.querySelectorAll("canvas.heatmap")].map((c) => c.height));
+  const arches = await page.evaluate(() => [...window.__train.nets.values()].map((n) => n.info.arch));
+  check(deep.length === 2 && deep.every((h) => h === 56), `depth 56: ${arches.join(" and ")} train side by side, heatmaps of ${deep} layers`);
+  await screenshot(page, "train-depth56");
 } catch (err) {
   failed = true;
   console.error(err);

@@ -394,6 +394,8 @@ function resetCharts() {
   $("heatmaps").replaceChildren();
   $("examples").replaceChildren();
   $("confusion").replaceChildren();
+  $("examples-net").textContent = "";
+  $("confusion-net").textContent = "";
   $("train-progress").style.width = "0%";
 }
 
