@@ -401,8 +401,7 @@ fn a_batch_too_large_for_memory_is_refused_before_training() {
         out.to_str().unwrap(),
     ]);
     assert!(
-        err.contains("a batch of 40000 needs about")
-            && err.contains("or less (--batch-size)"),
+        err.contains("a batch of 40000 needs about") && err.contains("or less (--batch-size)"),
         "{err}"
     );
     assert!(!out.join("checkpoint.bpk").exists());

@@ -21,6 +21,7 @@ fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainCo
             mean: [0.5; 3],
             std: [0.25; 3],
         },
+        freeze_backbone: false,
     }
 }
 
@@ -214,14 +215,14 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
 /// Fine-tuning with a frozen backbone trains the new head only.
 #[test]
 fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
-    use resnet::train::finetune::{freeze_backbone, replace_head};
+    use resnet::train::finetune::replace_head;
     let device = Device::flex();
     let data = shapes(16);
     // "Pre-trained" on 10 classes; fine-tuned on a 4-class subset relabelled.
     let source = arch::parse("resnet8").unwrap();
     let base = source.init(&device);
     let target = source.clone().with_num_classes(4);
-    let model = freeze_backbone(replace_head(base.clone(), &target, &device));
+    let model = replace_head(base.clone(), &target, &device);
     let four = Dataset::Images({
         let mut set = data.to_image_set();
         set.labels.iter_mut().for_each(|l| *l %= 4);
@@ -230,6 +231,7 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
     });
     let mut c = config("resnet8", 16, 0.1, false);
     c.model = target;
+    c.freeze_backbone = true;
     let mut trainer = Trainer::with_model(c, model, four.classes(), four.len(), &device).unwrap();
     let losses = losses(&mut trainer, &four, 30);
     assert!(losses[29] < losses[0], "{losses:?}");
@@ -248,6 +250,18 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
         "frozen layers report a zero gradient"
     );
     assert!(*last.grad_norms.last().unwrap() > 0.0, "the head learns");
+
+    // A snapshot remembers the frozen backbone: the restored run still trains the head only.
+    let snapshot = pollster::block_on(trainer.snapshot()).unwrap();
+    let mut restored = Trainer::restore(snapshot, &device).unwrap();
+    assert!(restored.config().freeze_backbone);
+    let next = pollster::block_on(restored.step(&four)).unwrap();
+    assert_eq!(next.grad_norms[0], 0.0, "the restored backbone is frozen");
+    assert_eq!(
+        restored.model().layer2[0].conv1.weight.val().into_data(),
+        conv_before,
+        "the restored backbone moved"
+    );
 }
 
 /// The weights a trainer exports are its eval-mode network: a `Classifier` built from them

@@ -308,6 +308,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         augment: !args.no_augment,
         label_smoothing: args.label_smoothing,
         normalization: data.normalization.clone(),
+        freeze_backbone: false,
     };
     if args.device.device == super::Backend::Flex {
         check_memory(&config, args.batch_size)?;

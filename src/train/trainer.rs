@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Input normalisation.
     pub normalization: Normalization,
+    /// Train the classifier only (fine-tuning): kept in snapshots so a restored run stays frozen.
+    #[serde(default)]
+    pub freeze_backbone: bool,
 }
 
 /// What one step measured.
@@ -238,6 +241,11 @@ impl Trainer {
             )));
         }
         let device = device.clone().autodiff();
+        let model = if config.freeze_backbone {
+            super::finetune::freeze_backbone(model)
+        } else {
+            model
+        };
         let mut collector = LayerCollector::default();
         model.visit(&mut collector);
         Ok(Self {

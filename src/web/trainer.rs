@@ -183,6 +183,7 @@ impl Trainer {
             augment: o.augment.unwrap_or(true),
             label_smoothing: o.label_smoothing.unwrap_or(0.0),
             normalization: dataset.train.channel_statistics(5_000),
+            freeze_backbone: false,
         };
         let preference =
             Preference::parse(o.device.as_deref()).map_err(|e| js_error(Kind::Input, e))?;
@@ -244,11 +245,6 @@ impl Trainer {
         let loaded = crate::infer::Classifier::load(file, Some(source.clone()), &device)?;
         let target = source.clone().with_num_classes(classes);
         let model = crate::train::finetune::replace_head(loaded.model().clone(), &target, &device);
-        let model = if o.freeze_backbone.unwrap_or(false) {
-            crate::train::finetune::freeze_backbone(model)
-        } else {
-            model
-        };
         let base_lr = o.optimizer.lr.unwrap_or(0.01);
         let config = TrainConfig {
             lr: policy(base_lr, &o.schedule, target.depth())?,
@@ -259,6 +255,7 @@ impl Trainer {
             augment: o.augment.unwrap_or(true),
             label_smoothing: o.label_smoothing.unwrap_or(0.0),
             normalization: loaded.card().normalization.clone(),
+            freeze_backbone: o.freeze_backbone.unwrap_or(false),
         };
         check_batch_memory(&config, &backend)?;
         let inner = train::Trainer::with_model(
