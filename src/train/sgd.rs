@@ -136,6 +136,10 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::{Device, TensorData};
 
+    fn values<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
+        param.val().into_data().try_into_vec::<f32>().unwrap()
+    }
+
     /// Two steps by hand on f(w, b) = sum(x·w + b) for one input x = [1, 2]: the gradients
     /// are constant, dL/dw = [1, 2] and dL/db = 1.
     #[test]
@@ -166,25 +170,13 @@ mod tests {
         // w: g1 = [1, 2] + 0.1·[0.5, -1] = [1.05, 1.9]; v1 = g1; w1 = w0 - 0.5·v1 = [-0.025, -1.95]
         //    g2 = [1, 2] + 0.1·w1 = [0.9975, 1.805]; v2 = 0.9·v1 + g2 = [1.9425, 3.515]
         //    w2 = w1 - 0.5·v2 = [-0.99625, -3.7075]
-        let w = layer
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let w = values(&layer.weight);
         assert!(
             (w[0] + 0.99625).abs() < 1e-6 && (w[1] + 3.7075).abs() < 1e-6,
             "{w:?}"
         );
         // b (no decay): v1 = 1, b1 = -0.25; v2 = 1.9, b2 = -1.2.
-        let b = layer
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let b = values(layer.bias.as_ref().unwrap());
         assert!((b[0] + 1.2).abs() < 1e-6, "{b:?}");
         assert_eq!(sgd.velocity.len(), 2);
         assert!(layer.weight.val().is_require_grad());
@@ -212,12 +204,7 @@ mod tests {
             layer = sgd.step(1.0, layer, grads);
         }
         // g = 1 each step. v1 = 1, u1 = 1 + 0.5 = 1.5; v2 = 1.5, u2 = 1 + 0.75 = 1.75. w = -3.25.
-        let w = layer
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let w = values(&layer.weight);
         assert!((w[0] + 3.25).abs() < 1e-6, "{w:?}");
     }
 }
