@@ -147,6 +147,48 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
         "the resumed run's losses differ from the uninterrupted run's"
     );
 
+    // Per-epoch lines (256 images / batch 16 = 16 steps an epoch): the means of their steps,
+    // the same after kill -9 and --resume as in the uninterrupted run.
+    let epochs = |run: &Path| -> Vec<serde_json::Value> {
+        read_metrics(&run.join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter(|m| m["kind"] == "epoch")
+            .collect()
+    };
+    let reference_epochs = epochs(&reference);
+    let shape: Vec<(u64, u64, bool)> = reference_epochs
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (n("epoch"), n("step"), e["complete"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(shape, [(0, 16, true), (1, 32, true), (2, 40, false)]);
+    let mean =
+        |steps: &[(u64, f64)]| steps.iter().map(|(_, l)| l).sum::<f64>() / steps.len() as f64;
+    for (e, steps) in
+        reference_epochs
+            .iter()
+            .zip([&expected[..16], &expected[16..32], &expected[32..]])
+    {
+        let logged = e["loss"].as_f64().unwrap();
+        assert!(
+            (logged - mean(steps)).abs() < 1e-6,
+            "epoch {e}: mean of its steps {}",
+            mean(steps)
+        );
+    }
+    let resumed_epochs = epochs(&crashed);
+    assert_eq!(resumed_epochs.len(), 3, "{resumed_epochs:?}");
+    for (a, b) in resumed_epochs.iter().zip(&reference_epochs) {
+        assert_eq!(a["steps"], b["steps"]);
+        assert!(
+            (a["loss"].as_f64().unwrap() - b["loss"].as_f64().unwrap()).abs() < 1e-9,
+            "{a} vs {b}"
+        );
+    }
+
     // Resuming as another architecture is refused.
     let mut wrong = tiny_run(&crashed, &["--resume"]);
     wrong[2] = "resnet14".into();

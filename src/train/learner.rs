@@ -3,8 +3,9 @@
 //!
 //! Layout of a run directory:
 //! - `config.json`: the [TrainConfig] and the data it trains on;
-//! - `metrics.jsonl`: one JSON object per step (`"kind":"step"`) and per evaluation
-//!   (`"kind":"eval"`);
+//! - `metrics.jsonl`: one JSON object per step (`"kind":"step"`), per evaluation
+//!   (`"kind":"eval"`) and per epoch (`"kind":"epoch"`: the means of its steps; the last,
+//!   unfinished epoch of a run is marked `"complete":false`);
 //! - `checkpoint.bpk`: model, optimizer, data order, RNG and step (what `--resume` reads);
 //! - `model.bpk`: the final weights with their model card (what the page loads).
 
@@ -195,9 +196,14 @@ pub fn run(
     let started = Instant::now();
     let batch = trainer.config().batch_size;
     let mut last_eval = None;
+    // A resumed run picks up the steps its current epoch already logged.
+    let mut epoch = if trainer.at_epoch_end() {
+        EpochMeans::default()
+    } else {
+        EpochMeans::from_log(&dir.metrics(), trainer.epoch())
+    };
 
     while trainer.step_count() < options.iterations {
-        let epoch_before = trainer.epoch();
         let metrics = match pollster::block_on(trainer.step(train)) {
             Ok(m) => m,
             Err(err) => {
@@ -208,6 +214,14 @@ pub fn run(
         let seconds = started.elapsed().as_secs_f64();
         let images_per_second = (metrics.step - start) as f64 * batch as f64 / seconds.max(1e-9);
         write_step(&mut log, &metrics, images_per_second).map_err(io_error(&dir.metrics()))?;
+        epoch.add(&metrics, images_per_second);
+        let epoch_ended = trainer.at_epoch_end();
+        if epoch_ended || metrics.step >= options.iterations {
+            epoch
+                .write(&mut log, &metrics, epoch_ended)
+                .map_err(io_error(&dir.metrics()))?;
+            epoch = EpochMeans::default();
+        }
         bar.set_position(metrics.step as u64);
         bar.set_message(format!(
             "epoch {} · loss {:.3} · err {:.1}% · lr {:.4} · {:.0} img/s",
@@ -233,7 +247,7 @@ pub fn run(
             ));
             last_eval = Some(report);
         }
-        if step % options.checkpoint_every.max(1) == 0 || trainer.epoch() != epoch_before || done {
+        if step % options.checkpoint_every.max(1) == 0 || epoch_ended || done {
             checkpoint(&trainer, &dir)?;
         }
     }
@@ -300,6 +314,60 @@ fn write_eval(log: &mut File, step: usize, r: &EvalReport) -> std::io::Result<()
     line["kind"] = "eval".into();
     line["step"] = step.into();
     writeln!(log, "{line}")
+}
+
+/// Sums of one epoch's step metrics, logged as their means when the epoch ends.
+#[derive(Debug, Default)]
+struct EpochMeans {
+    steps: usize,
+    loss: f64,
+    top1_error: f64,
+    top5_error: f64,
+    images_per_second: f64,
+}
+
+impl EpochMeans {
+    fn add(&mut self, m: &StepMetrics, images_per_second: f64) {
+        self.steps += 1;
+        self.loss += m.loss as f64;
+        self.top1_error += m.top1_error as f64;
+        self.top5_error += m.top5_error as f64;
+        self.images_per_second += images_per_second;
+    }
+
+    /// The step lines of `epoch` already in the log (a resumed run's unfinished epoch).
+    fn from_log(path: &Path, epoch: usize) -> Self {
+        let mut sums = Self::default();
+        for line in read_metrics(path).unwrap_or_default() {
+            if line["kind"] != "step" || line["epoch"].as_u64() != Some(epoch as u64) {
+                continue;
+            }
+            let f = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+            sums.steps += 1;
+            sums.loss += f("loss");
+            sums.top1_error += f("top1Error");
+            sums.top5_error += f("top5Error");
+            sums.images_per_second += f("imagesPerSecond");
+        }
+        sums
+    }
+
+    fn write(&self, log: &mut File, last: &StepMetrics, complete: bool) -> std::io::Result<()> {
+        let n = self.steps.max(1) as f64;
+        let line = json!({
+            "kind": "epoch",
+            "epoch": last.epoch,
+            "step": last.step,
+            "steps": self.steps,
+            "complete": complete,
+            "loss": self.loss / n,
+            "top1Error": self.top1_error / n,
+            "top5Error": self.top5_error / n,
+            "imagesPerSecond": self.images_per_second / n,
+            "lr": last.lr,
+        });
+        writeln!(log, "{line}")
+    }
 }
 
 /// Drops the log lines of steps after `step`: a crash can leave lines the checkpoint never

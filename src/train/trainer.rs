@@ -277,6 +277,16 @@ impl Trainer {
         self.sampler.epoch
     }
 
+    /// Full batches per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.sampler.batches_per_epoch()
+    }
+
+    /// Whether the last step finished an epoch (the next one starts a new permutation).
+    pub fn at_epoch_end(&self) -> bool {
+        self.sampler.position >= self.sampler.batches_per_epoch()
+    }
+
     /// The device, without autodiff (for evaluation and inference).
     pub fn device(&self) -> Device {
         self.device.clone().inner()

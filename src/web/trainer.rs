@@ -491,7 +491,7 @@ impl Trainer {
     /// Steps per epoch.
     #[wasm_bindgen(getter, js_name = stepsPerEpoch)]
     pub fn steps_per_epoch(&self) -> usize {
-        self.data.train_size() / self.inner.borrow().config().batch_size
+        self.inner.borrow().steps_per_epoch()
     }
 
     /// Names of the layers of `gradNorms`, input to output.
