@@ -128,18 +128,21 @@ fn logits_refuse_wrong_npy_dtype_and_shape() {
     let weights = fixture("cifar20.pth");
     let out = scratch("never.npy");
     let out = out.to_str().unwrap();
+    let logits_of = |input: &str| {
+        refused(&[
+            "logits",
+            "--arch",
+            "resnet20",
+            "--weights",
+            &weights,
+            "--input",
+            input,
+            "--output",
+            out,
+        ])
+    };
     // The logits fixture is [4, 10]: not an image batch.
-    let err = refused(&[
-        "logits",
-        "--arch",
-        "resnet20",
-        "--weights",
-        &weights,
-        "--input",
-        &fixture("cifar20_logits.npy"),
-        "--output",
-        out,
-    ]);
+    let err = logits_of(&fixture("cifar20_logits.npy"));
     assert!(
         err.contains("cifar20_logits.npy: expected a 4-D [N, 3, H, W] array"),
         "{err}"
@@ -154,17 +157,7 @@ fn logits_refuse_wrong_npy_dtype_and_shape() {
     let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
     bytes[at..at + 3].copy_from_slice(b"<f8");
     std::fs::write(&f8, bytes).unwrap();
-    let err = refused(&[
-        "logits",
-        "--arch",
-        "resnet20",
-        "--weights",
-        &weights,
-        "--input",
-        f8.to_str().unwrap(),
-        "--output",
-        out,
-    ]);
+    let err = logits_of(f8.to_str().unwrap());
     assert!(
         err.contains("f8.npy: dtype is '<f8', expected float32"),
         "{err}"

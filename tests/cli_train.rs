@@ -200,29 +200,22 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
 
     // eval on the final weights, export from the run directory, classify with the export.
     let model = reference.join("model.bpk");
-    let report = ok(&[
-        "eval",
-        "--weights",
-        model.to_str().unwrap(),
-        "--data",
-        "synthetic",
-        "--test-size",
-        "64",
-        "--json",
-    ]);
+    let eval = |extra: &[&str]| {
+        let base = [
+            "eval",
+            "--weights",
+            model.to_str().unwrap(),
+            "--data",
+            "synthetic",
+            "--test-size",
+            "64",
+        ];
+        ok(&[&base[..], extra].concat())
+    };
+    let report = eval(&["--json"]);
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["images"], 64);
-    let eval_text = ok(&[
-        "eval",
-        "--weights",
-        model.to_str().unwrap(),
-        "--data",
-        "synthetic",
-        "--test-size",
-        "64",
-        "--crop",
-        "ten-crop",
-    ]);
+    let eval_text = eval(&["--crop", "ten-crop"]);
     assert!(
         eval_text.contains("top-1 error") && eval_text.contains("true\\pred"),
         "{eval_text}"

@@ -339,15 +339,14 @@ impl EpochMeans {
     fn from_log(path: &Path, epoch: usize) -> Self {
         let mut sums = Self::default();
         for line in read_metrics(path).unwrap_or_default() {
-            if line["kind"] != "step" || line["epoch"].as_u64() != Some(epoch as u64) {
+            if line["kind"] != "step" {
                 continue;
             }
-            let f = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
-            sums.steps += 1;
-            sums.loss += f("loss");
-            sums.top1_error += f("top1Error");
-            sums.top5_error += f("top5Error");
-            sums.images_per_second += f("imagesPerSecond");
+            let images_per_second = line["imagesPerSecond"].as_f64().unwrap_or(f64::NAN);
+            match serde_json::from_value::<StepMetrics>(line) {
+                Ok(m) if m.epoch == epoch => sums.add(&m, images_per_second),
+                _ => {}
+            }
         }
         sums
     }

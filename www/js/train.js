@@ -89,9 +89,9 @@ $("train-data").addEventListener("change", () => {
   $("shapes-size-field").hidden = kind !== "shapes";
   $("data-drop-text").textContent =
     kind === "cifar" ? "Drop CIFAR-10 data_batch_*.bin / test_batch.bin (or CIFAR-100 train.bin / test.bin) here" : "Drop a folder with one sub-folder of images per class here";
-  state.dataset = kind === "shapes" ? { kind: "shapes", key: "shapes" } : kind === "served" ? { kind: "served", key: "served-cifar10" } : null;
+  state.dataset = kind === "shapes" || kind === "served" ? { kind } : null;
 });
-state.dataset = { kind: "shapes", key: "shapes" };
+state.dataset = { kind: "shapes" };
 
 /** Reads dropped files, walking into folders, as `{ name: "dir/file", bytes }`. */
 async function readDropped(items) {
@@ -195,6 +195,11 @@ async function datasetSpec() {
 /** The embedded dataset with `trainSize` training images; the key lets a restore check it. */
 function shapesSpec(trainSize) {
   return { kind: "shapes", key: `shapes:${trainSize}`, trainSize };
+}
+
+/** The training-set size in a Shapes key ("shapes:512" → 512), or null for other data. */
+function shapesSize(key) {
+  return key.startsWith("shapes:") ? Number(key.slice("shapes:".length)) : null;
 }
 
 async function start() {
@@ -579,7 +584,7 @@ async function offerSession(failure = null) {
   }
   $("session-banner").hidden = false;
   const when = new Date(session.savedAt).toLocaleString();
-  const shapes = session.datasetKey.startsWith("shapes:");
+  const shapes = shapesSize(session.datasetKey);
   const needsFiles = !shapes && session.datasetKey !== "served-cifar10" && !failure;
   const what = `${session.nets.join(" + ")}, depth ${session.options.depth}`;
   $("session-text").textContent = failure
@@ -589,7 +594,7 @@ async function offerSession(failure = null) {
   $("session-restore").onclick = async () => {
     try {
       const dataset =
-        shapes ? shapesSpec(Number(session.datasetKey.slice("shapes:".length))) : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
+        shapes ? shapesSpec(shapes) : session.datasetKey === "served-cifar10" ? await servedCifar() : await datasetSpec();
       resetCharts();
       setState("starting", "Restoring the saved session…");
       // A lost device (or a panicked wasm instance) cannot be reused: a fresh worker, on the CPU.
@@ -598,7 +603,7 @@ async function offerSession(failure = null) {
       applyOptions(restored.options);
       if (shapes) {
         $("train-data").value = "shapes";
-        $("train-size").value = session.datasetKey.slice("shapes:".length);
+        $("train-size").value = shapes;
       }
       begin(restored.options, restored.dataset, restored.nets);
       const curves = await loadCurves().catch(() => null);
