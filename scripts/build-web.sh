@@ -3,7 +3,9 @@
 # wasm32 build through wasm-pack, then npm binaryen's wasm-opt -Oz. Prints the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# The same build directory as scripts/test.sh, so serving after testing (or the reverse)
+# rebuilds nothing.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/resnet-target}
 
 # Size matters more than CPU speed for the page (the model runs on WebGPU), so the wasm
 # release build uses opt-level "z", fat LTO and one codegen unit, without touching the

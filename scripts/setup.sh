@@ -7,6 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+
+# Crates with C parts (and the linker) need a C toolchain; a fresh Debian with only rustup
+# has none.
+if ! command -v cc >/dev/null; then
+  say "installing a C toolchain (Debian's build-essential)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq build-essential pkg-config >/dev/null
+fi
+
+# Vite 8 (the bundler test) needs Node.js 20.19 or newer.
+node_ok=$(node -e 'const [a, b] = process.versions.node.split(".").map(Number); console.log(a > 20 || (a === 20 && b >= 19) ? "yes" : "no")' 2>/dev/null || echo missing)
+if [ "$node_ok" != yes ]; then
+  echo "Node.js >= 20.19 is needed (found: $(node --version 2>/dev/null || echo none))." >&2
+  echo "Install it from your distribution (Debian 13: apt-get install nodejs npm) or from nodejs.org, then run this again." >&2
+  exit 1
+fi
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || {
   say "adding the wasm32-unknown-unknown target"
@@ -30,9 +47,17 @@ if [ ! -x node_modules/.bin/wasm-opt ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund
 fi
 
-if [ "${1:-}" = "--browser" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+# Ubuntu ships Chromium as a snap: there, point CHROMIUM and CHROMEDRIVER at its binaries
+# (/snap/bin/chromium, /snap/bin/chromium.chromedriver) and nothing is installed.
+have_browser() {
+  if [ -n "${CHROMIUM:-}" ] && [ -n "${CHROMEDRIVER:-}" ]; then
+    [ -x "$CHROMIUM" ] && [ -x "$CHROMEDRIVER" ]
+  else
+    command -v chromium && command -v chromedriver
+  fi
+}
+if [ "${1:-}" = "--browser" ] && ! have_browser >/dev/null; then
   say "installing Debian's chromium and chromium-driver"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi

@@ -7,6 +7,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::Error;
+use crate::readback::read_f32;
 use crate::data::views::{TestView, views};
 use crate::io::{ModelCard, WeightsFile};
 use crate::model::{ResNet, ResNetConfig};
@@ -175,12 +176,60 @@ impl Classifier {
     }
 }
 
-/// Reads a tensor back with an async read (the only kind a browser allows).
-pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    data.try_into_vec_as::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))
+/// One class and its probability, without a name (the page names classes itself).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassProbability {
+    /// Class index.
+    pub index: usize,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// The most probable classes of one test image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExamplePrediction {
+    /// Index of the image in the dataset.
+    pub index: usize,
+    /// Its true label.
+    pub label: usize,
+    /// The `k` most probable classes, most probable first.
+    pub top: Vec<ClassProbability>,
+}
+
+/// The `k` most probable classes of `model` (eval mode) for images `indices` of a 32x32
+/// dataset, normalised as `card` says; one read-back, sorted on the CPU.
+pub async fn top_classes(
+    model: &ResNet,
+    card: &ModelCard,
+    data: &crate::data::dataset::Dataset,
+    indices: &[usize],
+    k: usize,
+    device: &Device,
+) -> Result<Vec<ExamplePrediction>, Error> {
+    if indices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (pixels, labels) = data.batch(indices);
+    let n = &card.normalization;
+    let x = crate::data::augment::normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, device);
+    let p = read_f32(softmax(model.forward(x), 1)).await?;
+    let classes = card.config.num_classes;
+    Ok(indices
+        .iter()
+        .zip(labels)
+        .zip(p.chunks(classes))
+        .map(|((&index, label), probs)| {
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let top = order
+                .into_iter()
+                .take(k)
+                .map(|c| ClassProbability {
+                    index: c,
+                    probability: probs[c],
+                })
+                .collect();
+            ExamplePrediction { index, label, top }
+        })
+        .collect())
 }

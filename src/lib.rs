@@ -11,6 +11,7 @@ mod error;
 pub mod infer;
 pub mod io;
 pub mod model;
+pub mod readback;
 pub mod train;
 
 pub use error::Error;

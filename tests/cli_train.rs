@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use resnet::data::cifar::{self, ImageSet, Variant};
+use resnet::data::cifar::{self, Variant};
+use resnet::data::image_set::ImageSet;
 use resnet::data::dataset::Dataset;
 use resnet::data::synthetic::Shapes;
 use resnet::train::learner::read_metrics;
@@ -215,11 +216,37 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     let report = eval(&["--json"]);
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["images"], 64);
-    let eval_text = eval(&["--crop", "ten-crop"]);
-    assert!(
-        eval_text.contains("top-1 error") && eval_text.contains("true\\pred"),
-        "{eval_text}"
-    );
+    // The saved model scores exactly what the run's own last evaluation reported.
+    let last_eval = read_metrics(&reference.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .rfind(|m| m["kind"] == "eval")
+        .unwrap();
+    assert_eq!(last_eval["step"], 40);
+    assert_eq!(report["top1Error"], last_eval["top1Error"], "{report} vs {last_eval}");
+    assert_eq!(report["confusion"], last_eval["confusion"]);
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-4
+    };
+    assert!(close(&report["loss"], &last_eval["loss"]), "{report} vs {last_eval}");
+    // The 10-crop averages other views: its loss differs from the center crop's.
+    let ten: serde_json::Value =
+        serde_json::from_str(eval(&["--crop", "ten-crop", "--json"]).trim()).unwrap();
+    assert_eq!(ten["images"], 64);
+    assert!(!close(&ten["loss"], &report["loss"]), "{ten} vs {report}");
+
+    // The run's spec reproduces the run: the same losses from `--spec config.json`, and
+    // the spec travels inside the exported weights.
+    let again = scratch("from-spec");
+    ok(&[
+        "train",
+        "--spec",
+        reference.join("config.json").to_str().unwrap(),
+        "--no-progress",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(step_losses(&again), expected, "--spec reproduces the run");
     let exported = reference.join("exported.bpk");
     ok(&[
         "export",
@@ -232,19 +259,55 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     image::RgbImage::from_pixel(32, 32, image::Rgb([10, 200, 30]))
         .save(&image)
         .unwrap();
-    let out = ok(&[
-        "classify",
-        "--weights",
-        exported.to_str().unwrap(),
-        image.to_str().unwrap(),
+    let from_config = ok(&[
+        "train",
+        "--spec",
+        reference.join("config.json").to_str().unwrap(),
+        "--print-spec",
     ]);
-    assert!(
-        out.contains("disk")
-            || out.contains("ring")
-            || out.contains("square")
-            || out.contains("bar"),
-        "{out}"
-    );
+    let from_weights = ok(&["train", "--spec", exported.to_str().unwrap(), "--print-spec"]);
+    assert_eq!(from_config, from_weights);
+    assert!(from_config.contains("\"arch\": \"resnet8\""), "{from_config}");
+}
+
+/// The bundled model (0.77% test error) names every sample image's class, with one view and
+/// with the fully-convolutional multi-scale test (3 scales, each flipped: 6 views).
+#[test]
+fn classify_names_the_sample_images_with_every_test_view() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let samples: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(root.join("www/samples/index.json")).unwrap(),
+    )
+    .unwrap();
+    let files: Vec<String> = samples
+        .iter()
+        .take(10)
+        .map(|s| root.join("www/samples").join(s["file"].as_str().unwrap()).display().to_string())
+        .collect();
+    let bundled = root.join("www/models/resnet20-shapes.bpk").display().to_string();
+    for (views, count) in [("center", 1), ("multi-scale", 6)] {
+        let mut args = vec![
+            "classify",
+            "--weights",
+            &bundled,
+            "--views",
+            views,
+            "--json",
+        ];
+        args.extend(files.iter().map(String::as_str));
+        let out = ok(&args);
+        let results: Vec<serde_json::Value> =
+            out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(results.len(), 10);
+        for (result, sample) in results.iter().zip(&samples) {
+            assert_eq!(result["views"], count, "{views}");
+            assert_eq!(
+                result["predictions"][0]["label"], sample["label"],
+                "{views}: {}",
+                result["image"]
+            );
+        }
+    }
 }
 
 fn shapes_as_cifar(dir: &Path, count: usize) -> ImageSet {
@@ -440,4 +503,37 @@ fn a_batch_too_large_for_memory_is_refused_before_training() {
         "{err}"
     );
     assert!(!out.join("checkpoint.bpk").exists());
+}
+
+/// A folder of class folders with non-ASCII names trains through `--data folder:` and
+/// evaluates, the confusion matrix printing the names cut by characters (not bytes).
+#[test]
+fn a_folder_with_non_ascii_class_names_trains_and_evaluates() {
+    let dir = scratch("unicode-folder");
+    let shapes = resnet::data::synthetic::Shapes { seed: 5, len: 40 };
+    let names = ["café-crème-brûlée", "日本語のクラス名"];
+    for i in 0..40 {
+        let class = dir.join(names[i % 2]);
+        std::fs::create_dir_all(&class).unwrap();
+        let planar = shapes.render(i);
+        let image = image::RgbImage::from_fn(32, 32, |x, y| {
+            let p = (y * 32 + x) as usize;
+            image::Rgb([planar[p], planar[1024 + p], planar[2048 + p]])
+        });
+        image.save(class.join(format!("{i}.png"))).unwrap();
+    }
+    let run = scratch("unicode-run");
+    let data = format!("folder:{}", dir.display());
+    ok(&[
+        "train", "--arch", "resnet8", "--data", &data, "--batch-size", "8", "--iterations", "3",
+        "--no-progress", "--out", run.to_str().unwrap(),
+    ]);
+    let out = ok(&[
+        "eval",
+        "--weights",
+        run.join("model.bpk").to_str().unwrap(),
+        "--data",
+        &data,
+    ]);
+    assert!(out.contains("café-c") && out.contains("日本語のクラ"), "{out}");
 }

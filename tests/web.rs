@@ -184,7 +184,7 @@ async fn weights_for_another_architecture_are_rejected_with_a_typed_error() {
 use resnet::web::{Dataset, Trainer};
 
 async fn step_losses(trainer: &Trainer, n: usize) -> Vec<f64> {
-    let result = JsFuture::from(trainer.step(n)).await.unwrap();
+    let result = JsFuture::from(trainer.step(n, None)).await.unwrap();
     let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
     steps
         .iter()
@@ -245,13 +245,13 @@ async fn snapshot_and_restore_continue_with_the_same_losses() {
     Reflect::set(&o, &"augment".into(), &true.into()).unwrap();
     let trainer = Trainer::create(o, &data).await.unwrap();
     step_losses(&trainer, 5).await;
-    let snapshot: Uint8Array = JsFuture::from(trainer.snapshot())
+    let snapshot: Uint8Array = JsFuture::from(trainer.snapshot(None))
         .await
         .unwrap()
         .dyn_into()
         .unwrap();
     let uninterrupted = step_losses(&trainer, 3).await;
-    let restored = Trainer::restore(snapshot, &data, Some("webgpu".into()))
+    let restored = Trainer::restore(snapshot.into(), &data, Some("webgpu".into()))
         .await
         .unwrap();
     assert_eq!(restored.step_count(), 5);
@@ -289,7 +289,7 @@ async fn exported_weights_classify_like_the_trainer() {
     assert_eq!(classifier.arch(), "resnet20");
     assert_eq!(classifier.labels()[1], "ring");
     let indices: Vec<usize> = (0..6).collect();
-    let predicted = JsFuture::from(trainer.predict(indices)).await.unwrap();
+    let predicted = JsFuture::from(trainer.predict(indices, None)).await.unwrap();
     let predicted: js_sys::Array = predicted.dyn_into().unwrap();
     for (i, p) in predicted.iter().enumerate() {
         let image = data.test_image(i).unwrap();
@@ -358,7 +358,7 @@ async fn bad_datasets_and_diverging_rates_are_reported() {
     let trainer = Trainer::create(o, &data).await.unwrap();
     let mut diverged = None;
     for _ in 0..30 {
-        if let Err(e) = JsFuture::from(trainer.step(1)).await {
+        if let Err(e) = JsFuture::from(trainer.step(1, None)).await {
             diverged = Some(e);
             break;
         }
@@ -432,7 +432,7 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
         ("schedule", options(&[("kind", "constant".into())])),
     ]);
     let trainer = Trainer::fine_tune(weights, o, &data).await.unwrap();
-    let result = JsFuture::from(trainer.step(24)).await.unwrap();
+    let result = JsFuture::from(trainer.step(24, None)).await.unwrap();
     let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
     let losses: Vec<f64> = steps
         .iter()
@@ -454,4 +454,99 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
     let classifier = exported_classifier(&trainer).await;
     assert_eq!(classifier.num_classes(), 3);
     assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
+}
+
+/// Resolves after a macrotask: by then a started `step()` is waiting on the GPU.
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout: js_sys::Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .unwrap()
+            .dyn_into()
+            .unwrap();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &0.into())
+            .unwrap();
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// While a step is in flight on WebGPU every getter answers (it used to panic with "already
+/// mutably borrowed" and kill the module), a second step is refused as busy, and new
+/// hyper-parameters are queued, then applied at the next step boundary and reported.
+#[wasm_bindgen_test]
+async fn every_method_is_safe_while_a_step_is_in_flight() {
+    let data =
+        Dataset::shapes(options(&[("trainSize", 4.into()), ("testSize", 2.into())])).unwrap();
+    let trainer = Trainer::create(trainer_options(false, "webgpu"), &data)
+        .await
+        .unwrap();
+    step_losses(&trainer, 1).await;
+    let pending = JsFuture::from(trainer.step(2, None));
+    next_task().await;
+    assert_eq!(trainer.step_count(), 1, "the getter answers mid-step");
+    assert_eq!(trainer.lr(), 0.05);
+    assert_eq!(trainer.layers().len(), 20);
+    let nets: js_sys::Array = trainer.nets().dyn_into().unwrap();
+    assert_eq!(nets.length(), 1);
+    let busy = JsFuture::from(trainer.step(1, None)).await.err().unwrap();
+    assert_eq!(kind(busy), "input");
+    let change = options(&[("optimizer", options(&[("lr", 0.01.into())]))]);
+    trainer.set_hyperparameters(change).unwrap();
+    let bad = options(&[("optimizer", options(&[("momentum", 3.into())]))]);
+    assert_eq!(kind(trainer.set_hyperparameters(bad).err().unwrap()), "input");
+    let result = pending.await.unwrap();
+    let steps: js_sys::Array = get(&result, "steps").dyn_into().unwrap();
+    let rates: Vec<f64> = steps.iter().map(|s| get(&s, "lr").as_f64().unwrap()).collect();
+    // The change arrived mid-step 2: step 2 kept its rate, step 3 used the new one.
+    assert_eq!(rates, vec![0.05, 0.01], "queued at the step boundary");
+    let applied: js_sys::Array = get(&result, "applied").dyn_into().unwrap();
+    assert_eq!(get(&applied.get(0), "step").as_f64(), Some(3.0));
+    assert_eq!(trainer.lr(), 0.01);
+}
+
+/// The plateau schedule offered by the npm API lowers the rate when evaluations stop
+/// improving (the loop feeds it every evaluation).
+#[wasm_bindgen_test]
+async fn the_plateau_schedule_lowers_the_rate_in_the_browser() {
+    let data =
+        Dataset::shapes(options(&[("trainSize", 4.into()), ("testSize", 4.into())])).unwrap();
+    let o = trainer_options(false, "cpu");
+    Reflect::set(
+        &o,
+        &"schedule".into(),
+        // Threshold 1: every evaluation after the first is "no improvement"; patience 0.
+        &options(&[
+            ("kind", "plateau".into()),
+            ("patience", 0.into()),
+            ("threshold", 1.0.into()),
+        ]),
+    )
+    .unwrap();
+    let trainer = Trainer::create(o, &data).await.unwrap();
+    assert_eq!(trainer.lr(), 0.05);
+    for _ in 0..3 {
+        JsFuture::from(trainer.evaluate(None, None)).await.unwrap();
+    }
+    // The first evaluation sets the best; the next two each divide the rate by 10.
+    assert!((trainer.lr() - 0.0005).abs() < 1e-12, "lr {}", trainer.lr());
+}
+
+/// Preprocessing overrides that cannot work are refused, not a division by zero or an
+/// allocation of gigabytes.
+#[wasm_bindgen_test]
+async fn impossible_input_sizes_are_refused() {
+    for size in [0, 100_000] {
+        let error = Classifier::load(
+            Uint8Array::from(WEIGHTS),
+            options(&[
+                ("arch", "resnet20".into()),
+                ("device", "cpu".into()),
+                ("input", options(&[("size", size.into())])),
+            ]),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(kind(error), "input", "size {size}");
+    }
 }

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
-use crate::infer::read_f32;
-use crate::train::trainer::loss_and_hits;
+use crate::readback::read_f32;
+use crate::train::evaluate::loss_and_hits;
 use crate::train::{Sgd, SgdConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

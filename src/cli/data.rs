@@ -81,7 +81,7 @@ pub fn data(command: DataCommand) -> Result<(), Error> {
         DataCommand::Samples { to, count } => {
             std::fs::create_dir_all(&to)
                 .map_err(|e| Error::Other(format!("{}: {e}", to.display())))?;
-            let test = Shapes::test(super::train::SHAPES_SEED);
+            let test = Shapes::test(crate::data::synthetic::SHAPES_SEED);
             let mut index = Vec::new();
             for i in 0..count {
                 let pixels = test.render(i);

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod device;
+mod progress;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::data::views::TestView;
-use crate::infer::{Classifier, read_f32};
+use crate::infer::Classifier;
+use crate::readback::read_f32;
 use crate::io::npy::NpyF32;
 use crate::io::{ModelCard, Precision, WeightsFile};
 use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};

@@ -3,167 +3,70 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
+use super::progress::Progress;
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
-use crate::data::cifar::Variant;
-use crate::data::dataset::Dataset;
-use crate::data::synthetic::{self, Shapes};
+use crate::data::folder::{self, LoadedData};
+use crate::data::spec::DataSpec;
 use crate::data::views::TestView;
-use crate::io::{ModelCard, Normalization, Precision, WeightsFile};
+use crate::io::{ModelCard, Precision, WeightsFile};
 use crate::train::learner::{self, RunDir, RunOptions};
-use crate::train::schedule::paper_cifar_iterations;
-use crate::train::{ErrorWarmup, LrPolicy, Schedule, SgdConfig, TrainConfig, Trainer};
-
-/// Seed of the embedded Shapes dataset (fixed: the data is the same whatever the run's seed).
-pub const SHAPES_SEED: u64 = 2015;
+use crate::train::recipe::{Recipe, ScheduleKind};
+use crate::train::{RunSpec, TrainConfig, Trainer};
 
 /// `--data`: where the images come from.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// synthetic (the embedded Shapes), cifar10:DIR, cifar100:DIR or folder:DIR.
-    #[arg(long, default_value = "synthetic")]
-    data: String,
-    /// Shapes only: training images.
-    #[arg(long, default_value_t = synthetic::DEFAULT_TRAIN)]
-    train_size: usize,
-    /// Shapes only: test images.
-    #[arg(long, default_value_t = synthetic::DEFAULT_TEST)]
-    test_size: usize,
-}
-
-/// Train and test sets, their normalisation and a description.
-pub struct Data {
-    pub train: Dataset,
-    pub test: Dataset,
-    pub normalization: Normalization,
-    pub description: String,
+    /// synthetic (the embedded Shapes), cifar10:DIR, cifar100:DIR or folder:DIR
+    /// [default: synthetic, or the --spec's data].
+    #[arg(long)]
+    data: Option<String>,
+    /// Shapes only: training images [default: 50000].
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// Shapes only: test images [default: 10000].
+    #[arg(long)]
+    test_size: Option<usize>,
 }
 
 impl DataArgs {
-    pub fn load(&self) -> Result<Data, Error> {
-        let data_error = |e: crate::data::folder::DataError| Error::Other(e.to_string());
-        let (kind, dir) = match self.data.split_once(':') {
-            Some((kind, dir)) => (kind, Some(PathBuf::from(dir))),
-            None => (self.data.as_str(), None),
+    /// The data these flags name, on top of `base` (a spec's, or the default).
+    fn spec(&self, base: &DataSpec) -> Result<DataSpec, Error> {
+        let mut spec = match &self.data {
+            Some(text) => DataSpec::parse(text).map_err(Error::Other)?,
+            None => base.clone(),
         };
-        let need_dir = || {
-            dir.clone().ok_or_else(|| {
-                Error::Other(format!(
-                    "--data {kind} needs a directory: --data {kind}:DIR"
-                ))
-            })
-        };
-        let (train, test, description) = match kind {
-            "synthetic" | "shapes" => (
-                Dataset::Shapes(Shapes {
-                    len: self.train_size,
-                    ..Shapes::train(SHAPES_SEED)
-                }),
-                Dataset::Shapes(Shapes {
-                    len: self.test_size,
-                    ..Shapes::test(SHAPES_SEED)
-                }),
-                format!(
-                    "Shapes (embedded, {} train / {} test images)",
-                    self.train_size, self.test_size
-                ),
-            ),
-            "cifar10" | "cifar100" => {
-                let variant = if kind == "cifar10" {
-                    Variant::Cifar10
-                } else {
-                    Variant::Cifar100
-                };
-                let dir = need_dir()?;
-                let (train, test) =
-                    crate::data::folder::read_cifar(&dir, variant).map_err(data_error)?;
-                let description = format!(
-                    "{} ({} train / {} test images)",
-                    kind.to_uppercase(),
-                    train.len(),
-                    test.len()
-                );
-                (Dataset::Images(train), Dataset::Images(test), description)
-            }
-            "folder" => {
-                let dir = need_dir()?;
-                let (train, test) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
-                    let train =
-                        crate::data::folder::read_folder(&dir.join("train")).map_err(data_error)?;
-                    let test =
-                        crate::data::folder::read_folder(&dir.join("test")).map_err(data_error)?;
-                    if train.classes != test.classes {
-                        return Err(Error::Other(format!(
-                            "{}: train/ and test/ have different class folders",
-                            dir.display()
-                        )));
-                    }
-                    (train, test)
-                } else {
-                    // No test set given: hold out a random 10%.
-                    crate::data::folder::read_folder(&dir)
-                        .map_err(data_error)?
-                        .split(0.1, SHAPES_SEED)
-                };
-                let description = format!(
-                    "folder {} ({} classes, {} train / {} test images)",
-                    dir.display(),
-                    train.classes.len(),
-                    train.len(),
-                    test.len()
-                );
-                (Dataset::Images(train), Dataset::Images(test), description)
-            }
-            other => {
-                return Err(Error::Other(format!(
-                    "unknown --data '{other}': expected synthetic, cifar10:DIR, cifar100:DIR or folder:DIR"
-                )));
-            }
-        };
-        if train.is_empty() || test.is_empty() {
-            return Err(Error::Other(format!(
-                "{}: the dataset has no images",
-                self.data
-            )));
+        if let DataSpec::Shapes {
+            train_size,
+            test_size,
+        } = &mut spec
+        {
+            *train_size = self.train_size.unwrap_or(*train_size);
+            *test_size = self.test_size.unwrap_or(*test_size);
         }
-        let normalization = train.channel_statistics(5_000);
-        Ok(Data {
-            train,
-            test,
-            normalization,
-            description,
-        })
+        spec.validate().map_err(Error::Other)?;
+        Ok(spec)
+    }
+
+    /// Reads the data.
+    pub fn load(&self) -> Result<LoadedData, Error> {
+        folder::load(&self.spec(&DataSpec::default())?).map_err(|e| Error::Other(e.to_string()))
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Recipe {
-    /// Section 4.2: lr 0.1 ÷10 at 1/2 and 3/4 of 182 epochs, batch 128, momentum 0.9,
-    /// weight decay 1e-4, augmentation, and the 0.01 warm-up for 110+ layers.
-    PaperCifar,
-    /// The same defaults, but a constant rate and no warm-up unless asked for.
-    Custom,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScheduleKind {
-    /// ÷10 at 1/2 and 3/4 of the run.
-    Paper,
-    /// ×0.1 every --step-every iterations.
-    Step,
-    /// Linear warm-up for --warmup iterations, then cosine to 0.
-    Cosine,
-    /// ÷10 when the test error stops improving.
-    Plateau,
-    /// The base rate throughout.
-    Constant,
-}
-
-/// `resnet train`.
+/// `resnet train`: every flag overrides the same field of the run spec (`--spec`, or the
+/// defaults documented in `RunSpec`; `--print-spec` shows the result).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// A run spec to start from: JSON (a spec, a run's config.json) or a .bpk exported by
+    /// the page or `resnet export` (its model card carries the spec).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Print the run spec these flags make, as JSON, and exit.
+    #[arg(long)]
+    print_spec: bool,
     #[command(flatten)]
     model: ModelArgs,
     /// Train the plain twin (no shortcuts).
@@ -171,30 +74,30 @@ pub struct TrainArgs {
     plain: bool,
     #[command(flatten)]
     data: DataArgs,
-    /// Defaults of the schedule and warm-up.
-    #[arg(long, value_enum, default_value_t = Recipe::PaperCifar)]
-    recipe: Recipe,
+    /// Defaults of the schedule and warm-up: paper-cifar or custom.
+    #[arg(long, value_enum)]
+    recipe: Option<Recipe>,
     /// Iterations in total [default: the paper's 182 epochs, scaled to the data and batch].
     #[arg(long, conflicts_with = "epochs")]
     iterations: Option<usize>,
     /// Epochs in total (instead of --iterations).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Base learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
+    /// Images per step [default: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate [default: 0.1].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
+    /// L2 weight decay [default: 1e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// Exempt BN parameters and biases from weight decay.
     #[arg(long)]
     no_decay_bn_bias: bool,
@@ -202,38 +105,38 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     schedule: Option<ScheduleKind>,
     /// Warm-up iterations of the cosine schedule.
-    #[arg(long, default_value_t = 0)]
-    warmup: usize,
-    /// Iterations between decays of the step schedule.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Iterations between decays of the step schedule [default: 30 epochs].
     #[arg(long)]
     step_every: Option<usize>,
-    /// Hold lr 0.01 until the training error is below 80% (the paper's ResNet-110 trick)
+    /// Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick)
     /// [default: on for 110+ layers with paper-cifar].
     #[arg(long)]
     error_warmup: Option<bool>,
-    /// Label smoothing ε.
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f64,
+    /// Label smoothing ε [default: 0].
+    #[arg(long)]
+    label_smoothing: Option<f64>,
     /// Turn off pad-and-crop + flip augmentation.
     #[arg(long)]
     no_augment: bool,
-    /// Seeds the init, data order and augmentation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seeds the init, data order and augmentation [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
     #[command(flatten)]
     device: DeviceArgs,
     /// The run directory.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "print_spec")]
+    out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Steps between checkpoints (one is also written at every epoch end).
-    #[arg(long, default_value_t = 500)]
-    checkpoint_every: usize,
-    /// Steps between evaluations on the test set.
-    #[arg(long, default_value_t = 1000)]
-    eval_every: usize,
+    /// Steps between checkpoints (one is also written at every epoch end) [default: 500].
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Steps between evaluations on the test set [default: 1000].
+    #[arg(long)]
+    eval_every: Option<usize>,
     /// Evaluate on at most this many test images.
     #[arg(long)]
     eval_limit: Option<usize>,
@@ -242,12 +145,81 @@ pub struct TrainArgs {
     no_progress: bool,
 }
 
-pub fn train(args: TrainArgs) -> Result<(), Error> {
-    let data = args.data.load()?;
-    let mut model = args.model.required_config()?;
-    if args.plain {
-        model = model.with_residual(false);
+impl TrainArgs {
+    /// The run spec: `--spec` (or the defaults) with every given flag applied.
+    fn run_spec(&self) -> Result<RunSpec, Error> {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        let mut spec = match &self.spec {
+            Some(path) => read_spec(path)?,
+            None => RunSpec::default(),
+        };
+        if let Some(arch) = &self.model.arch {
+            spec.arch = arch.clone();
+        }
+        spec.shortcut = self.model.shortcut.or(spec.shortcut);
+        spec.stride_placement = self.model.variant.or(spec.stride_placement);
+        spec.plain |= self.plain;
+        spec.data = self.data.spec(&spec.data)?;
+        set(&mut spec.recipe, self.recipe);
+        if self.iterations.is_some() || self.epochs.is_some() {
+            spec.iterations = self.iterations;
+            spec.epochs = self.epochs;
+        }
+        set(&mut spec.batch_size, self.batch_size);
+        spec.optimizer.lr = self.lr.or(spec.optimizer.lr);
+        set(&mut spec.optimizer.momentum, self.momentum);
+        spec.optimizer.nesterov |= self.nesterov;
+        set(&mut spec.optimizer.weight_decay, self.weight_decay);
+        spec.optimizer.decay_bn_and_bias &= !self.no_decay_bn_bias;
+        spec.schedule.kind = self.schedule.or(spec.schedule.kind);
+        set(&mut spec.schedule.warmup, self.warmup);
+        spec.schedule.every = self.step_every.or(spec.schedule.every);
+        spec.schedule.error_warmup = self.error_warmup.or(spec.schedule.error_warmup);
+        set(&mut spec.label_smoothing, self.label_smoothing);
+        spec.augment &= !self.no_augment;
+        set(&mut spec.seed, self.seed);
+        set(&mut spec.checkpoint_every, self.checkpoint_every);
+        set(&mut spec.eval_every, self.eval_every);
+        spec.eval_limit = self.eval_limit.or(spec.eval_limit);
+        // The page's display cadence means nothing to a native run.
+        spec.snapshot_seconds = None;
+        spec.steps_per_round = 1;
+        Ok(spec)
     }
+}
+
+/// A run spec from a JSON file or from the model card / snapshot state of a .bpk.
+fn read_spec(path: &Path) -> Result<RunSpec, Error> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let bad = |e: String| Error::Other(format!("{}: {e}", path.display()));
+    if crate::io::WeightsFormat::sniff(&bytes) == Some(crate::io::WeightsFormat::Burnpack) {
+        let file = WeightsFile::from_bytes(bytes, &path.display().to_string())?;
+        let spec = file
+            .card
+            .and_then(|card| card.spec)
+            .ok_or_else(|| bad("this weights file does not carry a run spec".into()))?;
+        return serde_json::from_value(spec).map_err(|e| bad(format!("not a run spec: {e}")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("neither JSON nor a .bpk".into()))?;
+    RunSpec::from_json(&text).map_err(bad)
+}
+
+pub fn train(args: TrainArgs) -> Result<(), Error> {
+    let spec = args.run_spec()?;
+    if args.print_spec {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&spec).expect("spec serialises")
+        );
+        return Ok(());
+    }
+    let out = args.out.clone().expect("clap requires --out");
+    let data = folder::load(&spec.data).map_err(|e| Error::Other(e.to_string()))?;
     let classes = data.train.classes().len();
     if args.model.classes.is_some_and(|c| c != classes) {
         return Err(Error::Other(format!(
@@ -255,80 +227,27 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             args.model.classes.unwrap()
         )));
     }
-    model = model.with_num_classes(classes);
-    model.validate()?;
-
-    let per_epoch = data.train.len() / args.batch_size.max(1);
-    let iterations = match (args.iterations, args.epochs) {
-        (Some(i), _) => i,
-        (None, Some(e)) => e * per_epoch.max(1),
-        (None, None) => paper_cifar_iterations(data.train.len(), args.batch_size),
-    };
-    let kind = args.schedule.unwrap_or(match args.recipe {
-        Recipe::PaperCifar => ScheduleKind::Paper,
-        Recipe::Custom => ScheduleKind::Constant,
-    });
-    let schedule = match kind {
-        ScheduleKind::Paper => Schedule::PaperCifar { total: iterations },
-        ScheduleKind::Step => Schedule::Step {
-            every: args.step_every.unwrap_or(30 * per_epoch.max(1)),
-            gamma: 0.1,
-        },
-        ScheduleKind::Cosine => Schedule::Cosine {
-            warmup: args.warmup,
-            total: iterations,
-        },
-        ScheduleKind::Plateau => Schedule::Plateau {
-            patience: 3,
-            threshold: 0.01,
-        },
-        ScheduleKind::Constant => Schedule::Constant,
-    };
-    let mut lr = LrPolicy::new(args.lr, schedule);
-    let warm = args
-        .error_warmup
-        .unwrap_or(args.recipe == Recipe::PaperCifar && model.depth() >= 110);
-    if warm {
-        lr = lr.with_error_warmup(ErrorWarmup {
-            lr: args.lr / 10.0,
-            until_error_below: 0.8,
-        });
-    }
-    let config = TrainConfig {
-        model,
-        sgd: SgdConfig {
-            momentum: args.momentum,
-            nesterov: args.nesterov,
-            weight_decay: args.weight_decay,
-            decay_bn_and_bias: !args.no_decay_bn_bias,
-        },
-        lr,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        augment: !args.no_augment,
-        label_smoothing: args.label_smoothing,
-        normalization: data.normalization.clone(),
-        freeze_backbone: false,
-    };
+    let model = spec.model(classes)?;
+    let normalization = data.train.channel_statistics(5_000);
+    let config = spec
+        .train_config(model, data.train.len(), normalization)
+        .map_err(Error::Other)?;
     if args.device.device == super::Backend::Flex {
-        check_memory(&config, args.batch_size)?;
+        check_memory(&config, config.batch_size)?;
     }
     let device = args.device.device.device().map_err(Error::Device)?;
+    let iterations = spec.iterations(data.train.len());
+    let per_epoch = (data.train.len() / config.batch_size).max(1);
     let options = RunOptions {
-        out: args.out.clone(),
-        iterations,
-        checkpoint_every: args.checkpoint_every,
-        eval_every: args.eval_every,
-        eval_limit: args.eval_limit,
+        out: out.clone(),
         resume: args.resume,
-        progress: !args.no_progress,
         data_description: data.description.clone(),
     };
     eprintln!(
         "training {} on {} for {iterations} iterations ({:.1} epochs of {per_epoch}), batch {}, {}",
         config.model.name(),
         data.description,
-        iterations as f64 / per_epoch.max(1) as f64,
+        iterations as f64 / per_epoch as f64,
         config.batch_size,
         if args.resume {
             "resuming"
@@ -336,16 +255,25 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             "from scratch"
         }
     );
-    let (_, report) = learner::run(config, &data.train, &data.test, &device, &options)
-        .map_err(|e| Error::Other(e.to_string()))?;
-    let dir = RunDir(args.out);
+    let mut bar = Progress::new(!args.no_progress, iterations);
+    let result = learner::run(
+        &spec,
+        config,
+        &data.train,
+        &data.test,
+        &device,
+        &options,
+        &mut |event| bar.show(event),
+    );
+    bar.finish(result.is_ok());
+    let (_, report) = result.map_err(|e| Error::Other(e.to_string()))?;
     if let Some(report) = report {
         println!(
             "test top-1 error {:.2}%, top-5 error {:.2}% on {} images; weights in {}",
             report.top1_error * 100.0,
             report.top5_error * 100.0,
             report.images,
-            dir.model().display()
+            RunDir(out).model().display()
         );
     }
     Ok(())
@@ -408,7 +336,7 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
             data.test.classes().len()
         )));
     }
-    let report = pollster::block_on(crate::train::trainer::evaluate_views(
+    let report = pollster::block_on(crate::train::evaluate::evaluate_views(
         &model,
         &card.normalization,
         &data.test,
@@ -448,19 +376,21 @@ fn print_confusion(classes: &[String], confusion: &[Vec<u32>]) {
         return;
     }
     // Row labels up to 12 characters; column headers cut to 6 so ten classes fit 80 columns.
+    // Cut by characters, not bytes: class folders can have any (UTF-8) name.
+    let cut = |c: &str, n: usize| c.chars().take(n).collect::<String>();
     let width = classes
         .iter()
-        .map(|c| c.len())
+        .map(|c| c.chars().count())
         .max()
         .unwrap_or(4)
         .clamp(9, 12);
     print!("{:>width$} ", "true\\pred");
     for c in classes {
-        print!(" {:>6}", &c[..c.len().min(6)]);
+        print!(" {:>6}", cut(c, 6));
     }
     println!();
     for (c, row) in classes.iter().zip(confusion) {
-        print!("{:>width$} ", &c[..c.len().min(width)]);
+        print!("{:>width$} ", cut(c, width));
         for v in row {
             print!(" {v:>6}");
         }

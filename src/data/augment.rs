@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::synthetic::Rng;
+use super::rng::Rng;
 
 /// Where each image of a batch is cropped and whether it is mirrored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! rows top to bottom. CIFAR-10 has one label byte; CIFAR-100 two (coarse, then fine; the
 //! fine label is the class). A file holds `size / record` records, whatever that count is.
 
+use super::image_set::ImageSet;
+
 /// Pixel bytes per image.
 pub const PIXELS: usize = 3 * 32 * 32;
 
@@ -91,59 +93,6 @@ pub enum CifarError {
     },
 }
 
-/// Labelled 32x32 images in CIFAR's planar layout, in memory.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageSet {
-    /// Class of each image.
-    pub labels: Vec<u16>,
-    /// `PIXELS` bytes per image, planar RGB.
-    pub pixels: Vec<u8>,
-    /// Class names.
-    pub classes: Vec<String>,
-}
-
-impl ImageSet {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The planar pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.pixels[i * PIXELS..(i + 1) * PIXELS]
-    }
-
-    /// Appends another set with the same classes.
-    pub fn extend(&mut self, other: ImageSet) {
-        self.labels.extend(other.labels);
-        self.pixels.extend(other.pixels);
-    }
-
-    /// Splits off a random `fraction` (by `seed`) as a held-out set: `(rest, held_out)`.
-    pub fn split(self, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        let mut rng = super::synthetic::Rng::new(seed, 0x5EED);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        let held = ((self.len() as f64) * fraction).round() as usize;
-        let pick = |idx: &[usize]| ImageSet {
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            pixels: idx
-                .iter()
-                .flat_map(|&i| self.image(i).iter().copied())
-                .collect(),
-            classes: self.classes.clone(),
-        };
-        (pick(&order[held..]), pick(&order[..held]))
-    }
-}
-
 /// Parses one binary batch file's bytes; `file` names it in errors.
 pub fn parse(bytes: &[u8], variant: Variant, file: &str) -> Result<ImageSet, CifarError> {
     let record = variant.record_size();
@@ -180,7 +129,7 @@ pub fn parse(bytes: &[u8], variant: Variant, file: &str) -> Result<ImageSet, Cif
                 classes,
             });
         }
-        set.labels.push(label as u16);
+        set.labels.push(label as u32);
         set.pixels
             .extend_from_slice(&chunk[variant.label_bytes()..]);
     }
@@ -206,7 +155,7 @@ mod tests {
 
     fn set(n: usize, classes: usize) -> ImageSet {
         ImageSet {
-            labels: (0..n).map(|i| (i % classes) as u16).collect(),
+            labels: (0..n).map(|i| (i % classes) as u32).collect(),
             pixels: (0..n * PIXELS).map(|i| (i % 251) as u8).collect(),
             classes: vec![],
         }

@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cifar::{ImageSet, PIXELS};
-use super::synthetic::{self, Rng, Shapes};
+use super::cifar::PIXELS;
+use super::image_set::ImageSet;
+use super::rng::Rng;
+use super::synthetic::{self, Shapes};
 use crate::io::Normalization;
 
 /// A set of labelled 32x32 RGB images.
@@ -91,7 +93,7 @@ impl Dataset {
             Dataset::Shapes(_) => {
                 let (pixels, labels) = self.batch(&(0..self.len()).collect::<Vec<_>>());
                 ImageSet {
-                    labels: labels.into_iter().map(|l| l as u16).collect(),
+                    labels: labels.into_iter().map(|l| l as u32).collect(),
                     pixels,
                     classes: self.classes(),
                 }

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cifar::{self, ImageSet, Variant};
+use super::cifar::{self, Variant};
+use super::dataset::Dataset;
+use super::image_set::ImageSet;
+use super::spec::{DataSpec, HELD_OUT, HELD_OUT_SEED};
 
 /// Why a data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,91 @@ pub enum DataError {
     /// A CIFAR file is malformed.
     #[error(transparent)]
     Cifar(#[from] cifar::CifarError),
+    /// The spec itself cannot be used (no directory, sizes out of range).
+    #[error("{0}")]
+    Spec(String),
+}
+
+/// A run's data, read from disk: training and test sets and a description.
+pub struct LoadedData {
+    /// The training set.
+    pub train: Dataset,
+    /// The test set.
+    pub test: Dataset,
+    /// For people, run directories and model cards.
+    pub description: String,
+}
+
+/// Reads (or, for Shapes, builds) the data a [DataSpec] names.
+pub fn load(spec: &DataSpec) -> Result<LoadedData, DataError> {
+    if let Some((train, test)) = spec.shapes().map_err(DataError::Spec)? {
+        return Ok(LoadedData {
+            train,
+            test,
+            description: spec.describe(),
+        });
+    }
+    let (kind, dir) = match spec {
+        DataSpec::Cifar10 { dir } => ("cifar10", dir),
+        DataSpec::Cifar100 { dir } => ("cifar100", dir),
+        DataSpec::Folder { dir } => ("folder", dir),
+        DataSpec::Shapes { .. } => unreachable!("built above"),
+    };
+    let dir = PathBuf::from(dir.as_ref().ok_or_else(|| {
+        DataError::Spec(format!("--data {kind} needs a directory: --data {kind}:DIR"))
+    })?);
+    let (train, test, description) = match spec {
+        DataSpec::Folder { .. } => {
+            let (train, test) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
+                let train = read_folder(&dir.join("train"))?;
+                let test = read_folder(&dir.join("test"))?;
+                if train.classes != test.classes {
+                    return Err(DataError::Layout {
+                        path: dir.display().to_string(),
+                        reason: "train/ and test/ have different class folders".into(),
+                    });
+                }
+                (train, test)
+            } else {
+                // No test set given: hold out a random 10%.
+                read_folder(&dir)?.split(HELD_OUT, HELD_OUT_SEED)
+            };
+            let description = format!(
+                "folder {} ({} classes, {} train / {} test images)",
+                dir.display(),
+                train.classes.len(),
+                train.len(),
+                test.len()
+            );
+            (train, test, description)
+        }
+        _ => {
+            let variant = if kind == "cifar10" {
+                Variant::Cifar10
+            } else {
+                Variant::Cifar100
+            };
+            let (train, test) = read_cifar(&dir, variant)?;
+            let description = format!(
+                "{} ({} train / {} test images)",
+                kind.to_uppercase(),
+                train.len(),
+                test.len()
+            );
+            (train, test, description)
+        }
+    };
+    if train.is_empty() || test.is_empty() {
+        return Err(DataError::Layout {
+            path: dir.display().to_string(),
+            reason: "the dataset has no images".into(),
+        });
+    }
+    Ok(LoadedData {
+        train: Dataset::Images(train),
+        test: Dataset::Images(test),
+        description,
+    })
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> DataError {
@@ -83,7 +171,7 @@ pub fn read_folder(dir: &Path) -> Result<ImageSet, DataError> {
         for file in files {
             let bytes = std::fs::read(&file).map_err(|e| unreadable(&file, e))?;
             let image = super::image::decode(&bytes).map_err(|e| unreadable(&file, e))?;
-            set.labels.push(label as u16);
+            set.labels.push(label as u32);
             set.pixels.extend(super::image::to_cifar_size(&image));
         }
     }

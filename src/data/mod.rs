@@ -9,5 +9,8 @@ pub mod fetch;
 #[cfg(not(target_family = "wasm"))]
 pub mod folder;
 pub mod image;
+pub mod image_set;
+pub mod rng;
+pub mod spec;
 pub mod synthetic;
 pub mod views;

@@ -171,6 +171,33 @@ pub fn multi_scales(card: &ModelCard) -> Vec<usize> {
         .collect()
 }
 
+/// The crops of a test view inside a `width`x`height` image, as `(left, top, flip)` of each
+/// `crop`-sided square: the center crop; or, for the paper's 10-crop, the four corners and
+/// the center, then the same five mirrored. Multi-scale views are whole images: none here.
+pub fn crop_origins(
+    mode: TestView,
+    width: usize,
+    height: usize,
+    crop: usize,
+) -> Vec<(usize, usize, bool)> {
+    let (w, h) = (width - crop.min(width), height - crop.min(height));
+    let center = (w / 2, h / 2);
+    match mode {
+        TestView::Center => vec![(center.0, center.1, false)],
+        TestView::TenCrop => [false, true]
+            .into_iter()
+            .flat_map(|flip| [(0, 0), (w, 0), (0, h), (w, h), center].map(|(l, t)| (l, t, flip)))
+            .collect(),
+        TestView::MultiScale => Vec::new(),
+    }
+}
+
+/// Padding around a 32x32 (or any `crop`-sided) image before the 10-crop: without a margin
+/// the ten crops would all be the same, so pad like training does (4 pixels for 32).
+pub fn ten_crop_padding(crop: usize) -> usize {
+    crop / 8
+}
+
 /// The views of `image` for `mode`, as batches of equal-sized views.
 pub fn views(image: &RgbImage, card: &ModelCard, mode: TestView) -> Vec<ViewBatch> {
     let crop = card.input_size;
@@ -180,32 +207,14 @@ pub fn views(image: &RgbImage, card: &ModelCard, mode: TestView) -> Vec<ViewBatc
             // Without a margin the ten crops would all be the same: pad like training does.
             let planar =
                 if planar.height == crop && planar.width == crop && mode == TestView::TenCrop {
-                    planar.pad(crop / 8)
+                    planar.pad(ten_crop_padding(crop))
                 } else {
                     planar
                 };
-            let (w, h) = (planar.width, planar.height);
-            let center = ((w - crop) / 2, (h - crop) / 2);
-            let origins: Vec<(usize, usize)> = match mode {
-                TestView::Center => vec![center],
-                _ => vec![
-                    (0, 0),
-                    (w - crop, 0),
-                    (0, h - crop),
-                    (w - crop, h - crop),
-                    center,
-                ],
-            };
-            let mut data = Vec::with_capacity(origins.len() * 2 * 3 * crop * crop);
-            let flips: &[bool] = if mode == TestView::Center {
-                &[false]
-            } else {
-                &[false, true]
-            };
-            for &flip in flips {
-                for &(left, top) in &origins {
-                    planar.crop_into(left, top, crop, flip, &mut data);
-                }
+            let crops = crop_origins(mode, planar.width, planar.height, crop);
+            let mut data = Vec::with_capacity(crops.len() * 3 * crop * crop);
+            for &(left, top, flip) in &crops {
+                planar.crop_into(left, top, crop, flip, &mut data);
             }
             let n = data.len() / (3 * crop * crop);
             vec![ViewBatch {

@@ -1,12 +1,16 @@
 //! Everything that crosses the boundary of the process as bytes: weights in every format,
 //! `.npy` arrays.
 
+#[cfg(not(target_family = "wasm"))]
+pub mod atomic;
+mod card;
 pub mod npy;
 mod weights;
 
+pub use card::{ModelCard, Normalization};
 pub(crate) use weights::CARD_KEY;
 pub use weights::{
-    ModelCard, Normalization, Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors,
+    Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors,
     to_bytes_async,
 };
 #[cfg(not(target_family = "wasm"))]

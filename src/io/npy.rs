@@ -91,12 +91,15 @@ impl NpyF32 {
         let shape = dict_value(header, "shape").ok_or("the .npy header has no 'shape'")?;
         let shape = parse_shape(shape)?;
 
-        let count: usize = shape.iter().product();
         let payload = &bytes[data_start..];
-        if payload.len() != count * 4 {
+        // A crafted shape can overflow the product: count in checked steps.
+        let needed = shape
+            .iter()
+            .try_fold(4usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("shape {shape:?} is too large to be an array"))?;
+        if payload.len() != needed {
             return Err(format!(
-                "shape {shape:?} needs {} bytes of data, the file has {}",
-                count * 4,
+                "shape {shape:?} needs {needed} bytes of data, the file has {}",
                 payload.len()
             ));
         }
@@ -178,6 +181,22 @@ mod tests {
         assert_eq!(array.shape, vec![2, 3]);
         assert_eq!(array.data, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(array.to_bytes(), NUMPY_2X3);
+    }
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_an_error_not_a_panic() {
+        let header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, 4), }}\n",
+            u64::MAX / 2,
+            u64::MAX / 2
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        let err = NpyF32::from_bytes(&bytes).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

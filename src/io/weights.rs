@@ -15,6 +15,7 @@ use burn::store::{
 use burn::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::card::ModelCard;
 use crate::model::{ResNet, ResNetConfig};
 
 /// Metadata key under which a Burnpack file carries its [ModelCard].
@@ -53,64 +54,6 @@ pub enum Precision {
     F32,
     /// 16-bit floats: half the size; loaded back as f32.
     F16,
-}
-
-/// Per-channel input normalisation: `(pixel / 255 - mean) / std`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Normalization {
-    /// Mean of each RGB channel on the [0, 1] scale.
-    pub mean: [f32; 3],
-    /// Standard deviation of each RGB channel on the [0, 1] scale.
-    pub std: [f32; 3],
-}
-
-impl Normalization {
-    /// torchvision's ImageNet statistics.
-    pub const IMAGENET: Self = Self {
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-    };
-    /// The CIFAR-10 training set's statistics.
-    pub const CIFAR10: Self = Self {
-        mean: [0.4914, 0.4822, 0.4465],
-        std: [0.2470, 0.2435, 0.2616],
-    };
-}
-
-/// What a Burnpack file says about the model it holds, so that a page or a CLI can load it
-/// without being told the architecture, and refuse it when told a different one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelCard {
-    /// The architecture the tensors belong to.
-    pub config: ResNetConfig,
-    /// Class names, index by index.
-    #[serde(default)]
-    pub labels: Option<Vec<String>>,
-    /// How images are normalised before the network.
-    pub normalization: Normalization,
-    /// Side of the square crop the network was trained on (224 or 32).
-    pub input_size: usize,
-    /// Free text: data, steps, accuracy.
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-impl ModelCard {
-    /// The defaults for a configuration: ImageNet preprocessing for ImageNet nets, CIFAR-10's
-    /// for CIFAR nets.
-    pub fn for_config(config: ResNetConfig) -> Self {
-        let (normalization, input_size) = match config.stem {
-            crate::model::Stem::ImageNet => (Normalization::IMAGENET, 224),
-            crate::model::Stem::Cifar => (Normalization::CIFAR10, 32),
-        };
-        Self {
-            config,
-            labels: None,
-            normalization,
-            input_size,
-            description: None,
-        }
-    }
 }
 
 /// Why weights could not be read, written or loaded.
@@ -194,10 +137,13 @@ impl WeightsFile {
                 let reader = Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes))
                     .map_err(|e| corrupt(format, e.to_string()))?;
                 let card = match reader.metadata().get(CARD_KEY) {
-                    Some(json) => Some(
-                        serde_json::from_str(json)
-                            .map_err(|e| corrupt(format, format!("bad model card: {e}")))?,
-                    ),
+                    Some(json) => {
+                        let card: ModelCard = serde_json::from_str(json)
+                            .map_err(|e| corrupt(format, format!("bad model card: {e}")))?;
+                        card.validate()
+                            .map_err(|e| corrupt(format, format!("bad model card: {e}")))?;
+                        Some(card)
+                    }
                     None => None,
                 };
                 let tensors = reader

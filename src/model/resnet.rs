@@ -19,7 +19,15 @@ pub enum ConfigError {
     /// Zero classes, zero width or zero input channels.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// A network too large to allocate (a crafted or mistyped configuration).
+    #[error("the network is too large to build: {0}")]
+    TooLarge(String),
 }
+
+/// The largest network [ResNetConfig::init] builds: a billion parameters (4 GB of f32), ten
+/// times torchvision's largest ResNet-family member, so a typo or a crafted file cannot ask
+/// for terabytes.
+pub const MAX_PARAMS: u64 = 1_000_000_000;
 
 impl ResNetConfig {
     /// Checks the configuration, so that [init](Self::init) cannot fail on it.
@@ -35,6 +43,23 @@ impl ResNetConfig {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        // Bound the inputs first so that counting the parameters cannot overflow.
+        if self.layers.iter().any(|&n| n > 10_000)
+            || self.base_width > 1 << 16
+            || self.in_channels > 1 << 10
+            || self.num_classes > 1 << 24
+        {
+            return Err(ConfigError::TooLarge(format!(
+                "stages {:?}, width {}, {} input channels, {} classes",
+                self.layers, self.base_width, self.in_channels, self.num_classes
+            )));
+        }
+        let params = self.stats(32).params as u64;
+        if params > MAX_PARAMS {
+            return Err(ConfigError::TooLarge(format!(
+                "{params} parameters, more than the {MAX_PARAMS} this crate builds"
+            )));
         }
         Ok(())
     }
@@ -269,7 +294,13 @@ mod tests {
             .iter()
             .chain(&["plain18", "plain20", "plain34", "resnet50-v1"])
         {
-            let config = parse(arch.trim_end_matches("-v1")).unwrap();
+            let config = match arch.strip_suffix("-v1") {
+                // The paper's v1: the stride on the first 1x1 of each bottleneck.
+                Some(name) => parse(name)
+                    .unwrap()
+                    .with_stride_placement(crate::model::StridePlacement::V1),
+                None => parse(arch).unwrap(),
+            };
             let model = config.init(&device());
             // BN running statistics are buffers: 2 per channel per BN, not parameters.
             let buffers: usize = count_bn_channels(&model) * 2;

@@ -1,16 +1,30 @@
 //! Training: one core for the browser and the native CLI.
 //!
+//! - [`config`]: what defines a run and what a step or an evaluation measures.
 //! - [`schedule`]: the paper's learning-rate schedules and warm-up.
 //! - [`sgd`]: SGD with momentum and weight decay, state keyed by parameter path.
-//! - [`trainer`]: the step (one read-back), evaluation and snapshots.
+//! - [`trainer`]: the step (one read-back); [`evaluate`]: test views and errors;
+//!   [`snapshot`]: save and restore a trainer.
+//! - [`recipe`]: the run spec, every default in one place; [`session`]: the run loop
+//!   (cadence, plateau, divergence, queued changes) that every face drives.
+//! - [`finetune`]: a new head, optionally on a frozen backbone.
+//! - [`learner`]: the native run directory (checkpoints, metrics, resume).
 
+pub mod config;
+pub mod evaluate;
 pub mod finetune;
 #[cfg(not(target_family = "wasm"))]
 pub mod learner;
+pub mod recipe;
 pub mod schedule;
+pub mod session;
 pub mod sgd;
+pub mod snapshot;
 pub mod trainer;
 
+pub use config::{EvalReport, StepMetrics, TrainConfig, TrainError, check_batch_memory};
+pub use recipe::RunSpec;
 pub use schedule::{ErrorWarmup, LrPolicy, Schedule};
+pub use session::{Cadence, Event, Session};
 pub use sgd::{Sgd, SgdConfig};
-pub use trainer::{EvalReport, StepMetrics, TrainConfig, TrainError, Trainer, check_batch_memory};
+pub use trainer::Trainer;

@@ -10,8 +10,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::backend::{self, BackendInfo, Preference};
 use super::error::{Kind, js_error};
+use super::js::{now_ms, options, to_js};
 use crate::data::views::TestView;
-use crate::infer::{self, Prediction, read_f32};
+use crate::infer::{self, Prediction};
+use crate::readback::read_f32;
 use crate::io::{Normalization, WeightsFile};
 use crate::model::arch;
 
@@ -50,35 +52,6 @@ struct ClassifyResult {
     ms: f64,
     backend: &'static str,
     views: usize,
-}
-
-/// Parses an options object (absent means all defaults).
-pub(crate) fn options<T: for<'de> Deserialize<'de> + Default>(
-    value: JsValue,
-) -> Result<T, JsValue> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(T::default());
-    }
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|e| js_error(Kind::Input, format!("bad options: {e}")))
-}
-
-pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .expect("plain data serialises")
-}
-
-/// Milliseconds since an arbitrary origin (`performance.now()` where available).
-pub(crate) fn now_ms() -> f64 {
-    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|p| {
-            let now = js_sys::Reflect::get(&p, &"now".into()).ok()?;
-            let now: js_sys::Function = now.dyn_into().ok()?;
-            now.call0(&p).ok()?.as_f64()
-        })
-        .unwrap_or_else(js_sys::Date::now)
 }
 
 /// A ResNet ready to classify images, on WebGPU or the CPU.
@@ -138,6 +111,8 @@ impl Classifier {
                 mean: input.mean.unwrap_or(card.normalization.mean),
                 std: input.std.unwrap_or(card.normalization.std),
             };
+            card.validate()
+                .map_err(|e| js_error(Kind::Input, format!("bad input options: {e}")))?;
             classifier = infer::Classifier::new(classifier.model().clone(), card, &device);
         }
         Ok(Classifier {
@@ -229,7 +204,9 @@ impl Classifier {
                 }
             };
             let data = input.to_vec();
-            if data.len() != shape.iter().product::<usize>() {
+            // Checked: on wasm32 four u32 dims easily overflow a usize product.
+            let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if count != Some(data.len()) {
                 return Err(js_error(
                     Kind::Input,
                     format!("{} values for shape {shape:?}", data.len()),

@@ -7,16 +7,14 @@ use js_sys::{Array, Uint8Array, Uint8ClampedArray};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::classifier::to_js;
+use super::js::to_js;
 use super::error::{Kind, js_error};
-use crate::data::cifar::{self, ImageSet, PIXELS, Variant};
+use crate::data::cifar::{self, PIXELS, Variant};
+use crate::data::image_set::ImageSet;
 use crate::data::dataset::Dataset as Images;
-use crate::data::synthetic::{self, Shapes};
+use crate::data::spec::{DataSpec, HELD_OUT, HELD_OUT_SEED};
+use crate::data::synthetic;
 
-/// Seed of the embedded Shapes (the same data as the native CLI's `--data synthetic`).
-const SHAPES_SEED: u64 = 2015;
-/// Share of the images held out when no test set is given.
-const HELD_OUT: f64 = 0.1;
 
 /// A training split and a test split of labelled 32x32 RGB images.
 #[wasm_bindgen]
@@ -65,25 +63,19 @@ impl Dataset {
         )]
         options: JsValue,
     ) -> Result<Dataset, JsValue> {
-        let o: ShapesOptions = super::classifier::options(options)?;
-        let train = Shapes {
-            len: o.train_size.unwrap_or(synthetic::DEFAULT_TRAIN),
-            ..Shapes::train(SHAPES_SEED)
+        let o: ShapesOptions = super::js::options(options)?;
+        let spec = DataSpec::Shapes {
+            train_size: o.train_size.unwrap_or(synthetic::DEFAULT_TRAIN),
+            test_size: o.test_size.unwrap_or(synthetic::DEFAULT_TEST),
         };
-        let test = Shapes {
-            len: o.test_size.unwrap_or(synthetic::DEFAULT_TEST),
-            ..Shapes::test(SHAPES_SEED)
-        };
-        if train.len == 0 || test.len == 0 {
-            return Err(js_error(
-                Kind::Input,
-                "trainSize and testSize must be at least 1",
-            ));
-        }
+        let (train, test) = spec
+            .shapes()
+            .map_err(|e| js_error(Kind::Input, e))?
+            .expect("a Shapes spec");
         Ok(Dataset {
-            train: Rc::new(Images::Shapes(train)),
-            test: Rc::new(Images::Shapes(test)),
-            name: format!("Shapes ({} train / {} test)", train.len, test.len),
+            name: format!("Shapes ({} train / {} test)", train.len(), test.len()),
+            train: Rc::new(train),
+            test: Rc::new(test),
         })
     }
 
@@ -121,7 +113,7 @@ impl Dataset {
             ));
         }
         if test.is_empty() {
-            (train, test) = train.split(HELD_OUT, SHAPES_SEED);
+            (train, test) = train.split(HELD_OUT, HELD_OUT_SEED);
         }
         let name = format!("{variant:?} ({} train / {} test)", train.len(), test.len());
         Ok(Dataset {
@@ -169,10 +161,10 @@ impl Dataset {
                 .expect("class collected above");
             let image = crate::data::image::decode(bytes)
                 .map_err(|e| data_error(format!("{name}: {e}")))?;
-            set.labels.push(label as u16);
+            set.labels.push(label as u32);
             set.pixels.extend(crate::data::image::to_cifar_size(&image));
         }
-        let (train, test) = set.split(HELD_OUT, SHAPES_SEED);
+        let (train, test) = set.split(HELD_OUT, HELD_OUT_SEED);
         if test.is_empty() {
             return Err(data_error("too few images to hold out a test set"));
         }

@@ -11,6 +11,7 @@ mod backend;
 mod classifier;
 mod dataset;
 mod error;
+mod js;
 mod trainer;
 
 use wasm_bindgen::prelude::*;
@@ -70,25 +71,33 @@ export interface OptimizerOptions {
   decayBnAndBias?: boolean;
 }
 export interface ScheduleOptions {
-  /** "paper" (÷10 at 1/2 and 3/4 of `total`), "step", "cosine", "plateau" or "constant". */
+  /** "paper" (÷10 at 1/2 and 3/4 of the run), "step", "cosine", "plateau" or "constant" (default: paper). */
   kind?: "paper" | "step" | "cosine" | "plateau" | "constant";
-  /** Iterations of the whole run (paper, cosine). */
+  /** Iterations the schedule spans (default: the run's iterations). */
   total?: number;
-  /** Iterations between decays (step). */
+  /** Iterations between decays (step; default 30 epochs). */
   every?: number;
+  /** Factor of each step decay (0.1). */
   gamma?: number;
   /** Linear warm-up iterations (cosine). */
   warmup?: number;
   /** Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick; default for 110+ layers). */
   errorWarmup?: boolean;
+  /** Plateau: evaluations without improvement before ÷10 (3). */
+  patience?: number;
+  /** Plateau: smallest relative improvement that counts (0.01). */
+  threshold?: number;
 }
+/** A run spec (src/train/recipe.rs documents every default); `resnet train --spec` reads the same JSON. */
 export interface TrainerOptions {
   /** "resnet20" (default), "resnet56", "plain20", … */
   arch?: string;
   /** Train the plain twin (no shortcuts). */
   plain?: boolean;
-  /** Must equal the dataset's class count if given. */
-  numClasses?: number;
+  /** Train the residual net and its plain twin side by side on the same data order. */
+  compare?: boolean;
+  /** "paper-cifar" (default) or "custom" (a constant rate unless a schedule is given). */
+  recipe?: "paper-cifar" | "custom";
   optimizer?: OptimizerOptions;
   schedule?: ScheduleOptions;
   /** Images per step (128). */
@@ -98,6 +107,21 @@ export interface TrainerOptions {
   /** 4-pixel pad + random crop + flip (true). */
   augment?: boolean;
   labelSmoothing?: number;
+  /** Iterations of the run (default: the paper's 182 epochs scaled to the data and batch). */
+  iterations?: number;
+  epochs?: number;
+  /** Steps between evaluations in `run` (1000). */
+  evalEvery?: number;
+  /** Test images per evaluation in `run` (all). */
+  evalLimit?: number;
+  /** Steps between snapshot events in `run` (500; also at every epoch end). */
+  checkpointEvery?: number;
+  /** Seconds between snapshot events in `run`, as well. */
+  snapshotSeconds?: number;
+  /** Steps each net takes per `run` call (1). */
+  stepsPerRound?: number;
+  /** Must equal the dataset's class count if given. */
+  numClasses?: number;
   device?: "auto" | "webgpu" | "cpu";
 }
 export interface FineTuneOptions extends TrainerOptions {
@@ -106,6 +130,26 @@ export interface FineTuneOptions extends TrainerOptions {
   /** Train the classifier only; BN layers keep their statistics. */
   freezeBackbone?: boolean;
 }
+export interface NetInfo {
+  name: "residual" | "plain" | "single";
+  arch: string;
+  stepCount: number;
+  epoch: number;
+  stepsPerEpoch: number;
+  lr: number;
+  layers: string[];
+  /** Why the net stopped, if it diverged. */
+  diverged?: string;
+}
+/** What `trainer.run` reports, in order. */
+export type TrainEvent =
+  | { event: "step"; net: string; metrics: StepMetrics; imagesPerSecond: number }
+  | { event: "epoch"; net: string; summary: { epoch: number; step: number; steps: number; complete: boolean; loss: number; top1Error: number; top5Error: number; imagesPerSecond: number; lr: number } }
+  | { event: "eval"; net: string; step: number; report: EvalReport }
+  | { event: "snapshot"; step: number }
+  | { event: "diverged"; net: string; message: string }
+  | { event: "applied"; step: number; description: string }
+  | { event: "finished"; step: number };
 export interface StepMetrics {
   step: number;
   epoch: number;
@@ -120,6 +164,8 @@ export interface StepResult {
   steps: StepMetrics[];
   msPerStep: number;
   imagesPerSecond: number;
+  /** Queued hyper-parameter changes that took effect during these steps. */
+  applied: TrainEvent[];
 }
 export interface EvalReport {
   images: number;
@@ -154,7 +200,7 @@ pub fn backend_info(
         let (_, info) = backend::device(preference)
             .await
             .map_err(|e| error::js_error(error::Kind::Device, e))?;
-        Ok(classifier::to_js(&info))
+        Ok(js::to_js(&info))
     })
 }
 

@@ -1,7 +1,8 @@
 // The Train view in headless Chromium on WebGPU: start ResNet-20 and plain-20 side by side,
-// see both curves and a falling loss, pause (the step counter stops), export, reload and
-// restore the saved session; then the exported weights evaluated natively by `resnet eval`
-// give the test error the page reported.
+// see both curves and a falling loss, pause (the step counter stops), lose the GPU device (a
+// fault this test injects) and continue on the CPU, export, reload and restore the saved
+// session; then the exported weights evaluated natively by `resnet eval` give the test error
+// the page reported.
 //   node tests/e2e/train.mjs [path/to/resnet]      (needs pkg/ built and the native binary)
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -25,12 +26,77 @@ const LR = 0.02;
 const DEVICE = process.env.TRAIN_E2E_DEVICE ?? "cpu";
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+// What the Train view shows is read from its public `resnet:train` event (documented in
+// www/js/train/index.js): after every training progress, evaluation and status message,
+// #view-train dispatches it, bubbling, with a snapshot of every net's info, curves and latest
+// evaluation. This script, run in every document the page loads (reloads included), keeps the
+// latest detail in `window.__observed` for the checks below: test code, not the page's.
+function observeTraining() {
+  document.addEventListener("resnet:train", (e) => {
+    window.__observed = e.detail;
+  });
+}
+
+// Fault injection, from the test only (the page ships no test hooks). page.route serves every
+// copy of the model worker's script (js/worker.js: the first worker, and the fresh one the page
+// starts to recover) with FAULT_HOOK appended. Appended, it is part of the worker's module: it
+// imports the package's Trainer (the very module instance the worker imports, same URL) and
+// wraps Trainer.prototype.run, the crate's run loop the worker calls for every training round.
+// Armed through Playwright's handle on that worker (`self.e2eLoseDeviceOnNextStep()`), the next
+// round rejects with the `device` error a lost GPU device gives, and the worker's own error
+// path reports it to the page. The one-shot flag lives in that worker instance only: the fresh
+// worker the page restarts into gets the hook unarmed and trains normally. Only the package's
+// public API (Trainer.run) and the worker's import of it are assumed, no private name.
+const PACKAGE_IMPORT = 'from "../pkg/resnet.js";';
+const FAULT_HOOK = `
+// ---- appended by tests/e2e/train.mjs: fault injection, not part of the page ----
+import { Trainer as FaultInjectedTrainer } from "../pkg/resnet.js";
+{
+  let loseDevice = false;
+  const run = FaultInjectedTrainer.prototype.run;
+  FaultInjectedTrainer.prototype.run = function (onEvent) {
+    if (!loseDevice) return run.call(this, onEvent);
+    loseDevice = false;
+    return Promise.reject(Object.assign(new Error("the GPU device was lost (simulated)"), { kind: "device" }));
+  };
+  self.e2eLoseDeviceOnNextStep = () => {
+    loseDevice = true;
+  };
+}
+`;
+
+async function serveWorkerWithFaultHook(route) {
+  const response = await route.fetch();
+  const source = await response.text();
+  // Unchanged when the worker no longer imports the package this way: the check where the
+  // hook is armed then fails with a clear message.
+  const body = source.includes(PACKAGE_IMPORT) ? source + FAULT_HOOK : source;
+  // The length (and any encoding) of the original would not fit the new body: Playwright sets
+  // the length of this one.
+  const headers = { ...response.headers() };
+  delete headers["content-length"];
+  delete headers["content-encoding"];
+  await route.fulfill({ response, headers, body });
+}
+
+/** Makes the current model worker's next training round fail like a lost GPU device. */
+async function loseDeviceOnNextStep(page) {
+  const workers = page.workers().filter((w) => new URL(w.url()).pathname.endsWith("/js/worker.js"));
+  check(workers.length === 1, `one model worker runs (${workers.map((w) => w.url()).join(", ")})`);
+  const hooked = await workers[0].evaluate(() => typeof self.e2eLoseDeviceOnNextStep === "function");
+  check(hooked, "the model worker was served with the test's fault hook (page.route of js/worker.js)");
+  await workers[0].evaluate(() => self.e2eLoseDeviceOnNextStep());
+  return workers[0];
+}
+
 const browser = await launch({ webgpu: true });
 let failed = false;
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1100 }, acceptDownloads: true });
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`  [page error] ${e}`));
+  await page.addInitScript(observeTraining);
+  await page.route("**/js/worker.js", serveWorkerWithFaultHook);
   await page.goto(url);
   await page.waitForSelector("body[data-ready]", { timeout: TIMEOUT });
   await page.selectOption("#device-select", DEVICE);
@@ -44,12 +110,12 @@ try {
   await page.selectOption("#train-depth", "20");
   await page.click("#train-start");
 
-  const steps = (name) => page.evaluate((n) => window.__train.nets.get(n)?.info.stepCount ?? 0, name);
+  const steps = (name) => page.evaluate((n) => window.__observed?.nets[n]?.info.stepCount ?? 0, name);
   await page.waitForFunction(() => {
-    const nets = window.__train.nets;
-    return nets.size === 2 && [...nets.values()].every((n) => n.info.stepCount >= 4);
+    const nets = Object.values(window.__observed?.nets ?? {});
+    return nets.length === 2 && nets.every((n) => n.info.stepCount >= 4);
   }, null, { timeout: TIMEOUT, polling: 500 });
-  const curves = await page.evaluate(() => [...window.__train.nets.entries()].map(([name, n]) => ({ name, points: n.loss.filter((v) => v != null).length, loss: n.loss.filter((v) => v != null) })));
+  const curves = await page.evaluate(() => Object.entries(window.__observed.nets).map(([name, n]) => ({ name, points: n.loss.filter((v) => v != null).length, loss: n.loss.filter((v) => v != null) })));
   for (const c of curves) check(c.points >= 4, `chart points for ${c.name}: ${c.points} (losses ${c.loss.map((l) => l.toFixed(2)).join(", ")})`);
   const heat = await page.evaluate(() => [...document.querySelectorAll("canvas.heatmap")].map((c) => c.height));
   check(heat.length === 2 && heat[0] === 20, `gradient heatmaps for both nets, 20 layers each (${heat})`);
@@ -64,7 +130,9 @@ try {
 
   // The GPU device is lost on the next step: the page offers the snapshot saved at the pause
   // and continues it in a fresh worker on the CPU.
-  await page.evaluate(() => window.__simulateDeviceLoss());
+  const lostWorker = await loseDeviceOnNextStep(page);
+  let lostWorkerClosed = false;
+  lostWorker.on("close", () => (lostWorkerClosed = true));
   await page.click("#train-pause"); // resume → the step fails like a lost device
   await page.waitForSelector("#session-banner:not([hidden])", { timeout: TIMEOUT });
   const offer = await page.textContent("#session-text");
@@ -72,18 +140,20 @@ try {
   await screenshot(page, "train-device-lost");
   await page.click("#session-restore");
   await page.waitForFunction((n) => document.querySelector("#view-train").dataset.restored === String(n), paused, { timeout: TIMEOUT });
-  check((await page.textContent("#backend-badge")).startsWith("CPU"), `continued from step ${paused} on the CPU in a fresh worker`);
+  const modelWorkers = page.workers().filter((w) => new URL(w.url()).pathname.endsWith("/js/worker.js"));
+  check(lostWorkerClosed && modelWorkers.length === 1 && modelWorkers[0] !== lostWorker, "the worker that lost its device was replaced by a fresh one");
+  check((await page.textContent("#backend-badge")).startsWith("CPU"), `continued from step ${paused} on the CPU`);
 
   // Finish the run, then the final evaluation has happened on the final weights.
   await page.click("#train-pause"); // resume
   await page.waitForFunction((n) => {
-    const r = window.__train.nets.get("residual");
-    return r.info.stepCount >= n && r.testError.filter((v) => v != null).length > 0 && document.querySelector("#view-train").dataset.state === "paused";
+    const r = window.__observed?.nets.residual;
+    return r && r.info.stepCount >= n && r.testError.filter((v) => v != null).length > 0 && document.querySelector("#view-train").dataset.state === "paused";
   }, ITERATIONS, { timeout: TIMEOUT, polling: 500 });
-  const eval_ = await page.evaluate(() => window.__train.nets.get("residual").lastEval);
+  const eval_ = await page.evaluate(() => window.__observed.nets.residual.lastEval);
   const ends = {};
   for (const name of ["residual", "plain"]) {
-    const losses = (await page.evaluate((n) => window.__train.nets.get(n).loss, name)).filter((v) => v != null);
+    const losses = (await page.evaluate((n) => window.__observed.nets[n].loss, name)).filter((v) => v != null);
     const [first, last] = [mean(losses.slice(0, 4)), mean(losses.slice(-4))];
     ends[name] = last;
     // The residual net must learn fast; its plain twin learns, more slowly (the paper's point).
@@ -145,14 +215,15 @@ try {
   await page.check("#train-freeze");
   await page.fill("#train-lr", "0.05");
   await page.fill("#train-batch", "8");
-  await page.fill("#train-iterations", "10");
+  await page.fill("#train-iterations", "16");
   await page.click("#train-start");
   await page.waitForFunction(() => {
-    const net = window.__train.nets.get("single");
-    return net && net.info.stepCount >= 10 && document.querySelector("#view-train").dataset.state === "paused";
+    const net = window.__observed?.nets.single;
+    return net && net.info.stepCount >= 16 && document.querySelector("#view-train").dataset.state === "paused";
   }, null, { timeout: TIMEOUT, polling: 500 });
-  const tuned = await page.evaluate(() => window.__train.nets.get("single").loss.filter((v) => v != null));
-  check(tuned.length >= 10, `fine-tuned the bundled ResNet-20 to 3 new classes for ${tuned.length} steps (loss ${tuned[0].toFixed(3)} → ${tuned.at(-1).toFixed(3)})`);
+  const tuned = await page.evaluate(() => window.__observed.nets.single.loss.filter((v) => v != null));
+  const [tunedFirst, tunedLast] = [mean(tuned.slice(0, 4)), mean(tuned.slice(-4))];
+  check(tuned.length >= 16 && tunedLast < 0.8 * tunedFirst, `fine-tuned the bundled ResNet-20 to 3 new classes for ${tuned.length} steps: loss ${tunedFirst.toFixed(3)} → ${tunedLast.toFixed(3)} (first and last four)`);
   await screenshot(page, "train-finetuned");
   await page.click("#train-use");
   await page.waitForFunction(() => document.querySelector("#model-info").textContent.includes("3 classes"), null, { timeout: TIMEOUT });
@@ -161,6 +232,8 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#predictions li").length === 3, null, { timeout: TIMEOUT });
   const labels = await page.$$eval("#predictions li .label", (items) => items.map((l) => l.textContent).sort());
   check(labels.join() === "box,hollow,round", `the Classify view uses the fine-tuned model: predictions over ${labels.join(", ")}`);
+  const first = await page.textContent("#predictions li .label");
+  check(first === "hollow", `the dropped ring is predicted as its new class 'hollow' (got '${first}')`);
   await screenshot(page, "classify-finetuned");
 
   // The headline experiment at depth 56: plain-56 and ResNet-56 side by side, heatmaps of 56
@@ -171,17 +244,25 @@ try {
   await page.selectOption("#train-data", "shapes");
   await page.selectOption("#train-depth", "56");
   await page.fill("#train-batch", "8");
+  await page.fill("#train-lr", "0.05");
   await page.fill("#train-iterations", "100");
   await page.click("#train-start");
   await page.waitForFunction(() => {
-    const nets = window.__train.nets;
-    return nets.size === 2 && [...nets.values()].every((n) => n.info.stepCount >= 2);
+    const nets = Object.values(window.__observed?.nets ?? {});
+    return nets.length === 2 && nets.every((n) => n.info.stepCount >= 12);
   }, null, { timeout: TIMEOUT, polling: 500 });
   await page.click("#train-pause");
   await page.waitForFunction(() => document.querySelector("#view-train").dataset.state === "paused", null, { timeout: TIMEOUT });
   const deep = await page.evaluate(() => [...document.querySelectorAll("canvas.heatmap")].map((c) => c.height));
-  const arches = await page.evaluate(() => [...window.__train.nets.values()].map((n) => n.info.arch));
+  const nets56 = await page.evaluate(() => Object.values(window.__observed.nets).map((n) => ({ arch: n.info.arch, backend: n.info.backend?.backend, loss: n.loss.filter((v) => v != null) })));
+  const arches = nets56.map((n) => n.arch);
   check(deep.length === 2 && deep.every((h) => h === 56), `depth 56: ${arches.join(" and ")} train side by side, heatmaps of ${deep} layers`);
+  const ran = DEVICE === "webgpu" ? "webgpu" : "cpu";
+  check(nets56.every((n) => n.backend === ran), `depth 56 trained on ${ran}, as asked (${nets56.map((n) => n.backend).join(", ")})`);
+  for (const n of nets56) {
+    const [a, b] = [mean(n.loss.slice(0, 4)), mean(n.loss.slice(-4))];
+    check(n.loss.length >= 12 && n.loss.every(Number.isFinite) && b < a, `${n.arch}: loss fell over ${n.loss.length} steps, ${a.toFixed(3)} → ${b.toFixed(3)} (first and last four)`);
+  }
   await screenshot(page, "train-depth56");
 } catch (err) {
   failed = true;

@@ -1,161 +1,18 @@
-// The page: DOM and messages only. Every model operation runs in the worker (worker.js).
+// The Classify view (an entry point): an image dropped, pasted, picked, snapped from the webcam
+// or taken from the samples, and the model's top-5 classes. DOM and messages only: every model
+// operation runs in the worker (worker.js); the Model card is model.js.
 
-import { WorkerClient } from "./rpc.js";
-
-const $ = (id) => document.getElementById(id);
-const worker = new WorkerClient(new URL("./worker.js", import.meta.url));
+import { loadDefaultModel, modelSettled, onModelLoaded } from "./model.js";
+import { $, dropZone, showError, worker } from "./shell.js";
 
 const state = {
-  device: "auto",
   tta: "center",
   image: null, // { kind: "bytes", bytes: ArrayBuffer } or { kind: "pixels", imageData }
-  loading: null,
 };
 
-// ---------- tabs ----------
-for (const tab of document.querySelectorAll(".tabs [role=tab]")) {
-  tab.addEventListener("click", () => showView(tab.dataset.view));
-}
-
-function showView(name) {
-  for (const tab of document.querySelectorAll(".tabs [role=tab]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.view === name));
-  }
-  for (const view of document.querySelectorAll(".view")) {
-    view.hidden = view.id !== `view-${name}`;
-  }
-  document.dispatchEvent(new CustomEvent("viewchange", { detail: name }));
-}
-
-// ---------- errors ----------
-const FRIENDLY = {
-  image: "That file is not an image this page can read",
-  weights: "Those weights cannot be used",
-  arch: "Unknown or mismatched architecture",
-  device: "The graphics device is not available",
-  input: "Invalid input",
-  internal: "Something went wrong inside the model worker (reload the page to recover)",
-};
-
-export function showError(err) {
-  const box = $("error");
-  if (!err) {
-    box.hidden = true;
-    return;
-  }
-  box.hidden = false;
-  box.replaceChildren();
-  const title = document.createElement("strong");
-  title.textContent = FRIENDLY[err.kind] ?? "Error";
-  const detail = document.createElement("span");
-  detail.textContent = ` — ${err.message}`;
-  box.append(title, detail);
-}
-
-// ---------- backend badge ----------
-export function showBackend(info) {
-  const badge = $("backend-badge");
-  badge.classList.remove("pending", "gpu", "cpu");
-  badge.classList.add(info.backend === "webgpu" ? "gpu" : "cpu");
-  badge.textContent = info.backend === "webgpu" ? `WebGPU · ${info.adapter}` : "CPU · WebAssembly";
-  badge.title = info.fallbackReason
-    ? `Running on the CPU because ${info.fallbackReason}`
-    : info.adapter;
-  badge.dataset.backend = info.backend;
-  if (info.fallbackReason) badge.textContent += " (no WebGPU)";
-}
-
-// ---------- model ----------
-/** The weights of the model the Classify view runs (for fine-tuning in the Train view). */
-export function currentWeights() {
-  return state.weights?.slice(0);
-}
-
-/**
- * A fresh worker after a lost GPU device or a crash, with the Classify view's model loaded
- * again; `device` ("cpu" to fall back) becomes the page's device choice.
- */
-export async function restartWorker(device) {
-  worker.restart();
-  if (device) {
-    state.device = device;
-    $("device-select").value = device;
-  }
-  if (state.weights) await loadModel(state.weights.slice(0), state.loadOptions);
-}
-
-async function loadModel(bytes, options = {}) {
-  showError(null);
-  state.weights = bytes.slice(0);
-  state.loadOptions = options;
-  $("model-info").textContent = "Loading…";
-  const load = worker.call("load", { bytes, device: state.device, ...options }, []);
-  state.loading = load;
-  try {
-    const model = await load;
-    showBackend(model.backend);
-    const card = model.card;
-    const about = card.description ? ` — ${card.description}` : "";
-    $("model-info").textContent =
-      `${model.arch}, ${model.numClasses} classes, ${card.input_size}×${card.input_size} input${about}`;
-    renderSamplesNote(model);
-    if (state.image) await classify();
-  } catch (err) {
-    $("model-info").textContent = "No model loaded.";
-    showError(err);
-  }
-}
-
-async function loadDefaultModel() {
-  const response = await fetch("models/resnet20-shapes.bpk");
-  if (!response.ok) throw Object.assign(new Error(`could not fetch the bundled model (${response.status})`), { kind: "weights" });
-  await loadModel(await response.arrayBuffer());
-}
-
-/** Loads the weights of a file the user picked (or a model the Train view hands over). */
-export async function useWeights(bytes, label, options = {}) {
-  const select = $("model-select");
-  let option = select.querySelector("option[data-custom]");
-  if (!option) {
-    option = document.createElement("option");
-    option.dataset.custom = "1";
-    select.append(option);
-  }
-  option.value = "custom";
-  option.textContent = label;
-  select.value = "custom";
-  state.custom = { bytes, options };
-  await loadModel(bytes.slice(0), options);
-}
-
-$("model-select").addEventListener("change", async (e) => {
-  const value = e.target.value;
-  $("arch-fields").hidden = true;
-  if (value === "default") await loadDefaultModel().catch(showError);
-  else if (value === "file") $("weights-input").click();
-  else if (value === "custom" && state.custom) await loadModel(state.custom.bytes.slice(0), state.custom.options);
-});
-
-$("weights-input").addEventListener("change", async (e) => {
-  const file = e.target.files[0];
-  if (!file) return;
-  const bytes = await file.arrayBuffer();
-  const isBurnpack = file.name.endsWith(".bpk");
-  $("arch-fields").hidden = isBurnpack;
-  if (!isBurnpack && !$("arch-input").value) {
-    showError({ kind: "arch", message: "a .safetensors file does not say its architecture: enter it (e.g. resnet18) and the number of classes, then pick the file again" });
-    return;
-  }
-  const options = isBurnpack
-    ? {}
-    : { arch: $("arch-input").value, numClasses: Number($("classes-input").value) || undefined };
-  await useWeights(bytes, `File: ${file.name}`, options).catch(showError);
-  e.target.value = "";
-});
-
-$("device-select").addEventListener("change", async (e) => {
-  state.device = e.target.value;
-  $("model-select").dispatchEvent(new Event("change"));
+onModelLoaded(async (model) => {
+  renderSamplesNote(model);
+  if (state.image) await classify();
 });
 
 $("tta-select").addEventListener("change", async (e) => {
@@ -180,7 +37,7 @@ async function classify() {
   showError(null);
   $("latency").textContent = "…";
   try {
-    if (state.loading) await state.loading.catch(() => {});
+    await modelSettled();
     const image = state.image.kind === "bytes" ? state.image.bytes.slice(0) : state.image.imageData;
     const result = await worker.call("classify", { image, tta: state.tta, topK: 5 });
     renderPredictions(result);
@@ -228,18 +85,8 @@ $("file-input").addEventListener("change", async (e) => {
   if (file) await setImageBytes(await file.arrayBuffer(), file.type);
   e.target.value = "";
 });
-for (const type of ["dragenter", "dragover"]) {
-  dropzone.addEventListener(type, (e) => {
-    e.preventDefault();
-    dropzone.classList.add("over");
-  });
-}
-dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
-dropzone.addEventListener("drop", async (e) => {
-  e.preventDefault();
-  dropzone.classList.remove("over");
-  const file = e.dataTransfer.files[0];
-  if (file) await setImageBytes(await file.arrayBuffer(), file.type);
+dropZone(dropzone, async ([first]) => {
+  if (first) await setImageBytes(await first.file.arrayBuffer(), first.file.type);
 });
 document.addEventListener("paste", async (e) => {
   if ($("view-classify").hidden) return;
@@ -310,5 +157,3 @@ async function start() {
 }
 
 start();
-
-export { worker, showView };

@@ -1,8 +1,7 @@
 // The model worker: the only place the wasm package runs, so the page never freezes.
 // Requests are `{ id, type, args }`, answers `{ id, result }` or `{ id, error }`; the training
 // loop also posts `{ event, data }` messages (progress, evaluations, snapshots, status).
-// The worker orchestrates (which net steps next, when to evaluate or snapshot); every number
-// comes from the wasm package.
+// Every decision and every number comes from the wasm package; the worker forwards them.
 
 import init, { Classifier, Dataset, Trainer, backendInfo, version } from "../pkg/resnet.js";
 import * as sessions from "./sessions.js";
@@ -25,12 +24,15 @@ function describe(classifier) {
   };
 }
 
-// ---------------------------------------------------------------- training orchestration
+// ---------------------------------------------------------------- training
+// The run loop is the crate's (`trainer.run`): it decides when to step, evaluate, snapshot,
+// lower the rate and stop, for every net at once. The worker only forwards its events to the
+// page and keeps snapshots in IndexedDB when the loop asks for one.
 
 const training = {
   dataset: null,
   datasetKey: null,
-  nets: [], // [{ name: "residual" | "plain" | "single", trainer, diverged, lastEval }]
+  trainer: null, // one wasm Trainer: one net, or a residual net and its plain twin
   running: false,
   options: null,
   loop: null,
@@ -53,22 +55,30 @@ async function makeDataset(spec) {
   throw fail("data", `unknown dataset kind '${spec.kind}'`);
 }
 
-function trainerOptions(o, plain) {
+/** The page's form as a run spec (the same JSON `resnet train --spec` reads). */
+function runSpec(o, dataset) {
+  const data = dataset.kind === "shapes" ? { kind: "shapes", trainSize: dataset.trainSize } : dataset.kind === "cifar" ? { kind: "cifar10" } : { kind: "folder" };
   return {
     arch: `resnet${o.depth}`,
-    plain,
+    plain: Boolean(o.plain),
+    compare: o.mode === "compare",
     optimizer: { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov },
-    schedule: { kind: o.schedule, total: o.iterations },
+    schedule: { kind: o.schedule },
     batchSize: o.batchSize,
     seed: o.seed,
     augment: o.augment,
-    device: o.device,
+    iterations: o.iterations,
+    evalEvery: o.evalEvery,
+    evalLimit: o.evalImages,
+    snapshotSeconds: o.snapshotSeconds,
+    stepsPerRound: o.stepsPerCall,
+    data,
   };
 }
 
-function netInfo(net) {
-  const t = net.trainer;
-  return { name: net.name, arch: t.arch, layers: t.layers, stepCount: t.stepCount, epoch: t.epoch, stepsPerEpoch: t.stepsPerEpoch, lr: t.lr, backend: t.backend };
+function netInfos() {
+  const t = training.trainer;
+  return t ? t.nets.map((n) => ({ ...n, backend: t.backend })) : [];
 }
 
 async function stopLoop() {
@@ -76,64 +86,70 @@ async function stopLoop() {
   await training.loop;
 }
 
-async function evaluate(net) {
-  const report = await net.trainer.evaluate(training.options.evalImages);
-  net.lastEval = report;
-  post("train-eval", { net: net.name, step: net.trainer.stepCount, report });
-  const indices = Array.from({ length: 12 }, (_, i) => (net.trainer.stepCount * 7 + i * 131) % training.dataset.testSize);
-  const predictions = await net.trainer.predict(Uint32Array.from(indices));
+async function showExamples(net, step) {
+  const t = training.trainer;
+  const indices = Array.from({ length: 12 }, (_, i) => (step * 7 + i * 131) % training.dataset.testSize);
+  const predictions = await t.predict(Uint32Array.from(indices), net);
   const images = indices.map((i) => training.dataset.testImage(i));
-  post("train-examples", { net: net.name, predictions, images });
+  post("train-examples", { net, predictions, images });
 }
 
 async function snapshot() {
-  const saved = [];
-  for (const net of training.nets) saved.push({ name: net.name, bytes: await net.trainer.snapshot() });
-  const step = Math.max(...training.nets.map((n) => n.trainer.stepCount));
+  const t = training.trainer;
+  const nets = await t.snapshots();
+  const step = Math.max(...t.nets.map((n) => n.stepCount));
+  const saved = nets.map((n) => ({ name: n.name, bytes: n.bytes }));
   await sessions.save({ options: training.options, datasetKey: training.datasetKey, nets: saved, step, savedAt: Date.now() });
   post("train-snapshot", { step, savedAt: Date.now() });
 }
 
-async function runLoop() {
-  const o = training.options;
-  let lastSnapshot = performance.now();
-  while (training.running) {
-    const active = training.nets.filter((n) => !n.diverged && n.trainer.stepCount < o.iterations);
-    if (active.length === 0) {
-      training.running = false;
-      for (const net of training.nets) await evaluate(net);
-      post("train-status", { state: "finished", message: `${o.iterations} iterations done` });
+/** Forwards one event of the crate's run loop to the page; returns what to do after the round. */
+function forward(event, after) {
+  const infos = new Map(netInfos().map((n) => [n.name, n]));
+  switch (event.event) {
+    case "step": {
+      const m = event.metrics;
+      const info = { ...infos.get(event.net), stepCount: m.step, epoch: m.epoch, lr: m.lr };
+      post("train-progress", { net: event.net, steps: [m], imagesPerSecond: event.imagesPerSecond, info });
       break;
     }
-    // Alternate the nets a few steps at a time, on the same data order (same seed).
-    for (const net of active) {
-      if (!training.running) break;
-      try {
-        if (training.simulateDeviceLoss) {
-          training.simulateDeviceLoss = false;
-          throw fail("device", "the GPU device was lost (simulated)");
-        }
-        const result = await net.trainer.step(Math.min(o.stepsPerCall, o.iterations - net.trainer.stepCount));
-        post("train-progress", { net: net.name, ...result, info: netInfo(net) });
-      } catch (err) {
-        if (err.kind === "diverged") {
-          net.diverged = true;
-          post("train-status", { state: "diverged", net: net.name, message: err.message });
-          continue;
-        }
-        training.running = false;
-        post("train-status", { state: "error", kind: err.kind ?? "internal", message: err.message });
-        return;
-      }
-      const step = net.trainer.stepCount;
-      if (step % o.evalEvery < o.stepsPerCall) await evaluate(net);
+    case "eval":
+      post("train-eval", { net: event.net, step: event.step, report: event.report });
+      after.examples.set(event.net, event.step);
+      break;
+    case "snapshot":
+      after.snapshot = true;
+      break;
+    case "diverged":
+      post("train-status", { state: "diverged", net: event.net, message: event.message });
+      break;
+    case "applied":
+      post("train-applied", { step: event.step, description: event.description });
+      break;
+    case "finished":
+      after.finished = event.step;
+      break;
+  }
+}
+
+async function runLoop() {
+  while (training.running) {
+    const after = { examples: new Map(), snapshot: false, finished: null };
+    try {
+      await training.trainer.run((event) => forward(event, after));
+      for (const [net, step] of after.examples) await showExamples(net, step);
+      if (after.snapshot) await snapshot();
+    } catch (err) {
+      training.running = false;
+      post("train-status", { state: "error", kind: err.kind ?? "internal", message: err.message });
+      return;
     }
-    if (performance.now() - lastSnapshot > o.snapshotSeconds * 1000) {
-      await snapshot();
-      lastSnapshot = performance.now();
+    if (after.finished !== null) {
+      training.running = false;
+      post("train-status", { state: "finished", message: `${after.finished} iterations done` });
     }
   }
-  if (training.nets.length) await snapshot().catch(() => {});
+  if (training.trainer) await snapshot().catch(() => {});
 }
 
 function startLoop() {
@@ -143,6 +159,11 @@ function startLoop() {
   training.loop = runLoop().finally(() => {
     if (!training.running) post("train-status", { state: "paused" });
   });
+}
+
+function dropTrainer() {
+  training.trainer?.free();
+  training.trainer = null;
 }
 
 const handlers = {
@@ -167,72 +188,57 @@ const handlers = {
     return classifier.classify(input, { tta, topK });
   },
 
-  /** Builds the dataset and the trainers (residual + plain twin, or one net), then runs. */
+  /** Builds the dataset and the trainer (residual + plain twin, or one net), then runs. */
   async trainStart({ options, dataset, fineTune }) {
     await stopLoop();
-    for (const net of training.nets) net.trainer.free();
-    training.nets = [];
+    dropTrainer();
     training.dataset = await makeDataset(dataset);
     training.datasetKey = dataset.key;
     training.options = options;
-    if (fineTune) {
-      const trainer = await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...trainerOptions(options, false), arch: undefined, freezeBackbone: fineTune.freezeBackbone, optimizer: { lr: options.lr } }, training.dataset);
-      training.nets.push({ name: "single", trainer });
-    } else {
-      const names = options.mode === "compare" ? ["residual", "plain"] : [options.plain ? "plain" : "residual"];
-      for (const name of names) {
-        const trainer = await Trainer.create(trainerOptions(options, name === "plain"), training.dataset);
-        training.nets.push({ name, trainer });
-      }
-    }
+    const spec = { ...runSpec(options, dataset), device: options.device };
+    training.trainer = fineTune
+      ? await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...spec, plain: false, compare: false, fineTune: { freezeBackbone: fineTune.freezeBackbone } }, training.dataset)
+      : await Trainer.create(spec, training.dataset);
     startLoop();
-    return { dataset: training.dataset.describe(), nets: training.nets.map(netInfo) };
+    return { dataset: training.dataset.describe(), nets: netInfos() };
   },
 
   async trainPause() {
     await stopLoop();
-    return { step: Math.max(0, ...training.nets.map((n) => n.trainer.stepCount)) };
+    return { step: Math.max(0, ...netInfos().map((n) => n.stepCount)) };
   },
 
   async trainResume() {
-    if (!training.nets.length) throw fail("input", "nothing to resume: start a run first");
+    if (!training.trainer) throw fail("input", "nothing to resume: start a run first");
     startLoop();
     return true;
   },
 
   async trainReset() {
     await stopLoop();
-    for (const net of training.nets) net.trainer.free();
-    training.nets = [];
+    dropTrainer();
     await sessions.clear();
     return true;
   },
 
+  /** Queues new optimizer values; the loop applies them at the next step ("train-applied"). */
   async trainSet({ lr, momentum, weightDecay, nesterov }) {
-    for (const net of training.nets) {
-      net.trainer.setHyperparameters({ optimizer: { lr, momentum, weightDecay, nesterov } });
-    }
+    if (!training.trainer) throw fail("input", "start a run first");
+    const queued = training.trainer.setHyperparameters({ optimizer: { lr, momentum, weightDecay, nesterov } });
     if (training.options) Object.assign(training.options, { lr, momentum, weightDecay, nesterov });
-    return training.nets.map(netInfo);
+    return queued;
   },
 
   async trainExport({ net, f16 }) {
-    const found = training.nets.find((n) => n.name === net) ?? training.nets[0];
-    if (!found) throw fail("input", "no trained model yet");
+    const t = training.trainer;
+    if (!t) throw fail("input", "no trained model yet");
+    const name = t.nets.some((n) => n.name === net) ? net : t.nets[0].name;
     const wasRunning = training.running;
     await stopLoop();
-    const bytes = await found.trainer.exportWeights({ f16 });
+    const bytes = await t.exportWeights({ f16, net: name });
+    const info = t.nets.find((n) => n.name === name);
     if (wasRunning) startLoop();
-    return { bytes: bytes.buffer, arch: found.trainer.arch, step: found.trainer.stepCount };
-  },
-
-  /**
-   * Fault injection for the end-to-end test of the recovery path: the next training step fails
-   * the way a lost GPU device does (a `device` error from the next read-back).
-   */
-  async trainSimulateDeviceLoss() {
-    training.simulateDeviceLoss = true;
-    return true;
+    return { bytes: bytes.buffer, arch: info.arch, step: info.stepCount };
   },
 
   async trainSession() {
@@ -253,12 +259,9 @@ const handlers = {
     training.dataset = await makeDataset(dataset);
     training.datasetKey = dataset.key;
     training.options = session.options;
-    training.nets = [];
-    for (const saved of session.nets) {
-      const trainer = await Trainer.restore(new Uint8Array(saved.bytes), training.dataset, session.options.device);
-      training.nets.push({ name: saved.name, trainer });
-    }
-    return { dataset: training.dataset.describe(), nets: training.nets.map(netInfo), options: session.options };
+    dropTrainer();
+    training.trainer = await Trainer.restore(session.nets.map((n) => ({ name: n.name, bytes: new Uint8Array(n.bytes) })), training.dataset, session.options.device);
+    return { dataset: training.dataset.describe(), nets: netInfos(), options: session.options };
   },
 };
 

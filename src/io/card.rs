@@ -1,0 +1,122 @@
+//! What a weights file says about its model: the architecture, class names and the input
+//! preprocessing, so that a page or a CLI can load it without being told, and refuse it when
+//! told something else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ResNetConfig;
+
+/// Per-channel input normalisation: `(pixel / 255 - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mean of each RGB channel on the [0, 1] scale.
+    pub mean: [f32; 3],
+    /// Standard deviation of each RGB channel on the [0, 1] scale.
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// torchvision's ImageNet statistics.
+    pub const IMAGENET: Self = Self {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    /// The CIFAR-10 training set's statistics.
+    pub const CIFAR10: Self = Self {
+        mean: [0.4914, 0.4822, 0.4465],
+        std: [0.2470, 0.2435, 0.2616],
+    };
+}
+
+/// What a Burnpack file says about the model it holds, so that a page or a CLI can load it
+/// without being told the architecture, and refuse it when told a different one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// The architecture the tensors belong to.
+    pub config: ResNetConfig,
+    /// Class names, index by index.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// How images are normalised before the network.
+    pub normalization: Normalization,
+    /// Side of the square crop the network was trained on (224 or 32).
+    pub input_size: usize,
+    /// Free text: data, steps, accuracy.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The run spec that trained these weights (`resnet train --spec` reads it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+}
+
+impl ModelCard {
+    /// The defaults for a configuration: ImageNet preprocessing for ImageNet nets, CIFAR-10's
+    /// for CIFAR nets.
+    pub fn for_config(config: ResNetConfig) -> Self {
+        let (normalization, input_size) = match config.stem {
+            crate::model::Stem::ImageNet => (Normalization::IMAGENET, 224),
+            crate::model::Stem::Cifar => (Normalization::CIFAR10, 32),
+        };
+        Self {
+            config,
+            labels: None,
+            normalization,
+            input_size,
+            description: None,
+            spec: None,
+        }
+    }
+}
+
+/// The largest input side a card may ask for: the paper's largest test scale (640) with room
+/// to spare, and far below what would make one view allocate gigabytes.
+pub const MAX_INPUT_SIZE: usize = 1024;
+/// The smallest input side: below 8 pixels no ResNet stem leaves anything to pool.
+pub const MIN_INPUT_SIZE: usize = 8;
+
+impl ModelCard {
+    /// Refuses preprocessing that cannot work: an input side outside
+    /// [MIN_INPUT_SIZE, MAX_INPUT_SIZE] (0 would divide by zero, 100,000 would ask for tens of
+    /// gigabytes per view) or a normalisation with a non-finite mean or a non-positive std.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(MIN_INPUT_SIZE..=MAX_INPUT_SIZE).contains(&self.input_size) {
+            return Err(format!(
+                "input size {} is out of range: it must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} pixels",
+                self.input_size
+            ));
+        }
+        let n = &self.normalization;
+        if n.mean.iter().any(|m| !m.is_finite()) || n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!(
+                "normalisation mean {:?} / std {:?}: every mean must be finite and every std positive",
+                n.mean, n.std
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cards_with_impossible_preprocessing_are_refused() {
+        let good = ModelCard::for_config(crate::model::arch::parse("resnet20").unwrap());
+        assert_eq!(good.validate(), Ok(()));
+        for size in [0, 7, 100_000] {
+            let card = ModelCard {
+                input_size: size,
+                ..good.clone()
+            };
+            let err = card.validate().unwrap_err();
+            assert!(err.contains(&format!("input size {size}")), "{err}");
+        }
+        let mut card = good.clone();
+        card.normalization.std[1] = 0.0;
+        assert!(card.validate().unwrap_err().contains("std"));
+        let mut card = good;
+        card.normalization.mean[0] = f32::NAN;
+        assert!(card.validate().is_err());
+    }
+}

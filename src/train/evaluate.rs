@@ -1,0 +1,166 @@
+//! Evaluation: the loss and top-1 / top-5 hits of a batch (shared with the training step)
+//! and test-set evaluation under the paper's test views (center, 10-crop) in eval mode.
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::{EvalReport, TrainError};
+use super::trainer::Trainer;
+use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
+use crate::data::dataset::Dataset;
+use crate::data::views::{TestView, crop_origins, ten_crop_padding};
+use crate::io::Normalization;
+use crate::model::ResNet;
+use crate::readback::read_f32;
+
+impl Trainer {
+    /// Loss, errors and confusion matrix on (up to `limit` images of) `data`, in eval mode,
+    /// in batches of `batch_size`; one read-back per batch.
+    pub async fn evaluate(
+        &mut self,
+        data: &Dataset,
+        limit: Option<usize>,
+        batch_size: usize,
+    ) -> Result<EvalReport, TrainError> {
+        let device = self.device.clone().inner();
+        evaluate_views(
+            &self.model(),
+            &self.config.normalization,
+            data,
+            limit,
+            batch_size,
+            TestView::Center,
+            &device,
+        )
+        .await
+    }
+}
+
+/// Cross-entropy (with label smoothing ε) and the top-1 / top-5 hit counts of a batch.
+///
+/// Hits come from the rank of the target's logit (how many logits beat it), which needs
+/// no sort: WebGPU cannot sort without a synchronous read.
+///
+/// # Shapes
+/// - `logits`, `one_hot`: `[batch, classes]`
+/// - outputs: `[1]` each
+pub fn loss_and_hits(
+    logits: Tensor<2>,
+    one_hot: Tensor<2>,
+    smoothing: f64,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let [_, classes] = logits.dims();
+    let target = if smoothing > 0.0 {
+        one_hot.clone() * (1.0 - smoothing) + smoothing / classes as f64
+    } else {
+        one_hot.clone()
+    };
+    let loss = (target * log_softmax(logits.clone(), 1))
+        .sum_dim(1)
+        .mean()
+        .neg();
+    let logits = logits.detach();
+    let target_logit = (logits.clone() * one_hot.detach()).sum_dim(1); // [batch, 1]
+    let rank = logits.greater(target_logit).float().sum_dim(1); // [batch, 1]
+    let top1 = rank.clone().lower_elem(1.0).float().sum();
+    let top5 = rank.lower_elem(5.0).float().sum();
+    (loss, top1, top5)
+}
+
+/// Evaluates `model` (eval mode) on up to `limit` images of `data`, averaging the softmax
+/// over the test views: the center (the whole 32x32 image) or the paper's 10-crop (corner and
+/// center crops of the image padded by 4, and their mirrors).
+pub async fn evaluate_views(
+    model: &ResNet,
+    normalization: &Normalization,
+    data: &Dataset,
+    limit: Option<usize>,
+    batch_size: usize,
+    views: TestView,
+    device: &Device,
+) -> Result<EvalReport, TrainError> {
+    let total = limit.unwrap_or(data.len()).min(data.len());
+    if total == 0 {
+        return Err(TrainError::Invalid(
+            "nothing to evaluate: the dataset is empty".into(),
+        ));
+    }
+    if views == TestView::MultiScale {
+        return Err(TrainError::Invalid(
+            "multi-scale testing needs full-size images: use `resnet classify --views multi-scale`"
+                .into(),
+        ));
+    }
+    // The views come from data/views.rs, the same as a single image's: for the 10-crop the
+    // 32x32 image is padded, its corners and center cut, and each mirrored.
+    let size = 32;
+    let pad = match views {
+        TestView::TenCrop => ten_crop_padding(size),
+        _ => 0,
+    };
+    let crops = crop_origins(views, size + 2 * pad, size + 2 * pad, size);
+    let classes = model.num_classes();
+    let mut confusion = vec![vec![0u32; classes]; classes];
+    let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+    let indices: Vec<usize> = (0..total).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let n = chunk.len();
+        let (pixels, labels) = data.batch(chunk);
+        if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+            return Err(TrainError::Invalid(format!(
+                "label {bad} is out of range for {classes} classes"
+            )));
+        }
+        let x = normalize(
+            pixels,
+            [n, 3, 32, 32],
+            normalization.mean,
+            normalization.std,
+            device,
+        );
+        let mut probabilities: Option<Tensor<2>> = None;
+        for &(left, top, flip) in &crops {
+            let view = if pad == 0 && !flip {
+                x.clone()
+            } else {
+                let plan = CropPlan {
+                    pad,
+                    offsets: vec![(left, top); n],
+                    flips: vec![flip; n],
+                };
+                pad_crop_flip(x.clone(), &plan)
+            };
+            let p = softmax(model.forward(view), 1);
+            probabilities = Some(match probabilities {
+                Some(sum) => sum + p,
+                None => p,
+            });
+        }
+        let probabilities = probabilities.expect("at least one view") / crops.len() as f32;
+        let mut one_hot = vec![0.0f32; n * classes];
+        for (i, &label) in labels.iter().enumerate() {
+            one_hot[i * classes + label] = 1.0;
+        }
+        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, classes]), device);
+        let target = (probabilities.clone() * one_hot).sum_dim(1); // [n, 1]
+        let loss = target.clone().clamp_min(1e-12).log().mean().neg();
+        let rank = probabilities.clone().greater(target).float().sum_dim(1);
+        let hits1 = rank.clone().lower_elem(1.0).float().sum();
+        let hits5 = rank.lower_elem(5.0).float().sum();
+        let predictions = probabilities.argmax(1).float().reshape([n]);
+        let values = read_f32(Tensor::cat(vec![loss, hits1, hits5, predictions], 0)).await?;
+        loss_sum += values[0] as f64 * n as f64;
+        top1 += values[1] as usize;
+        top5 += values[2] as usize;
+        for (label, predicted) in labels.iter().zip(&values[3..]) {
+            confusion[*label][*predicted as usize] += 1;
+        }
+    }
+    Ok(EvalReport {
+        images: total,
+        loss: (loss_sum / total as f64) as f32,
+        top1_error: 1.0 - top1 as f32 / total as f32,
+        top5_error: 1.0 - top5 as f32 / total as f32,
+        confusion,
+    })
+}

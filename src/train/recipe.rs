@@ -1,0 +1,390 @@
+//! The run spec: everything that defines a training run, with every default in one place.
+//!
+//! `resnet train` flags, the page's form and the npm `Trainer.create` options all build a
+//! [RunSpec]; it is written into the run directory (`config.json`), into every snapshot and
+//! into exported model cards, so `resnet train --spec` can reproduce a run started in the page
+//! and `Trainer.create(spec, dataset)` a run started natively.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::schedule::{ErrorWarmup, LrPolicy, Schedule, paper_cifar_iterations};
+use super::sgd::SgdConfig;
+use crate::data::spec::DataSpec;
+use crate::io::Normalization;
+use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};
+
+/// Everything a training run is made of. Absent fields take the defaults documented here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RunSpec {
+    /// Architecture name: `resnet20` (default), `resnet56`, `plain20`, `resnet18`, …
+    pub arch: String,
+    /// Train the plain twin of `arch` (the same layers without shortcuts).
+    pub plain: bool,
+    /// Train the residual net and its plain twin side by side on the same data order.
+    pub compare: bool,
+    /// Shortcut option A, B or C [default: the architecture's (A for CIFAR nets, B else)].
+    pub shortcut: Option<ShortcutOption>,
+    /// Bottleneck stride on the 3x3 (v1.5) or the first 1x1 (v1) [default: the name's].
+    pub stride_placement: Option<StridePlacement>,
+    /// Which defaults the schedule takes: the paper's CIFAR recipe or a constant rate.
+    pub recipe: Recipe,
+    /// SGD hyper-parameters.
+    pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule.
+    pub schedule: ScheduleSpec,
+    /// Images per step (128 in the paper).
+    pub batch_size: usize,
+    /// Seeds the init, the data order and the augmentation.
+    pub seed: u64,
+    /// 4-pixel pad + random 32x32 crop + horizontal flip (the paper's CIFAR augmentation).
+    pub augment: bool,
+    /// Label smoothing ε (0 in the paper).
+    pub label_smoothing: f64,
+    /// Iterations of the run [default: the paper's 64k iterations for 45k images at batch
+    /// 128 (182 epochs), scaled to the data and the batch].
+    pub iterations: Option<usize>,
+    /// Epochs of the run, instead of `iterations`.
+    pub epochs: Option<usize>,
+    /// Steps between evaluations on the test set (and one at the end).
+    pub eval_every: usize,
+    /// Evaluate on at most this many test images (all if absent).
+    pub eval_limit: Option<usize>,
+    /// Steps between checkpoints (one is also written at every epoch end).
+    pub checkpoint_every: usize,
+    /// Seconds between snapshots, as well (the page's IndexedDB snapshots).
+    pub snapshot_seconds: Option<f64>,
+    /// Steps each net takes before the loop yields (to the page, or to the other net).
+    pub steps_per_round: usize,
+    /// Fine-tuning: start from trained weights with a new classifier.
+    pub fine_tune: Option<FineTuneSpec>,
+    /// The data.
+    pub data: DataSpec,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            arch: "resnet20".into(),
+            plain: false,
+            compare: false,
+            shortcut: None,
+            stride_placement: None,
+            recipe: Recipe::PaperCifar,
+            optimizer: OptimizerSpec::default(),
+            schedule: ScheduleSpec::default(),
+            batch_size: 128,
+            seed: 0,
+            augment: true,
+            label_smoothing: 0.0,
+            iterations: None,
+            epochs: None,
+            eval_every: 1000,
+            eval_limit: None,
+            checkpoint_every: 500,
+            snapshot_seconds: None,
+            steps_per_round: 1,
+            fine_tune: None,
+            data: DataSpec::default(),
+        }
+    }
+}
+
+/// Which defaults the schedule takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// Section 4.2: ÷10 at 1/2 and 3/4 of the run, and the 0.01 warm-up for 110+ layers.
+    #[default]
+    PaperCifar,
+    /// A constant rate and no warm-up unless asked for.
+    Custom,
+}
+
+/// SGD hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OptimizerSpec {
+    /// Base learning rate [default: 0.1 (the paper); 0.01 when fine-tuning].
+    pub lr: Option<f64>,
+    /// SGD momentum (0.9).
+    pub momentum: f64,
+    /// L2 weight decay (1e-4).
+    pub weight_decay: f64,
+    /// Nesterov momentum (off).
+    pub nesterov: bool,
+    /// Decay BN γ/β and biases too (the paper did).
+    pub decay_bn_and_bias: bool,
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        Self {
+            lr: None,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+            decay_bn_and_bias: true,
+        }
+    }
+}
+
+/// Learning-rate schedules by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// ÷10 at 1/2 and 3/4 of the run.
+    Paper,
+    /// ×`gamma` every `every` iterations.
+    Step,
+    /// Linear warm-up for `warmup` iterations, then cosine to 0.
+    Cosine,
+    /// ÷10 when the test error stops improving (fed by every evaluation).
+    Plateau,
+    /// The base rate throughout.
+    Constant,
+}
+
+/// The learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScheduleSpec {
+    /// The schedule [default: paper for the paper-cifar recipe, constant for custom].
+    pub kind: Option<ScheduleKind>,
+    /// Iterations the schedule spans [default: the run's iterations].
+    pub total: Option<usize>,
+    /// Iterations between decays of the step schedule [default: 30 epochs].
+    pub every: Option<usize>,
+    /// Factor of each step decay (0.1).
+    pub gamma: f64,
+    /// Warm-up iterations of the cosine schedule (0).
+    pub warmup: usize,
+    /// Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick)
+    /// [default: on for 110+ layers with the paper-cifar recipe].
+    pub error_warmup: Option<bool>,
+    /// Evaluations without improvement before a plateau decay (3).
+    pub patience: usize,
+    /// Smallest relative improvement that counts for the plateau schedule (0.01).
+    pub threshold: f64,
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            total: None,
+            every: None,
+            gamma: 0.1,
+            warmup: 0,
+            error_warmup: None,
+            patience: 3,
+            threshold: 0.01,
+        }
+    }
+}
+
+/// Fine-tuning options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FineTuneSpec {
+    /// Train the classifier only; BN layers keep their statistics.
+    pub freeze_backbone: bool,
+}
+
+impl RunSpec {
+    /// The network: `arch`, made plain if asked, with `classes` outputs.
+    pub fn model(&self, classes: usize) -> Result<ResNetConfig, crate::Error> {
+        let mut model = arch::parse(&self.arch)?;
+        if let Some(shortcut) = self.shortcut {
+            model = model.with_shortcut(shortcut);
+        }
+        if let Some(placement) = self.stride_placement {
+            model = model.with_stride_placement(placement);
+        }
+        let residual = model.residual && !self.plain;
+        let model = model.with_num_classes(classes).with_residual(residual);
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The base learning rate: given, or 0.1 (0.01 when fine-tuning a trained network).
+    pub fn base_lr(&self) -> f64 {
+        self.optimizer
+            .lr
+            .unwrap_or(if self.fine_tune.is_some() { 0.01 } else { 0.1 })
+    }
+
+    /// Iterations of the run on `train_len` training images.
+    pub fn iterations(&self, train_len: usize) -> usize {
+        let per_epoch = (train_len / self.batch_size.max(1)).max(1);
+        match (self.iterations, self.epochs) {
+            (Some(i), _) => i,
+            (None, Some(e)) => e.saturating_mul(per_epoch),
+            (None, None) => paper_cifar_iterations(train_len, self.batch_size),
+        }
+    }
+
+    /// The SGD configuration.
+    pub fn sgd(&self) -> SgdConfig {
+        let o = &self.optimizer;
+        SgdConfig {
+            momentum: o.momentum,
+            nesterov: o.nesterov,
+            weight_decay: o.weight_decay,
+            decay_bn_and_bias: o.decay_bn_and_bias,
+        }
+    }
+
+    /// The learning-rate policy for a net of `depth` layers on `train_len` images.
+    pub fn lr_policy(&self, depth: usize, train_len: usize) -> LrPolicy {
+        let s = &self.schedule;
+        let total = s.total.unwrap_or_else(|| self.iterations(train_len));
+        let per_epoch = (train_len / self.batch_size.max(1)).max(1);
+        let kind = s.kind.unwrap_or(match self.recipe {
+            Recipe::PaperCifar => ScheduleKind::Paper,
+            Recipe::Custom => ScheduleKind::Constant,
+        });
+        let schedule = match kind {
+            ScheduleKind::Paper => Schedule::PaperCifar { total },
+            ScheduleKind::Step => Schedule::Step {
+                every: s.every.unwrap_or(30 * per_epoch).max(1),
+                gamma: s.gamma,
+            },
+            ScheduleKind::Cosine => Schedule::Cosine {
+                warmup: s.warmup,
+                total,
+            },
+            ScheduleKind::Plateau => Schedule::Plateau {
+                patience: s.patience,
+                threshold: s.threshold,
+            },
+            ScheduleKind::Constant => Schedule::Constant,
+        };
+        let base = self.base_lr();
+        let mut policy = LrPolicy::new(base, schedule);
+        let warm = s
+            .error_warmup
+            .unwrap_or(self.recipe == Recipe::PaperCifar && depth >= 110);
+        if warm {
+            policy = policy.with_error_warmup(ErrorWarmup {
+                lr: base / 10.0,
+                until_error_below: 0.8,
+            });
+        }
+        policy
+    }
+
+    /// The [TrainConfig] of one net of this run: `model` on `train_len` images normalised
+    /// by `normalization`.
+    pub fn train_config(
+        &self,
+        model: ResNetConfig,
+        train_len: usize,
+        normalization: Normalization,
+    ) -> Result<TrainConfig, String> {
+        let config = TrainConfig {
+            lr: self.lr_policy(model.depth(), train_len),
+            model,
+            sgd: self.sgd(),
+            batch_size: self.batch_size,
+            seed: self.seed,
+            augment: self.augment,
+            label_smoothing: self.label_smoothing,
+            normalization,
+            freeze_backbone: self.fine_tune.as_ref().is_some_and(|f| f.freeze_backbone),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a spec from JSON: a spec itself, a run directory's `config.json` (`{"spec": …}`)
+    /// or a model card that carries one (`{"spec": …}` too).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let value = match value.get("spec") {
+            Some(inner) => inner.clone(),
+            None => value,
+        };
+        serde_json::from_value(value).map_err(|e| format!("not a run spec: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers_cifar_recipe() {
+        let spec = RunSpec::default();
+        let model = spec.model(10).unwrap();
+        let config = spec
+            .train_config(model, 45_000, Normalization::CIFAR10)
+            .unwrap();
+        assert_eq!(config.batch_size, 128);
+        assert_eq!(config.sgd.momentum, 0.9);
+        assert_eq!(config.sgd.weight_decay, 1e-4);
+        assert!(config.augment);
+        // 64k iterations for 45k images at batch 128, ÷10 at 32k and 48k.
+        assert_eq!(spec.iterations(45_000), 64_000);
+        assert_eq!(config.lr.lr(31_999), 0.1);
+        assert!((config.lr.lr(32_000) - 0.01).abs() < 1e-12);
+        assert!((config.lr.lr(48_000) - 0.001).abs() < 1e-12);
+        // The ResNet-110 warm-up only for 110+ layers.
+        assert!(config.lr.warmup.is_none());
+        let deep = RunSpec {
+            arch: "resnet110".into(),
+            ..RunSpec::default()
+        };
+        assert!(deep.lr_policy(110, 45_000).warmup.is_some());
+    }
+
+    #[test]
+    fn fine_tuning_keeps_the_users_optimizer_and_lowers_only_the_default_rate() {
+        let spec: RunSpec = serde_json::from_str(
+            r#"{"optimizer":{"momentum":0.5,"weightDecay":0.001},"fineTune":{"freezeBackbone":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.base_lr(), 0.01);
+        let config = spec
+            .train_config(spec.model(3).unwrap(), 100, Normalization::CIFAR10)
+            .unwrap();
+        assert_eq!(config.sgd.momentum, 0.5);
+        assert_eq!(config.sgd.weight_decay, 0.001);
+        assert!(config.freeze_backbone);
+    }
+
+    #[test]
+    fn a_spec_round_trips_and_is_found_inside_a_config_file() {
+        let spec = RunSpec {
+            arch: "resnet56".into(),
+            compare: true,
+            iterations: Some(300),
+            data: DataSpec::parse("shapes:512").unwrap(),
+            ..RunSpec::default()
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(RunSpec::from_json(&json).unwrap(), spec);
+        let wrapped = format!(r#"{{"spec":{json},"data":"Shapes"}}"#);
+        assert_eq!(RunSpec::from_json(&wrapped).unwrap(), spec);
+        assert!(RunSpec::from_json(r#"{"batchSize":"big"}"#).is_err());
+    }
+
+    #[test]
+    fn out_of_range_hyper_parameters_are_refused() {
+        let spec = RunSpec {
+            optimizer: OptimizerSpec {
+                momentum: 1.5,
+                ..OptimizerSpec::default()
+            },
+            ..RunSpec::default()
+        };
+        let err = spec
+            .train_config(spec.model(10).unwrap(), 1000, Normalization::CIFAR10)
+            .unwrap_err();
+        assert!(err.contains("momentum 1.5"), "{err}");
+    }
+}

@@ -1,0 +1,164 @@
+// The Train view's controls: the experiment form (read and checked), the Start, Pause/Resume,
+// Reset, Apply, Export and Use buttons, and the view's state machine (idle, starting, running,
+// paused, error) that enables them.
+
+import { currentWeights, useWeights } from "../model.js";
+import { $, showBackend, showError, showView, worker } from "../shell.js";
+import { buildCharts, clearCharts } from "./charts.js";
+import { datasetSpec } from "./data.js";
+import { buildHeatmaps, clearHeatmaps } from "./heatmap.js";
+import { clearResults } from "./results.js";
+import { addNet, maxStep, state, view } from "./state.js";
+
+/** The form as the worker's training options. */
+function options() {
+  const mode = $("train-mode").value;
+  return {
+    mode: mode === "compare" ? "compare" : "single",
+    plain: mode === "single-plain",
+    depth: Number($("train-depth").value),
+    lr: Number($("train-lr").value),
+    batchSize: Number($("train-batch").value),
+    momentum: Number($("train-momentum").value),
+    weightDecay: Number($("train-wd").value),
+    nesterov: $("train-nesterov").checked,
+    schedule: $("train-schedule").value,
+    iterations: Number($("train-iterations").value),
+    seed: Number($("train-seed").value),
+    augment: $("train-augment").checked,
+    device: $("device-select").value,
+    stepsPerCall: 2,
+    evalEvery: 100,
+    evalImages: 500,
+    snapshotSeconds: 30,
+  };
+}
+
+/** What is wrong with the form, for people (empty when nothing is). */
+function validate(o) {
+  const problems = [];
+  if (!(o.lr > 0 && o.lr < 10)) problems.push("the learning rate must be between 0 and 10");
+  if (!(o.batchSize >= 2 && o.batchSize <= 512)) problems.push("the batch must be between 2 and 512 images");
+  if (!(o.iterations >= 10)) problems.push("train for at least 10 iterations");
+  if (!(o.momentum >= 0 && o.momentum < 1)) problems.push("momentum must be in [0, 1)");
+  const shapes = Number($("train-size").value);
+  if ($("train-data").value === "shapes" && !(Number.isInteger(shapes) && shapes >= 16 && shapes <= 50000))
+    problems.push("Shapes training images must be a whole number from 16 to 50000");
+  if (!(o.weightDecay >= 0)) problems.push("weight decay cannot be negative");
+  return problems;
+}
+
+/** Puts a restored session's options back into the form. */
+export function applyOptions(o) {
+  $("train-depth").value = String(o.depth);
+  $("train-lr").value = o.lr;
+  $("train-batch").value = o.batchSize;
+  $("train-momentum").value = o.momentum;
+  $("train-wd").value = o.weightDecay;
+  $("train-schedule").value = o.schedule;
+  $("train-iterations").value = o.iterations;
+  $("train-seed").value = o.seed;
+  $("train-augment").checked = o.augment;
+}
+
+$("train-mode").addEventListener("change", () => {
+  const finetune = $("train-mode").value === "finetune";
+  $("freeze-field").hidden = !finetune;
+  $("train-depth").disabled = finetune;
+  if (finetune) $("train-lr").value = 0.01;
+});
+
+$("train-start").addEventListener("click", () => start().catch(fail));
+$("train-pause").addEventListener("click", async () => {
+  if (state.running) await worker.call("trainPause").catch(fail);
+  else await worker.call("trainResume").catch(fail);
+});
+$("train-reset").addEventListener("click", async () => {
+  await worker.call("trainReset").catch(fail);
+  resetView();
+  setState("idle", "Reset. Press Start to train again.");
+});
+$("train-apply").addEventListener("click", async () => {
+  const o = options();
+  const problems = validate(o);
+  if (problems.length) return fail({ kind: "input", message: problems.join("; ") });
+  const queued = await worker.call("trainSet", { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov }).catch(fail);
+  // Changes take effect at the next step boundary; "train-applied" says when they did.
+  if (queued) $("train-note").textContent = `Queued lr ${o.lr}, momentum ${o.momentum}, weight decay ${o.weightDecay}: they apply from the next step.`;
+});
+$("train-export").addEventListener("click", async () => {
+  const net = state.nets.has("residual") ? "residual" : [...state.nets.keys()][0];
+  const { bytes, arch, step } = await worker.call("trainExport", { net, f16: false });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  link.download = `${arch}-step${step}.bpk`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  $("train-note").textContent = `Exported ${arch} at step ${step} (${(bytes.byteLength / 1e6).toFixed(2)} MB): load it in Classify or with \`resnet eval --weights\`.`;
+});
+$("train-use").addEventListener("click", async () => {
+  const net = state.nets.has("residual") ? "residual" : [...state.nets.keys()][0];
+  const { bytes, arch, step } = await worker.call("trainExport", { net, f16: false });
+  showView("classify");
+  await useWeights(bytes, `Trained here: ${arch}, step ${step}`);
+});
+
+/** Shows a failed request in the error box and the status line. */
+export function fail(err) {
+  showError(err);
+  $("train-status").textContent = `${err.message}`;
+  view.dataset.state = "error";
+}
+
+async function start() {
+  showError(null);
+  const o = options();
+  const problems = validate(o);
+  if (problems.length) throw { kind: "input", message: problems.join("; ") };
+  resetView();
+  const mode = $("train-mode").value;
+  let fineTune = null;
+  if (mode === "finetune") {
+    const bytes = currentWeights();
+    if (!bytes) throw { kind: "weights", message: "load a model in the Classify view first" };
+    fineTune = { bytes, freezeBackbone: $("train-freeze").checked };
+  }
+  setState("starting", "Preparing the data and the networks…");
+  const { dataset, nets } = await worker.call("trainStart", { options: o, dataset: await datasetSpec(), fineTune });
+  begin(o, dataset, nets);
+}
+
+/** Sets the view up for the nets the worker built (a new run or a restored one). */
+export function begin(o, dataset, nets) {
+  state.total = o.iterations;
+  state.classes = dataset.classes;
+  for (const info of nets) addNet(info);
+  showBackend(nets[0].backend);
+  $("train-note").textContent = `${dataset.name}: ${dataset.classes.length} classes. Same seed and data order for every net.`;
+  buildCharts();
+  buildHeatmaps();
+}
+
+/** Empties the charts, heatmaps, results and progress, and forgets the nets. */
+export function resetView() {
+  clearCharts();
+  state.nets.clear();
+  clearHeatmaps();
+  clearResults();
+  $("train-progress").style.width = "0%";
+}
+
+/** The view's state (`#view-train[data-state]`), the status line and the buttons it enables. */
+export function setState(name, text) {
+  view.dataset.state = name;
+  state.running = name === "running";
+  if (text) $("train-status").textContent = text;
+  $("train-start").disabled = name === "running" || name === "starting";
+  $("train-pause").disabled = !(name === "running" || name === "paused");
+  $("train-pause").textContent = name === "paused" ? "Resume" : "Pause";
+  $("train-reset").disabled = name === "idle" || name === "starting";
+  $("train-apply").disabled = !(name === "running" || name === "paused");
+  const trained = state.nets.size > 0 && maxStep() > 0;
+  $("train-export").disabled = !trained;
+  $("train-use").disabled = !trained;
+}

@@ -1,0 +1,121 @@
+// The Train view (an entry point): wires the worker's training messages to the view's state
+// and modules, and publishes what the view shows as the `resnet:train` event. DOM and messages
+// only: the training runs in the worker (worker.js), which forwards what the wasm package
+// decides.
+
+import { $, showError, worker } from "../shell.js";
+import { saveCurves } from "../sessions.js";
+import { rebuildLossChart } from "./charts.js";
+import { setState } from "./controls.js";
+import { COLUMNS } from "./heatmap.js";
+import { renderConfusion, renderExamples } from "./results.js";
+import { offerSession } from "./session.js";
+import { label, maxStep, state, view } from "./state.js";
+import { scheduleRender } from "./status.js";
+
+/**
+ * The `resnet:train` event: after each training progress, evaluation and status message of the
+ * worker, `#view-train` dispatches a bubbling `CustomEvent("resnet:train")` whose `detail` is a
+ * snapshot of what the view then shows:
+ *
+ *   {
+ *     state,  // the view's state: "idle", "starting", "running", "paused" or "error"
+ *     step,   // the latest step of any net
+ *     total,  // the iterations of the run
+ *     nets: { [name]: {      // "residual" and "plain" side by side, or one of them, or "single"
+ *       info,                // the worker's NetInfo: name, arch, stepCount, epoch, lr, layers, backend…
+ *       loss, error,         // training loss and top-1 error per step (index step - 1; holes are gaps)
+ *       testError,           // test top-1 error at the steps evaluated (index step - 1)
+ *       lastEval,            // the latest EvalReport (top1Error, top5Error, loss, images, confusion)
+ *     } },
+ *   }
+ *
+ * The arrays are copies: listeners may keep them. The page does not listen to it itself; it is
+ * for whatever embeds or tests the page (tests/e2e/train.mjs records it).
+ */
+function publish() {
+  const nets = {};
+  for (const [name, net] of state.nets) {
+    nets[name] = { info: net.info, loss: net.loss.slice(), error: net.error.slice(), testError: net.testError.slice(), lastEval: net.lastEval ?? null };
+  }
+  const detail = { state: view.dataset.state, step: maxStep(), total: state.total, nets };
+  view.dispatchEvent(new CustomEvent("resnet:train", { detail, bubbles: true }));
+}
+
+worker.on("train-progress", (data) => {
+  const net = state.nets.get(data.net);
+  if (net) {
+    net.info = data.info;
+    for (const s of data.steps) {
+      net.loss[s.step - 1] = s.loss;
+      net.error[s.step - 1] = s.top1Error;
+      net.lr[s.step - 1] = s.lr;
+      net.speed[s.step - 1] = data.imagesPerSecond;
+      net.grads.push(s.gradNorms);
+    }
+    state.lastSpeed = data.imagesPerSecond;
+    view.dataset[`steps${data.net[0].toUpperCase()}${data.net.slice(1)}`] = String(net.info.stepCount);
+    scheduleRender();
+  }
+  publish();
+});
+
+worker.on("train-eval", ({ net: name, step, report }) => {
+  const net = state.nets.get(name);
+  if (net) {
+    net.testError[step - 1] = report.top1Error;
+    net.lastEval = report;
+    renderConfusion(name, report);
+    scheduleRender();
+  }
+  publish();
+});
+
+worker.on("train-examples", ({ net, predictions, images }) => renderExamples(net, predictions, images));
+
+worker.on("train-status", ({ state: s, message, net, kind }) => {
+  if (s === "running") setState("running", "Training…");
+  else if (s === "paused") setState("paused", `Paused at step ${maxStep()}. Press Resume to continue.`);
+  else if (s === "finished") setState("paused", `Finished: ${message}.`);
+  else if (s === "diverged") {
+    $("train-note").textContent = `${label(state.nets.get(net))} diverged and was stopped: ${message}`;
+    showError({ kind: "input", message: `${label(state.nets.get(net))}: ${message}` });
+  } else if (s === "error") {
+    setState("paused", message);
+    const hint = kind === "device" ? " Try a smaller batch, or the CPU device." : "";
+    showError({ kind: kind ?? "internal", message: message + hint });
+    // The GPU went away or the wasm instance broke: offer the last snapshot on the CPU.
+    if (kind === "device" || kind === "internal") offerSession({ message });
+  }
+  publish();
+});
+
+worker.on("crash", (err) => {
+  if (state.running || view.dataset.state === "running") offerSession({ message: err.message });
+});
+
+worker.on("train-applied", ({ step, description }) => {
+  $("train-note").textContent = `Applied ${description} from step ${step}.`;
+  view.dataset.applied = String(step);
+});
+
+worker.on("train-snapshot", ({ step, savedAt }) => {
+  const curves = {};
+  for (const [name, net] of state.nets) {
+    curves[name] = { loss: net.loss, error: net.error, lr: net.lr, speed: net.speed, testError: net.testError, grads: net.grads.slice(-COLUMNS) };
+  }
+  saveCurves(curves).catch(() => {});
+  $("train-note").dataset.snapshot = String(step);
+  $("train-note").title = `Session saved at step ${step} (${new Date(savedAt).toLocaleTimeString()})`;
+});
+
+$("log-scale").addEventListener("change", () => {
+  if (rebuildLossChart()) scheduleRender();
+});
+
+document.addEventListener("visibilitychange", () => {
+  $("throttle-banner").hidden = !(document.hidden && state.running);
+});
+
+setState("idle");
+offerSession();
