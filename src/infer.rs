@@ -7,10 +7,10 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::Error;
-use crate::readback::read_f32;
 use crate::data::views::{TestView, views};
 use crate::io::{ModelCard, WeightsFile};
 use crate::model::{ResNet, ResNetConfig};
+use crate::readback::read_f32;
 
 /// The 1000 ImageNet class names, in torchvision's order.
 const IMAGENET_CLASSES: &str = include_str!("data/imagenet_classes.txt");
@@ -211,7 +211,8 @@ pub async fn top_classes(
     }
     let (pixels, labels) = data.batch(indices);
     let n = &card.normalization;
-    let x = crate::data::augment::normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, device);
+    let x =
+        crate::data::augment::normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, device);
     let p = read_f32(softmax(model.forward(x), 1)).await?;
     let classes = card.config.num_classes;
     Ok(indices

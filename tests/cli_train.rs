@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use resnet::data::cifar::{self, Variant};
-use resnet::data::image_set::ImageSet;
 use resnet::data::dataset::Dataset;
+use resnet::data::image_set::ImageSet;
 use resnet::data::synthetic::Shapes;
 use resnet::train::learner::read_metrics;
 
@@ -223,12 +223,18 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
         .rfind(|m| m["kind"] == "eval")
         .unwrap();
     assert_eq!(last_eval["step"], 40);
-    assert_eq!(report["top1Error"], last_eval["top1Error"], "{report} vs {last_eval}");
+    assert_eq!(
+        report["top1Error"], last_eval["top1Error"],
+        "{report} vs {last_eval}"
+    );
     assert_eq!(report["confusion"], last_eval["confusion"]);
     let close = |a: &serde_json::Value, b: &serde_json::Value| {
         (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-4
     };
-    assert!(close(&report["loss"], &last_eval["loss"]), "{report} vs {last_eval}");
+    assert!(
+        close(&report["loss"], &last_eval["loss"]),
+        "{report} vs {last_eval}"
+    );
     // The 10-crop averages other views: its loss differs from the center crop's.
     let ten: serde_json::Value =
         serde_json::from_str(eval(&["--crop", "ten-crop", "--json"]).trim()).unwrap();
@@ -265,9 +271,17 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
         reference.join("config.json").to_str().unwrap(),
         "--print-spec",
     ]);
-    let from_weights = ok(&["train", "--spec", exported.to_str().unwrap(), "--print-spec"]);
+    let from_weights = ok(&[
+        "train",
+        "--spec",
+        exported.to_str().unwrap(),
+        "--print-spec",
+    ]);
     assert_eq!(from_config, from_weights);
-    assert!(from_config.contains("\"arch\": \"resnet8\""), "{from_config}");
+    assert!(
+        from_config.contains("\"arch\": \"resnet8\""),
+        "{from_config}"
+    );
 }
 
 /// The bundled model (0.77% test error) names every sample image's class, with one view and
@@ -282,9 +296,17 @@ fn classify_names_the_sample_images_with_every_test_view() {
     let files: Vec<String> = samples
         .iter()
         .take(10)
-        .map(|s| root.join("www/samples").join(s["file"].as_str().unwrap()).display().to_string())
+        .map(|s| {
+            root.join("www/samples")
+                .join(s["file"].as_str().unwrap())
+                .display()
+                .to_string()
+        })
         .collect();
-    let bundled = root.join("www/models/resnet20-shapes.bpk").display().to_string();
+    let bundled = root
+        .join("www/models/resnet20-shapes.bpk")
+        .display()
+        .to_string();
     for (views, count) in [("center", 1), ("multi-scale", 6)] {
         let mut args = vec![
             "classify",
@@ -296,8 +318,10 @@ fn classify_names_the_sample_images_with_every_test_view() {
         ];
         args.extend(files.iter().map(String::as_str));
         let out = ok(&args);
-        let results: Vec<serde_json::Value> =
-            out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let results: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(results.len(), 10);
         for (result, sample) in results.iter().zip(&samples) {
             assert_eq!(result["views"], count, "{views}");
@@ -525,8 +549,18 @@ fn a_folder_with_non_ascii_class_names_trains_and_evaluates() {
     let run = scratch("unicode-run");
     let data = format!("folder:{}", dir.display());
     ok(&[
-        "train", "--arch", "resnet8", "--data", &data, "--batch-size", "8", "--iterations", "3",
-        "--no-progress", "--out", run.to_str().unwrap(),
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        &data,
+        "--batch-size",
+        "8",
+        "--iterations",
+        "3",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     let out = ok(&[
         "eval",
@@ -535,5 +569,8 @@ fn a_folder_with_non_ascii_class_names_trains_and_evaluates() {
         "--data",
         &data,
     ]);
-    assert!(out.contains("café-c") && out.contains("日本語のクラ"), "{out}");
+    assert!(
+        out.contains("café-c") && out.contains("日本語のクラ"),
+        "{out}"
+    );
 }

@@ -77,7 +77,12 @@ fn the_cadence_decides_evaluations_snapshots_and_the_end() {
         events
             .iter()
             .filter_map(|e| match (e, kind) {
-                (Event::Step { net: n, metrics, .. }, "step") if n == net => Some(metrics.step),
+                (
+                    Event::Step {
+                        net: n, metrics, ..
+                    },
+                    "step",
+                ) if n == net => Some(metrics.step),
                 (Event::Eval { net: n, step, .. }, "eval") if n == net => Some(*step),
                 (Event::Epoch { net: n, summary }, "epoch") if n == net => Some(summary.step),
                 _ => None,
@@ -135,7 +140,10 @@ fn the_loop_feeds_the_plateau_schedule() {
     let expected = [0.1, 0.1, 0.01, 0.001];
     assert_eq!(rates.len(), 4);
     for (rate, want) in rates.iter().zip(expected) {
-        assert!((rate - want).abs() < 1e-12, "rates {rates:?}, expected {expected:?}");
+        assert!(
+            (rate - want).abs() < 1e-12,
+            "rates {rates:?}, expected {expected:?}"
+        );
     }
 }
 
@@ -164,7 +172,10 @@ fn a_diverging_net_stops_while_its_twin_goes_on() {
         })
         .collect();
     assert_eq!(diverged, vec!["plain"]);
-    assert!(matches!(s.nets[1].diverged, Some(TrainError::Diverged { .. })));
+    assert!(matches!(
+        s.nets[1].diverged,
+        Some(TrainError::Diverged { .. })
+    ));
     assert_eq!(s.nets[0].trainer.step_count(), 50);
     assert!(s.nets[1].trainer.step_count() < 50);
     assert!(s.is_finished());
@@ -220,7 +231,9 @@ fn crafted_snapshots_are_refused() {
     let device = Device::flex();
     assert!(Trainer::restore(good.clone(), &device).is_ok());
     // Truncated.
-    let err = Trainer::restore(good[..good.len() / 2].to_vec(), &device).err().unwrap();
+    let err = Trainer::restore(good[..good.len() / 2].to_vec(), &device)
+        .err()
+        .unwrap();
     assert!(matches!(err, TrainError::Snapshot(_)), "{err}");
     // The state's JSON edited: each edit must be refused by name.
     for (from, to, expect) in [

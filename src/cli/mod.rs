@@ -14,10 +14,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::Error;
 use crate::data::views::TestView;
 use crate::infer::Classifier;
-use crate::readback::read_f32;
 use crate::io::npy::NpyF32;
 use crate::io::{ModelCard, Precision, WeightsFile};
 use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};
+use crate::readback::read_f32;
 pub use device::Backend;
 
 /// ResNet (He et al. 2015) on Burn: inspect, import, run and train ResNets.

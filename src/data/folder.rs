@@ -61,7 +61,9 @@ pub fn load(spec: &DataSpec) -> Result<LoadedData, DataError> {
         DataSpec::Shapes { .. } => unreachable!("built above"),
     };
     let dir = PathBuf::from(dir.as_ref().ok_or_else(|| {
-        DataError::Spec(format!("--data {kind} needs a directory: --data {kind}:DIR"))
+        DataError::Spec(format!(
+            "--data {kind} needs a directory: --data {kind}:DIR"
+        ))
     })?);
     let (train, test, description) = match spec {
         DataSpec::Folder { .. } => {

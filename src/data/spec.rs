@@ -141,7 +141,8 @@ impl DataSpec {
 
     /// A description for people, run directories and model cards.
     pub fn describe(&self) -> String {
-        let at = |dir: &Option<String>| dir.as_ref().map(|d| format!(" in {d}")).unwrap_or_default();
+        let at =
+            |dir: &Option<String>| dir.as_ref().map(|d| format!(" in {d}")).unwrap_or_default();
         match self {
             Self::Shapes {
                 train_size,
@@ -174,19 +175,30 @@ mod tests {
                 dir: Some("/data/c10".into())
             }
         );
-        assert!(DataSpec::parse("imagenet:x").unwrap_err().contains("unknown data"));
+        assert!(
+            DataSpec::parse("imagenet:x")
+                .unwrap_err()
+                .contains("unknown data")
+        );
         // A size that would make the data order allocate without bound is refused.
         let err = DataSpec::parse("shapes:1000000000000").unwrap_err();
         assert!(err.contains("between 1 and"), "{err}");
         assert!(DataSpec::parse("shapes:0").is_err());
-        assert!(DataSpec::parse("shapes:many").unwrap_err().contains("not a number"));
+        assert!(
+            DataSpec::parse("shapes:many")
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 
     #[test]
     fn the_spec_round_trips_through_json() {
         let spec = DataSpec::parse("shapes:512").unwrap();
         let json = serde_json::to_string(&spec).unwrap();
-        assert_eq!(json, r#"{"kind":"shapes","trainSize":512,"testSize":10000}"#);
+        assert_eq!(
+            json,
+            r#"{"kind":"shapes","trainSize":512,"testSize":10000}"#
+        );
         assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), spec);
         let (train, test) = spec.shapes().unwrap().unwrap();
         assert_eq!((train.len(), test.len()), (512, 10_000));

@@ -86,7 +86,9 @@ impl ModelCard {
             ));
         }
         let n = &self.normalization;
-        if n.mean.iter().any(|m| !m.is_finite()) || n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        if n.mean.iter().any(|m| !m.is_finite())
+            || n.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
             return Err(format!(
                 "normalisation mean {:?} / std {:?}: every mean must be finite and every std positive",
                 n.mean, n.std

@@ -10,8 +10,7 @@ mod weights;
 pub use card::{ModelCard, Normalization};
 pub(crate) use weights::CARD_KEY;
 pub use weights::{
-    Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors,
-    to_bytes_async,
+    Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors, to_bytes_async,
 };
 #[cfg(not(target_family = "wasm"))]
 pub use weights::{save, to_bytes};

@@ -136,13 +136,22 @@ impl TrainConfig {
             return Err(format!("momentum {} is not in [0, 1)", sgd.momentum));
         }
         if !(sgd.weight_decay.is_finite() && sgd.weight_decay >= 0.0) {
-            return Err(format!("weight decay {} is not a non-negative number", sgd.weight_decay));
+            return Err(format!(
+                "weight decay {} is not a non-negative number",
+                sgd.weight_decay
+            ));
         }
         if !(self.lr.base_lr.is_finite() && self.lr.base_lr >= 0.0) {
-            return Err(format!("learning rate {} is not a non-negative number", self.lr.base_lr));
+            return Err(format!(
+                "learning rate {} is not a non-negative number",
+                self.lr.base_lr
+            ));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(format!("label smoothing {} is not in [0, 1)", self.label_smoothing));
+            return Err(format!(
+                "label smoothing {} is not in [0, 1)",
+                self.label_smoothing
+            ));
         }
         let card = crate::io::ModelCard {
             normalization: self.normalization.clone(),

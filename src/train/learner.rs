@@ -305,4 +305,3 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<serde_json::Value>> {
         .filter_map(|l| serde_json::from_str(&l).ok())
         .collect())
 }
-

@@ -361,7 +361,11 @@ impl Session {
         }
         let now = (self.clock)();
         let last = *self.last_snapshot_ms.get_or_insert(now);
-        if self.cadence.snapshot_ms.is_some_and(|every| now - last >= every) {
+        if self
+            .cadence
+            .snapshot_ms
+            .is_some_and(|every| now - last >= every)
+        {
             snapshot_due = true;
         }
         if snapshot_due {

@@ -13,9 +13,9 @@ use super::error::{Kind, js_error};
 use super::js::{now_ms, options, to_js};
 use crate::data::views::TestView;
 use crate::infer::{self, Prediction};
-use crate::readback::read_f32;
 use crate::io::{Normalization, WeightsFile};
 use crate::model::arch;
+use crate::readback::read_f32;
 
 /// Options of `Classifier.load`.
 #[derive(Debug, Default, Deserialize)]

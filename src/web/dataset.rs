@@ -3,18 +3,17 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, Uint8Array, Uint8ClampedArray};
+use js_sys::{Array, Uint8ClampedArray};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::js::to_js;
 use super::error::{Kind, js_error};
+use super::js::to_js;
 use crate::data::cifar::{self, PIXELS, Variant};
-use crate::data::image_set::ImageSet;
 use crate::data::dataset::Dataset as Images;
+use crate::data::image_set::ImageSet;
 use crate::data::spec::{DataSpec, HELD_OUT, HELD_OUT_SEED};
 use crate::data::synthetic;
-
 
 /// A training split and a test split of labelled 32x32 RGB images.
 #[wasm_bindgen]
@@ -37,21 +36,8 @@ fn data_error(message: impl std::fmt::Display) -> JsValue {
 }
 
 fn entries(files: &Array) -> Result<Vec<(String, Vec<u8>)>, JsValue> {
-    files
-        .iter()
-        .map(|item| {
-            let name = js_sys::Reflect::get(&item, &"name".into())?.as_string();
-            let bytes = js_sys::Reflect::get(&item, &"bytes".into())?
-                .dyn_into::<Uint8Array>()
-                .ok();
-            match (name, bytes) {
-                (Some(name), Some(bytes)) => Ok((name, bytes.to_vec())),
-                _ => Err(data_error(
-                    "each file must be { name: string, bytes: Uint8Array }",
-                )),
-            }
-        })
-        .collect()
+    super::js::named_bytes(files, "file")
+        .map_err(|_| data_error("each file must be { name: string, bytes: Uint8Array }"))
 }
 
 #[wasm_bindgen]

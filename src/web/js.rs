@@ -40,3 +40,27 @@ pub(crate) fn now_ms() -> f64 {
         })
         .unwrap_or_else(js_sys::Date::now)
 }
+
+/// `[{ name, bytes }]` from JavaScript (dropped files, saved snapshots); `what` names the
+/// items in the error a malformed entry gets.
+pub(crate) fn named_bytes(
+    items: &js_sys::Array,
+    what: &str,
+) -> Result<Vec<(String, Vec<u8>)>, JsValue> {
+    items
+        .iter()
+        .map(|item| {
+            let name = js_sys::Reflect::get(&item, &"name".into())?.as_string();
+            let bytes = js_sys::Reflect::get(&item, &"bytes".into())?
+                .dyn_into::<js_sys::Uint8Array>()
+                .ok();
+            match (name, bytes) {
+                (Some(name), Some(bytes)) => Ok((name, bytes.to_vec())),
+                _ => Err(js_error(
+                    Kind::Input,
+                    format!("each {what} must be {{ name: string, bytes: Uint8Array }}"),
+                )),
+            }
+        })
+        .collect()
+}

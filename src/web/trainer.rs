@@ -80,6 +80,24 @@ fn busy() -> JsValue {
     )
 }
 
+/// Resolves after the event loop has run its pending tasks (a zero-delay timer).
+async fn next_task() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        match set_timeout {
+            Some(set_timeout) => {
+                let _ = set_timeout.call2(&JsValue::NULL, &resolve, &0.into());
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// wasm32 addresses at most 4 GiB; the module, the dataset and the allocator need the rest.
 const WASM_CPU_BUDGET: u64 = 3 << 30;
 
@@ -146,7 +164,10 @@ impl Trainer {
                     Kind::Input,
                     format!(
                         "no net '{name}': this trainer has {}",
-                        info.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                        info.iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             }),
@@ -326,10 +347,19 @@ impl Trainer {
             with_session(&session, &info, async |s: &mut Session| {
                 let started = now_ms();
                 let mut events = Vec::new();
-                let steps = s
-                    .train_steps(index, n.max(1), &data, &mut |e| events.push(e))
-                    .await
-                    .map_err(train_error)?;
+                let mut steps = Vec::with_capacity(n.max(1));
+                for i in 0..n.max(1) {
+                    if i > 0 {
+                        // On the CPU a step never waits for a device: give the thread's event
+                        // loop a turn between steps so a long call does not freeze it.
+                        next_task().await;
+                    }
+                    let step = s
+                        .train_steps(index, 1, &data, &mut |e| events.push(e))
+                        .await
+                        .map_err(train_error)?;
+                    steps.extend(step);
+                }
                 let ms = (now_ms() - started) / steps.len().max(1) as f64;
                 let images = s.nets[index].trainer.config().batch_size as f64;
                 let applied = events
@@ -366,8 +396,13 @@ impl Trainer {
                         web_sys::console::error_1(&err);
                     }
                 };
-                let finished = s.round(&train, &test, &mut emit).await.map_err(train_error)?;
-                Ok(to_js(&serde_json::json!({ "finished": finished, "step": s.step() })))
+                let finished = s
+                    .round(&train, &test, &mut emit)
+                    .await
+                    .map_err(train_error)?;
+                Ok(to_js(
+                    &serde_json::json!({ "finished": finished, "step": s.step() }),
+                ))
             })
             .await
         })
@@ -416,8 +451,7 @@ impl Trainer {
                 let t = &s.nets[index].trainer;
                 (t.model(), t.card(None), t.device())
             };
-            let top = crate::infer::top_classes(&model, &card, &test, &indices, 3, &device)
-                .await?;
+            let top = crate::infer::top_classes(&model, &card, &test, &indices, 3, &device).await?;
             Ok(to_js(&top))
         })
     }
@@ -428,8 +462,7 @@ impl Trainer {
     #[wasm_bindgen(js_name = setHyperparameters)]
     pub fn set_hyperparameters(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "{ optimizer?: OptimizerOptions }")]
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ optimizer?: OptimizerOptions }")] options: JsValue,
     ) -> Result<JsValue, JsValue> {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields, default)]
@@ -443,7 +476,9 @@ impl Trainer {
         // The queue is its own cell: writing it never waits for a step in flight.
         let earlier = self.pending.borrow_mut().take();
         *self.pending.borrow_mut() = Some(o.optimizer.merged_over(earlier));
-        Ok(to_js(&serde_json::json!({ "queued": true, "atStep": self.first().step_count + 1 })))
+        Ok(to_js(
+            &serde_json::json!({ "queued": true, "atStep": self.first().step_count + 1 }),
+        ))
     }
 
     /// The weights of the first net (or `net`) in eval mode as Burnpack bytes (what
@@ -462,8 +497,8 @@ impl Trainer {
         }
         let session = self.session.clone();
         let data_name = self.data.name.clone();
-        let parsed = parse_options::<Options>(options)
-            .and_then(|o| Ok((self.net_index(o.net)?, o.f16)));
+        let parsed =
+            parse_options::<Options>(options).and_then(|o| Ok((self.net_index(o.net)?, o.f16)));
         future_to_promise(async move {
             let (index, f16) = parsed?;
             let (model, card) = {
@@ -493,7 +528,11 @@ impl Trainer {
         future_to_promise(async move {
             let index = index?;
             let s = session.try_borrow().map_err(|_| busy())?;
-            let bytes = s.nets[index].trainer.snapshot().await.map_err(train_error)?;
+            let bytes = s.nets[index]
+                .trainer
+                .snapshot()
+                .await
+                .map_err(train_error)?;
             Ok(Uint8Array::from(&bytes[..]).into())
         })
     }
@@ -520,29 +559,18 @@ impl Trainer {
     /// [snapshot](Self::snapshot), or the `[{ name, bytes }]` of [snapshots](Self::snapshots).
     /// A corrupted or crafted snapshot is refused with an error.
     pub async fn restore(
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array | { name: string; bytes: Uint8Array }[]")]
+        #[wasm_bindgen(
+            unchecked_param_type = "Uint8Array | { name: string; bytes: Uint8Array }[]"
+        )]
         snapshots: JsValue,
         dataset: &Dataset,
         #[wasm_bindgen(unchecked_optional_param_type = "\"auto\" | \"webgpu\" | \"cpu\"")]
         device: Option<String>,
     ) -> Result<Trainer, JsValue> {
-        let parts: Vec<(String, Vec<u8>)> = if let Some(bytes) = snapshots.dyn_ref::<Uint8Array>()
-        {
+        let parts: Vec<(String, Vec<u8>)> = if let Some(bytes) = snapshots.dyn_ref::<Uint8Array>() {
             vec![("single".into(), bytes.to_vec())]
         } else if let Some(items) = snapshots.dyn_ref::<Array>() {
-            items
-                .iter()
-                .map(|item| {
-                    let name = js_sys::Reflect::get(&item, &"name".into())?.as_string();
-                    let bytes = js_sys::Reflect::get(&item, &"bytes".into())?
-                        .dyn_into::<Uint8Array>()
-                        .ok();
-                    match (name, bytes) {
-                        (Some(n), Some(b)) => Ok((n, b.to_vec())),
-                        _ => Err(js_error(Kind::Input, "each snapshot is { name, bytes }")),
-                    }
-                })
-                .collect::<Result<_, JsValue>>()?
+            super::js::named_bytes(items, "snapshot")?
         } else {
             return Err(js_error(
                 Kind::Input,

@@ -63,6 +63,8 @@ try {
   const { backend, arch, result } = JSON.parse(text);
   check(backend.backend === "webgpu", `the bundled app runs on WebGPU (${backend.adapter})`);
   check(arch === "resnet20" && result.predictions.length === 3, "it classified with the bundled model");
+  // The sample is a Shapes test image of a disk; the bundled model has 0.77% test error.
+  check(result.predictions[0].label === "disk", `it names the sample's class: ${result.predictions.map((p) => `${p.label} ${(p.probability * 100).toFixed(1)}%`).join(", ")}`);
   await screenshot(page, "vite-consumer");
 } finally {
   await browser.close();

@@ -197,9 +197,11 @@ const handlers = {
     training.options = options;
     const spec = { ...runSpec(options, dataset), device: options.device };
     training.trainer = fineTune
-      ? await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...spec, plain: false, compare: false, fineTune: { freezeBackbone: fineTune.freezeBackbone } }, training.dataset)
+      ? await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...spec, arch: undefined, plain: false, compare: false, fineTune: { freezeBackbone: fineTune.freezeBackbone } }, training.dataset)
       : await Trainer.create(spec, training.dataset);
-    startLoop();
+    // After this answer is posted: the page must know the nets before their first progress
+    // (on the CPU a whole round runs before the answer would otherwise leave).
+    setTimeout(startLoop, 0);
     return { dataset: training.dataset.describe(), nets: netInfos() };
   },
 

@@ -61,6 +61,52 @@ export function applyOptions(o) {
   $("train-augment").checked = o.augment;
 }
 
+/**
+ * Fills the form from a run spec made natively (`resnet train --print-spec`, or a run
+ * directory's config.json whose "spec" it is); names what the form cannot show.
+ */
+function applySpec(spec) {
+  const skipped = [];
+  const depth = /^(resnet|plain)(\d+)$/.exec(spec.arch ?? "resnet20");
+  const depths = [...$("train-depth").options].map((o) => o.value);
+  if (depth && depths.includes(depth[2])) $("train-depth").value = depth[2];
+  else skipped.push(`architecture ${spec.arch}`);
+  const plain = spec.plain || depth?.[1] === "plain";
+  $("train-mode").value = spec.compare ? "compare" : plain ? "single-plain" : "single";
+  const o = spec.optimizer ?? {};
+  if (o.lr != null) $("train-lr").value = o.lr;
+  if (o.momentum != null) $("train-momentum").value = o.momentum;
+  if (o.weightDecay != null) $("train-wd").value = o.weightDecay;
+  $("train-nesterov").checked = Boolean(o.nesterov);
+  const kind = spec.schedule?.kind ?? (spec.recipe === "custom" ? "constant" : "paper");
+  if ([...$("train-schedule").options].some((x) => x.value === kind)) $("train-schedule").value = kind;
+  else skipped.push(`the ${kind} schedule`);
+  if (spec.batchSize != null) $("train-batch").value = spec.batchSize;
+  if (spec.iterations != null) $("train-iterations").value = spec.iterations;
+  else skipped.push("the default run length (set Iterations)");
+  if (spec.seed != null) $("train-seed").value = spec.seed;
+  if (spec.augment != null) $("train-augment").checked = spec.augment;
+  if (spec.data?.kind === "shapes") {
+    $("train-data").value = "shapes";
+    if (spec.data.trainSize != null) $("train-size").value = spec.data.trainSize;
+  } else if (spec.data) skipped.push(`the data (${spec.data.kind}: give it here)`);
+  $("train-data").dispatchEvent(new Event("change"));
+  $("train-mode").dispatchEvent(new Event("change"));
+  $("train-note").textContent = skipped.length ? `Run spec loaded; not shown by this form: ${skipped.join(", ")}.` : "Run spec loaded.";
+}
+
+$("train-spec").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  e.target.value = "";
+  if (!file) return;
+  try {
+    const json = JSON.parse(await file.text());
+    applySpec(json.spec ?? json);
+  } catch (err) {
+    fail({ kind: "input", message: `${file.name}: not a run spec (${err.message})` });
+  }
+});
+
 $("train-mode").addEventListener("change", () => {
   const finetune = $("train-mode").value === "finetune";
   $("freeze-field").hidden = !finetune;
