@@ -574,3 +574,135 @@ fn a_folder_with_non_ascii_class_names_trains_and_evaluates() {
         "{out}"
     );
 }
+
+/// Each step's `field` in a run's metrics.jsonl.
+fn step_values(run: &Path, field: &str) -> Vec<f64> {
+    read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|m| m["kind"] == "step")
+        .map(|m| m[field].as_f64().unwrap())
+        .collect()
+}
+
+/// A short run of ResNet-8 on Shapes with `extra` flags; its directory.
+fn flagged_run(name: &str, iterations: usize, extra: &[&str]) -> PathBuf {
+    let out = scratch(name);
+    let iterations = iterations.to_string();
+    let mut args = vec![
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        "synthetic",
+        "--train-size",
+        "128",
+        "--test-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--seed",
+        "5",
+        "--no-progress",
+        "--iterations",
+        &iterations,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    ok(&args);
+    out
+}
+
+fn assert_rates(run: &Path, expected: &[f64]) {
+    let rates = step_values(run, "lr");
+    assert_eq!(rates.len(), expected.len(), "{rates:?}");
+    for (step, (r, e)) in rates.iter().zip(expected).enumerate() {
+        assert!(
+            (r - e).abs() < 1e-9 * e.max(1e-3),
+            "step {step}: lr {r}, expected {e}: {rates:?}"
+        );
+    }
+}
+
+/// The schedule and optimizer flags reach the run: each step's rate is the documented
+/// schedule's (worked out here by hand), and Nesterov / no-decay change the updates.
+#[test]
+fn schedule_and_optimizer_flags_change_the_run() {
+    // Step: ×0.1 every 3 iterations.
+    let run = flagged_run(
+        "step",
+        8,
+        &["--lr", "0.1", "--schedule", "step", "--step-every", "3"],
+    );
+    assert_rates(&run, &[0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001]);
+    // Cosine over 8 iterations with 2 of linear warm-up: 0.1·(t+1)/2, then
+    // 0.1·½(1 + cos(π·(t−2)/6)).
+    let run = flagged_run(
+        "cosine",
+        8,
+        &["--lr", "0.1", "--schedule", "cosine", "--warmup", "2"],
+    );
+    assert_rates(
+        &run,
+        &[
+            0.05,
+            0.1,
+            0.1,
+            0.093_301_270_189_221_94,
+            0.075,
+            0.05,
+            0.025,
+            0.006_698_729_810_778_07,
+        ],
+    );
+    // Plateau: evaluated every step at a rate too small to improve the test error, it
+    // decays ÷10 once the error has stalled more than 3 evaluations; the constant
+    // schedule never does.
+    let plateau = ["--lr", "1e-7", "--eval-every", "1", "--schedule", "plateau"];
+    let rates = step_values(&flagged_run("plateau", 12, &plateau), "lr");
+    assert_eq!(rates[0], 1e-7, "{rates:?}");
+    assert!(
+        rates
+            .windows(2)
+            .all(|w| w[1] == w[0] || (w[1] - w[0] / 10.0).abs() < 1e-20),
+        "{rates:?}"
+    );
+    assert!(
+        rates[11] < 1e-7,
+        "the plateau schedule never decayed: {rates:?}"
+    );
+    let constant = [
+        "--lr",
+        "1e-7",
+        "--eval-every",
+        "1",
+        "--schedule",
+        "constant",
+    ];
+    assert_rates(&flagged_run("constant", 12, &constant), &[1e-7; 12]);
+
+    // Nesterov and BN/bias exemption from decay: the same first step (same init and data),
+    // then other losses than plain SGD's; the run's config records them.
+    let sgd = ["--lr", "0.05", "--weight-decay", "0.05"];
+    let base = step_values(&flagged_run("sgd", 3, &sgd), "loss");
+    for (name, flag, key) in [
+        ("nesterov", "--nesterov", "nesterov"),
+        ("no-decay", "--no-decay-bn-bias", "decayBnAndBias"),
+    ] {
+        let run = flagged_run(name, 3, &[&sgd[..], &[flag]].concat());
+        let losses = step_values(&run, "loss");
+        assert_eq!(losses[0], base[0], "{name}: the first step differs");
+        assert!(
+            losses[2] != base[2],
+            "{name} changed nothing: {losses:?} vs {base:?}"
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            config["spec"]["optimizer"][key],
+            serde_json::json!(flag == "--nesterov"),
+            "{name}: {config}"
+        );
+    }
+}

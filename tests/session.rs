@@ -129,13 +129,7 @@ fn the_loop_feeds_the_plateau_schedule() {
     };
     let mut s = session(spec, &["residual"], &train);
     let events = run_all(&mut s, &train, &test);
-    let rates: Vec<f64> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Step { metrics, .. } => Some(metrics.lr),
-            _ => None,
-        })
-        .collect();
+    let rates = step_rates(&events);
     // Evaluated after every step: the first sets the best, each later one decays ÷10.
     let expected = [0.1, 0.1, 0.01, 0.001];
     assert_eq!(rates.len(), 4);
@@ -212,13 +206,7 @@ fn queued_hyper_parameters_apply_at_the_next_step() {
         assert_eq!(net.trainer.config().sgd.momentum, 0.5);
         assert_eq!(net.trainer.config().lr.base_lr, 0.02);
     }
-    let rates: Vec<f64> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Step { metrics, .. } => Some(metrics.lr),
-            _ => None,
-        })
-        .collect();
+    let rates = step_rates(&events);
     assert_eq!(rates, vec![0.02, 0.02]);
 }
 
@@ -255,4 +243,15 @@ fn crafted_snapshots_are_refused() {
             Err(err) => assert!(err.to_string().contains(expect), "{to}: {err}"),
         }
     }
+}
+
+/// The rate of every step, in order.
+fn step_rates(events: &[Event]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { metrics, .. } => Some(metrics.lr),
+            _ => None,
+        })
+        .collect()
 }

@@ -3,21 +3,20 @@
 mod bench;
 mod data;
 mod device;
+mod eval;
+mod infer;
 mod progress;
 mod train;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Tensor, TensorData};
 use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::data::views::TestView;
 use crate::infer::Classifier;
-use crate::io::npy::NpyF32;
-use crate::io::{ModelCard, Precision, WeightsFile};
+use crate::io::WeightsFile;
 use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};
-use crate::readback::read_f32;
 pub use device::Backend;
 
 /// ResNet (He et al. 2015) on Burn: inspect, import, run and train ResNets.
@@ -101,9 +100,9 @@ enum Command {
     /// Train a ResNet (or its plain twin) on CIFAR-sized data, with checkpoints and resume.
     Train(Box<train::TrainArgs>),
     /// Top-1/top-5 error and confusion matrix of weights on a test set.
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Write the model of a run directory or checkpoint as a Burnpack file for the page.
-    Export(train::ExportArgs),
+    Export(eval::ExportArgs),
     /// Images per second of inference or training (one JSON line).
     Bench(bench::BenchArgs),
     /// Datasets: download CIFAR, write Shapes samples.
@@ -198,14 +197,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             labels,
             out,
             f16,
-        } => import(&file, &model, labels.as_deref(), &out, f16),
+        } => infer::import(&file, &model, labels.as_deref(), &out, f16),
         Command::Logits {
             model,
             weights,
             input,
             output,
             device,
-        } => logits(&model, &weights, &input, &output, device),
+        } => infer::logits(&model, &weights, &input, &output, device),
         Command::Classify {
             model,
             weights,
@@ -215,7 +214,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             json,
             device,
             images,
-        } => classify(
+        } => infer::classify(
             &model,
             &weights,
             labels.as_deref(),
@@ -226,8 +225,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             &images,
         ),
         Command::Train(args) => train::train(*args),
-        Command::Eval(args) => train::eval(args),
-        Command::Export(args) => train::export(args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Export(args) => eval::export(args),
         Command::Bench(args) => bench::bench(args),
         Command::Data(command) => data::data(command),
     }
@@ -262,145 +261,6 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         );
     }
     Ok(())
-}
-
-fn import(
-    file: &Path,
-    model: &ModelArgs,
-    labels: Option<&Path>,
-    out: &Path,
-    f16: bool,
-) -> Result<(), Error> {
-    let config = model.required_config()?;
-    let weights = WeightsFile::open(file)?;
-    let tensors = weights.keys().len();
-    let mut classifier = Classifier::load(weights, Some(config), &burn::tensor::Device::flex())?;
-    if let Some(labels) = labels {
-        classifier.set_labels(read_labels(labels)?)?;
-    }
-    let card = ModelCard {
-        description: Some(format!("imported from {}", file.display())),
-        ..classifier.card().clone()
-    };
-    let precision = if f16 { Precision::F16 } else { Precision::F32 };
-    crate::io::save(classifier.model(), &card, out, precision)?;
-    println!(
-        "{}: {tensors} tensors ({} parameters) of {} written to {}",
-        file.display(),
-        thousands(card.config.stats(card.input_size).params as u64),
-        card.config.name(),
-        out.display()
-    );
-    Ok(())
-}
-
-/// Largest batch sent to the device at once by `resnet logits`.
-const LOGITS_CHUNK: usize = 32;
-
-fn logits(
-    model: &ModelArgs,
-    weights: &Path,
-    input: &Path,
-    output: &Path,
-    device: DeviceArgs,
-) -> Result<(), Error> {
-    let array = NpyF32::read(input)?;
-    let [n, c, h, w] = array.shape[..] else {
-        return Err(Error::Shape(format!(
-            "{}: expected a 4-D [N, 3, H, W] array, got shape {:?}",
-            input.display(),
-            array.shape
-        )));
-    };
-    if c != 3 || n == 0 || h == 0 || w == 0 {
-        return Err(Error::Shape(format!(
-            "{}: expected [N, 3, H, W] with N, H, W >= 1, got {:?}",
-            input.display(),
-            array.shape
-        )));
-    }
-    let classifier = model.classifier(weights, device)?;
-    let classes = classifier.card().config.num_classes;
-    let mut out = Vec::with_capacity(n * classes);
-    for (i, chunk) in array.data.chunks(LOGITS_CHUNK * c * h * w).enumerate() {
-        let batch = chunk.len() / (c * h * w);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(chunk.to_vec(), [batch, c, h, w]),
-            classifier.device(),
-        );
-        let y = pollster::block_on(read_f32(classifier.logits(x)))?;
-        debug_assert_eq!(y.len(), batch * classes, "chunk {i}");
-        out.extend(y);
-    }
-    NpyF32 {
-        shape: vec![n, classes],
-        data: out,
-    }
-    .write(output)?;
-    eprintln!(
-        "{}: logits [{n}, {classes}] written to {}",
-        weights.display(),
-        output.display()
-    );
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn classify(
-    model: &ModelArgs,
-    weights: &Path,
-    labels: Option<&Path>,
-    top: usize,
-    views: TestView,
-    json: bool,
-    device: DeviceArgs,
-    images: &[PathBuf],
-) -> Result<(), Error> {
-    let mut classifier = model.classifier(weights, device)?;
-    if let Some(labels) = labels {
-        classifier.set_labels(read_labels(labels)?)?;
-    }
-    for path in images {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-        let image = crate::data::image::decode(&bytes)
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-        let started = std::time::Instant::now();
-        let result = pollster::block_on(classifier.classify(&image, views, top))?;
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        if json {
-            let mut value = serde_json::to_value(&result).expect("results serialise");
-            value["image"] = path.display().to_string().into();
-            value["ms"] = ms.into();
-            println!("{value}");
-        } else {
-            println!("{} ({} views, {ms:.0} ms):", path.display(), result.views);
-            for p in &result.predictions {
-                println!(
-                    "  {:6.2}%  {:4}  {}",
-                    p.probability * 100.0,
-                    p.index,
-                    p.label
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Class names, one per line; blank lines are refused rather than silently shifting classes.
-fn read_labels(path: &Path) -> Result<Vec<String>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-    let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
-    if let Some(i) = labels.iter().position(String::is_empty) {
-        return Err(Error::Other(format!(
-            "{}: line {} is empty",
-            path.display(),
-            i + 1
-        )));
-    }
-    Ok(labels)
 }
 
 /// 11689512 → "11,689,512".

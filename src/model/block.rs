@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
-use super::config::{BlockKind, ShortcutOption, StridePlacement};
+use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
 
 /// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —
 /// torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
@@ -58,18 +58,9 @@ pub struct BlockConfig {
     /// Spatial stride of the block (2 at the first block of a downsampling stage).
     #[config(default = 1)]
     pub stride: usize,
-    /// How the shortcut matches shapes (A: zero-pad, B: project where needed, C: always).
-    #[config(default = "ShortcutOption::B")]
-    pub shortcut: ShortcutOption,
-    /// Which bottleneck convolution carries the stride.
-    #[config(default = "StridePlacement::V1_5")]
-    pub stride_placement: StridePlacement,
-    /// `false` removes the shortcut entirely (a block of a plain net).
-    #[config(default = true)]
-    pub residual: bool,
-    /// Start the last BN's γ at 0, so that the block starts as `relu(shortcut(x))`.
-    #[config(default = false)]
-    pub zero_init_residual: bool,
+    /// The net-wide shortcut, stride-placement and init choices.
+    #[config(default = "Joining::DEFAULT")]
+    pub joining: Joining,
 }
 
 impl BlockConfig {
@@ -81,8 +72,8 @@ impl BlockConfig {
     /// Whether the shortcut is a 1x1 projection (and so has parameters).
     pub fn has_projection(&self) -> bool {
         let shape_changes = self.stride != 1 || self.in_channels != self.out_channels();
-        self.residual
-            && match self.shortcut {
+        self.joining.residual
+            && match self.joining.shortcut {
                 ShortcutOption::A => false,
                 ShortcutOption::B => shape_changes,
                 ShortcutOption::C => true,
@@ -92,7 +83,7 @@ impl BlockConfig {
     /// Initialize a new [Block].
     pub fn init(&self, device: &Device) -> Block {
         let out = self.out_channels();
-        let zero = self.zero_init_residual;
+        let zero = self.joining.zero_init_residual;
         let (conv1, conv2, conv3, bn3) = match self.kind {
             BlockKind::Basic => (
                 conv(self.in_channels, self.planes, 3, self.stride, device),
@@ -101,7 +92,7 @@ impl BlockConfig {
                 None,
             ),
             BlockKind::Bottleneck => {
-                let (stride_1x1, stride_3x3) = match self.stride_placement {
+                let (stride_1x1, stride_3x3) = match self.joining.stride_placement {
                     StridePlacement::V1 => (self.stride, 1),
                     StridePlacement::V1_5 => (1, self.stride),
                 };
@@ -127,7 +118,7 @@ impl BlockConfig {
             bn3,
             downsample,
             stride: self.stride,
-            residual: self.residual,
+            residual: self.joining.residual,
         }
     }
 }

@@ -65,6 +65,36 @@ pub enum Stem {
     Cifar,
 }
 
+/// The choices every block of a net shares, taken from its [ResNetConfig] (which documents
+/// each field and takes its defaults from [Joining::DEFAULT]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Joining {
+    /// [ResNetConfig::shortcut].
+    pub shortcut: ShortcutOption,
+    /// [ResNetConfig::stride_placement].
+    pub stride_placement: StridePlacement,
+    /// [ResNetConfig::residual].
+    pub residual: bool,
+    /// [ResNetConfig::zero_init_residual].
+    pub zero_init_residual: bool,
+}
+
+impl Joining {
+    /// torchvision's: projections where shapes change, stride on the 3x3, residual, γ = 1.
+    pub const DEFAULT: Joining = Joining {
+        shortcut: ShortcutOption::B,
+        stride_placement: StridePlacement::V1_5,
+        residual: true,
+        zero_init_residual: false,
+    };
+}
+
+impl Default for Joining {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// Configuration to create a [ResNet](crate::model::ResNet), using [init](ResNetConfig::init).
 #[derive(Config, Debug, PartialEq)]
 pub struct ResNetConfig {
@@ -81,17 +111,17 @@ pub struct ResNetConfig {
     #[config(default = 1000)]
     pub num_classes: usize,
     /// Shortcut option A, B or C of the paper.
-    #[config(default = "ShortcutOption::B")]
+    #[config(default = "Joining::DEFAULT.shortcut")]
     pub shortcut: ShortcutOption,
     /// Stride on the first 1x1 (v1, the paper) or the 3x3 (v1.5, torchvision) of bottlenecks.
-    #[config(default = "StridePlacement::V1_5")]
+    #[config(default = "Joining::DEFAULT.stride_placement")]
     pub stride_placement: StridePlacement,
     /// `false` builds the "plain" twin: the same layers with every shortcut removed.
-    #[config(default = true)]
+    #[config(default = "Joining::DEFAULT.residual")]
     pub residual: bool,
     /// Initialise the last BN γ of every block to 0, so each block starts as the identity
     /// (Goyal et al. 2017); ignored by plain nets' forward but still applied to their init.
-    #[config(default = false)]
+    #[config(default = "Joining::DEFAULT.zero_init_residual")]
     pub zero_init_residual: bool,
     /// Channels of the input image.
     #[config(default = 3)]

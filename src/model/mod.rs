@@ -7,6 +7,6 @@ mod resnet;
 mod stats;
 
 pub use block::{Block, BlockConfig, Downsample};
-pub use config::{BlockKind, ResNetConfig, ShortcutOption, Stem, StridePlacement};
+pub use config::{BlockKind, Joining, ResNetConfig, ShortcutOption, Stem, StridePlacement};
 pub use resnet::{ConfigError, ResNet};
 pub use stats::{ModelStats, training_bytes};

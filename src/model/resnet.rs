@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
-use super::config::{ResNetConfig, Stem};
+use super::config::{Joining, ResNetConfig, Stem};
 
 /// Why a configuration cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +64,16 @@ impl ResNetConfig {
         Ok(())
     }
 
+    /// The choices all its blocks share.
+    pub fn joining(&self) -> Joining {
+        Joining {
+            shortcut: self.shortcut,
+            stride_placement: self.stride_placement,
+            residual: self.residual,
+            zero_init_residual: self.zero_init_residual,
+        }
+    }
+
     /// The configuration of every block, stage by stage.
     pub fn block_configs(&self) -> Vec<Vec<BlockConfig>> {
         let mut in_channels = self.stem_channels();
@@ -77,10 +87,7 @@ impl ResNetConfig {
                         let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                         let block = BlockConfig::new(self.block, in_channels, planes)
                             .with_stride(stride)
-                            .with_shortcut(self.shortcut)
-                            .with_stride_placement(self.stride_placement)
-                            .with_residual(self.residual)
-                            .with_zero_init_residual(self.zero_init_residual);
+                            .with_joining(self.joining());
                         in_channels = block.out_channels();
                         block
                     })
@@ -225,7 +232,7 @@ mod tests {
 
     use super::*;
     use crate::model::arch::{KNOWN, parse};
-    use crate::model::{BlockKind, ShortcutOption};
+    use crate::model::{BlockKind, Joining, ShortcutOption};
 
     fn device() -> Device {
         Device::flex()
@@ -354,7 +361,10 @@ mod tests {
     fn option_a_subsamples_and_appends_zero_channels() {
         let block = BlockConfig::new(BlockKind::Basic, 2, 4)
             .with_stride(2)
-            .with_shortcut(ShortcutOption::A)
+            .with_joining(Joining {
+                shortcut: ShortcutOption::A,
+                ..Joining::DEFAULT
+            })
             .init(&device());
         assert!(block.downsample.is_none());
         let x: Vec<f32> = (0..32).map(|v| v as f32).collect();
@@ -406,7 +416,10 @@ mod tests {
         assert_eq!(max, 0.0);
 
         let block = BlockConfig::new(BlockKind::Basic, 16, 16)
-            .with_residual(false)
+            .with_joining(Joining {
+                residual: false,
+                ..Joining::DEFAULT
+            })
             .init(&device());
         let x = random([1, 16, 8, 8]);
         block

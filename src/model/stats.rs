@@ -98,7 +98,7 @@ impl ResNetConfig {
                     c.conv_bn(s, p, p, 3, 1)
                 }
                 super::config::BlockKind::Bottleneck => {
-                    let (s1, s3) = match block.stride_placement {
+                    let (s1, s3) = match block.joining.stride_placement {
                         super::config::StridePlacement::V1 => (block.stride, 1),
                         super::config::StridePlacement::V1_5 => (1, block.stride),
                     };

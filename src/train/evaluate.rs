@@ -164,3 +164,38 @@ pub async fn evaluate_views(
         confusion,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rows of 4 classes: the first right (rank 0), the second wrong with its target
+    /// ranked third (two logits beat it). Expected losses computed by hand in float64:
+    /// `-((1 - ε) log p_target + ε mean_k log p_k)`, PyTorch's `label_smoothing` formula.
+    #[test]
+    fn loss_with_and_without_label_smoothing_matches_hand_computed_values() {
+        let device = Device::flex();
+        let logits = || {
+            Tensor::<2>::from_data(
+                TensorData::new(vec![2.0f32, 1.0, 0.0, -1.0, 0.0, 0.5, 3.0, 1.0], [2, 4]),
+                &device,
+            )
+        };
+        let one_hot = || {
+            Tensor::<2>::from_data(
+                TensorData::new(vec![1.0f32, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [2, 4]),
+                &device,
+            )
+        };
+        for (smoothing, expected) in [(0.0, 1.588_502_6), (0.1, 1.632_252_6)] {
+            let (loss, top1, top5) = loss_and_hits(logits(), one_hot(), smoothing);
+            let loss = loss.into_scalar::<f32>();
+            assert!(
+                (loss - expected).abs() < 1e-5,
+                "ε = {smoothing}: {loss}, expected {expected}"
+            );
+            assert_eq!(top1.into_scalar::<f32>(), 1.0);
+            assert_eq!(top5.into_scalar::<f32>(), 2.0);
+        }
+    }
+}

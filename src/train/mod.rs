@@ -6,12 +6,15 @@
 //! - [`trainer`]: the step (one read-back); [`evaluate`]: test views and errors;
 //!   [`snapshot`]: save and restore a trainer.
 //! - [`recipe`]: the run spec, every default in one place; [`session`]: the run loop
-//!   (cadence, plateau, divergence, queued changes) that every face drives.
+//!   (cadence, plateau, divergence) that every face drives; [`events`]: what it reports;
+//!   [`change`]: hyper-parameter changes queued to the next step boundary.
 //! - [`finetune`]: a new head, optionally on a frozen backbone.
 //! - [`learner`]: the native run directory (checkpoints, metrics, resume).
 
+pub mod change;
 pub mod config;
 pub mod evaluate;
+pub mod events;
 pub mod finetune;
 #[cfg(not(target_family = "wasm"))]
 pub mod learner;

@@ -1,0 +1,188 @@
+//! `resnet eval` and `resnet export`: a trained model (weights file, checkpoint or run
+//! directory) measured on test data, or written out for the page.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use clap::Args;
+
+use super::train::DataArgs;
+use super::{DeviceArgs, ModelArgs};
+use crate::Error;
+use crate::data::views::TestView;
+use crate::io::{ModelCard, Precision, WeightsFile};
+use crate::train::Trainer;
+use crate::train::learner::RunDir;
+
+/// `resnet eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Weights: .bpk (a model or a checkpoint), .pth or .safetensors.
+    #[arg(long)]
+    weights: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Test-time views: center or ten-crop (4-pixel padding, corners, center, flips).
+    #[arg(long, default_value = "center")]
+    crop: TestView,
+    /// Evaluate at most this many test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn eval(args: EvalArgs) -> Result<(), Error> {
+    let data = args.data.load()?;
+    let device = args.device.device.device().map_err(Error::Device)?;
+    let (model, card) = load_model(&args.weights, &args.model, &device)?;
+    if card.config.num_classes != data.test.classes().len() {
+        return Err(Error::Other(format!(
+            "{}: the model has {} classes, the data {}",
+            args.weights.display(),
+            card.config.num_classes,
+            data.test.classes().len()
+        )));
+    }
+    let report = pollster::block_on(crate::train::evaluate::evaluate_views(
+        &model,
+        &card.normalization,
+        &data.test,
+        args.limit,
+        128,
+        args.crop,
+        &device,
+    ))
+    .map_err(|e| Error::Other(e.to_string()))?;
+    if args.json {
+        let mut value = serde_json::to_value(&report).expect("report serialises");
+        value["classes"] = serde_json::json!(data.test.classes());
+        value["crop"] = format!("{:?}", args.crop).into();
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "{} on {} ({} images, {:?}): top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
+        card.config.name(),
+        data.description,
+        report.images,
+        args.crop,
+        report.top1_error * 100.0,
+        report.top5_error * 100.0,
+        report.loss
+    );
+    print_confusion(&data.test.classes(), &report.confusion);
+    Ok(())
+}
+
+fn print_confusion(classes: &[String], confusion: &[Vec<u32>]) {
+    if classes.len() > 20 {
+        println!(
+            "(confusion matrix omitted for {} classes: use --json)",
+            classes.len()
+        );
+        return;
+    }
+    // Row labels up to 12 characters; column headers cut to 6 so ten classes fit 80 columns.
+    // Cut by characters, not bytes: class folders can have any (UTF-8) name.
+    let cut = |c: &str, n: usize| c.chars().take(n).collect::<String>();
+    let width = classes
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(9, 12);
+    print!("{:>width$} ", "true\\pred");
+    for c in classes {
+        print!(" {:>6}", cut(c, 6));
+    }
+    println!();
+    for (c, row) in classes.iter().zip(confusion) {
+        print!("{:>width$} ", cut(c, width));
+        for v in row {
+            print!(" {v:>6}");
+        }
+        println!();
+    }
+}
+
+/// A model from a weights file or a training checkpoint / run directory.
+pub fn load_model(
+    path: &Path,
+    args: &ModelArgs,
+    device: &burn::tensor::Device,
+) -> Result<(crate::model::ResNet, ModelCard), Error> {
+    let path = if path.is_dir() {
+        RunDir(path.to_path_buf()).checkpoint()
+    } else {
+        path.to_path_buf()
+    };
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    if let Ok(trainer) = Trainer::restore(bytes, device) {
+        let card = trainer.card(Some(format!(
+            "{} at step {}",
+            trainer.config().model.name(),
+            trainer.step_count()
+        )));
+        return Ok((trainer.model().to_device(device), card));
+    }
+    let classifier =
+        crate::infer::Classifier::load(WeightsFile::open(&path)?, args.config()?, device)?;
+    Ok((classifier.model().clone(), classifier.card().clone()))
+}
+
+/// `resnet export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory or a checkpoint file.
+    source: PathBuf,
+    /// Where to write the Burnpack file for the page and `Classifier.load`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store 16-bit floats (half the size).
+    #[arg(long)]
+    f16: bool,
+}
+
+pub fn export(args: ExportArgs) -> Result<(), Error> {
+    let device = burn::tensor::Device::flex();
+    let checkpoint = if args.source.is_dir() {
+        RunDir(args.source.clone()).checkpoint()
+    } else {
+        args.source.clone()
+    };
+    let bytes = std::fs::read(&checkpoint)
+        .map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
+    let trainer = Trainer::restore(bytes, &device)
+        .map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
+    let description = format!(
+        "{} trained {} steps (exported from {})",
+        trainer.config().model.name(),
+        trainer.step_count(),
+        checkpoint.display()
+    );
+    let precision = if args.f16 {
+        Precision::F16
+    } else {
+        Precision::F32
+    };
+    crate::io::save(
+        &trainer.model(),
+        &trainer.card(Some(description)),
+        &args.out,
+        precision,
+    )?;
+    println!(
+        "{} (step {}) written to {}",
+        trainer.config().model.name(),
+        trainer.step_count(),
+        args.out.display()
+    );
+    Ok(())
+}
