@@ -582,3 +582,93 @@ async fn impossible_input_sizes_are_refused() {
         assert_eq!(kind(error), "input", "size {size}");
     }
 }
+
+/// One CIFAR record: `label_bytes` (CIFAR-100: coarse, then fine), then 32x32 planar RGB
+/// whose bytes follow from `seed`.
+fn cifar_record(labels: &[u8], seed: usize) -> Vec<u8> {
+    let mut record = labels.to_vec();
+    record.extend((0..3072).map(|i| ((i * 31 + seed * 17) % 251) as u8));
+    record
+}
+
+fn cifar_file(name: &str, records: impl Iterator<Item = Vec<u8>>) -> JsValue {
+    let bytes: Vec<u8> = records.flatten().collect();
+    options(&[
+        ("name", name.into()),
+        ("bytes", Uint8Array::from(&bytes[..]).into()),
+    ])
+}
+
+/// `Dataset.cifar` reads CIFAR-10 and CIFAR-100 binaries as the page gets them: training
+/// batches and the test batch kept apart, each image's pixels and label as written (the fine
+/// label for CIFAR-100), a tenth held out when no test file is given; a trainer steps on it.
+#[wasm_bindgen_test]
+async fn cifar_binaries_become_a_dataset_a_trainer_steps_on() {
+    let files = js_sys::Array::of3(
+        &cifar_file(
+            "data_batch_1.bin",
+            (0..12).map(|i| cifar_record(&[(i % 10) as u8], i)),
+        ),
+        &cifar_file(
+            "data_batch_2.bin",
+            (12..20).map(|i| cifar_record(&[(i % 10) as u8], i)),
+        ),
+        &cifar_file(
+            "test_batch.bin",
+            (0..5).map(|i| cifar_record(&[9 - i as u8], 100 + i)),
+        ),
+    );
+    let data = Dataset::cifar(files).unwrap();
+    assert_eq!(
+        (data.num_classes(), data.train_size(), data.test_size()),
+        (10, 20, 5)
+    );
+    assert_eq!(data.classes()[3], "cat");
+    let image = data.test_image(2).unwrap();
+    assert_eq!(get(&image, "label").as_f64(), Some(7.0));
+    let rgba = js_sys::Uint8ClampedArray::from(get(&image, "rgba")).to_vec();
+    let planar = &cifar_record(&[], 102);
+    for p in [0, 1, 517, 1023] {
+        let expected = [planar[p], planar[1024 + p], planar[2048 + p], 255];
+        assert_eq!(rgba[p * 4..p * 4 + 4], expected, "pixel {p}");
+    }
+
+    // CIFAR-100: two label bytes, the fine one counts.
+    let files = js_sys::Array::of2(
+        &cifar_file(
+            "train.bin",
+            (0..6).map(|i| cifar_record(&[3, 40 + i as u8], i)),
+        ),
+        &cifar_file(
+            "test.bin",
+            (0..2).map(|i| cifar_record(&[3, 90 + i as u8], i)),
+        ),
+    );
+    let data = Dataset::cifar(files).unwrap();
+    assert_eq!(
+        (data.num_classes(), data.train_size(), data.test_size()),
+        (100, 6, 2)
+    );
+    assert_eq!(
+        get(&data.test_image(1).unwrap(), "label").as_f64(),
+        Some(91.0)
+    );
+
+    // No test file: a tenth of the training images is held out.
+    let files = js_sys::Array::of1(&cifar_file(
+        "data_batch_1.bin",
+        (0..20).map(|i| cifar_record(&[(i % 10) as u8], i)),
+    ));
+    let data = Dataset::cifar(files).unwrap();
+    assert_eq!((data.train_size(), data.test_size()), (18, 2));
+
+    let o = trainer_options(false, "cpu");
+    Reflect::set(&o, &"arch".into(), &"resnet8".into()).unwrap();
+    let trainer = Trainer::create(o, &data).await.unwrap();
+    assert_eq!(trainer.steps_per_epoch(), 9); // 18 training images, batch 2
+    let losses = step_losses(&trainer, 2).await;
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+}
