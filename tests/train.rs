@@ -174,7 +174,15 @@ fn bad_setups_are_refused() {
 }
 
 /// A few hundred steps of ResNet-20 on the embedded Shapes beat chance (90% error) by a
-/// clear margin, and its plain twin trains too. (About 6 minutes on 2 CPU cores.)
+/// wide margin, and its plain twin trains too. (About 6 minutes on 2 CPU cores.)
+///
+/// The rate is 0.05 at batch 32, divided by 10 for the last 50 steps as the paper does at a
+/// plateau. Measured on this machine (test error after 250 steps): 45.6% with the decay;
+/// 51.0% without it, and the test error swings between 51% and 70% from one 50-step window
+/// to the next at the undecayed rate, which is why the decay is part of the test. The first
+/// version of this test (batch 16 at 0.1, eight times the paper's rate per image) does not
+/// learn at all: 87.6% after 250 steps, loss stuck at ln 10. Training only the head on
+/// frozen random features stays at 88.6%.
 #[test]
 fn resnet20_and_plain20_learn_the_embedded_shapes() {
     let train = Dataset::Shapes(Shapes {
@@ -187,6 +195,13 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
     });
     for (arch_name, steps) in [("resnet20", 250), ("plain20", 150)] {
         let mut c = config(arch_name, 32, 0.05, true);
+        c.lr = LrPolicy::new(
+            0.05,
+            Schedule::Step {
+                every: 200,
+                gamma: 0.1,
+            },
+        );
         c.normalization = train.channel_statistics(2_000);
         let mut trainer = Trainer::new(c, &train, &Device::flex()).unwrap();
         let losses = losses(&mut trainer, &train, steps);
@@ -200,9 +215,9 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
                 "{arch_name}: test top-1 error {:.1}%",
                 report.top1_error * 100.0
             );
-            // Seen on this machine: 71.8%. Chance is 90%.
+            // Seen on this machine: 45.6%. Chance is 90%.
             assert!(
-                report.top1_error < 0.82,
+                report.top1_error < 0.6,
                 "{arch_name}: test error {}",
                 report.top1_error
             );
