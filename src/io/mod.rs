@@ -6,11 +6,11 @@ pub mod atomic;
 mod card;
 pub mod npy;
 mod weights;
+mod write;
 
 pub use card::{ModelCard, Normalization};
 pub(crate) use weights::CARD_KEY;
-pub use weights::{
-    Precision, WeightsError, WeightsFile, WeightsFormat, read_tensors, to_bytes_async,
-};
+pub use weights::{Precision, WeightsError, WeightsFile, WeightsFormat};
+pub use write::{read_tensors, to_bytes_async};
 #[cfg(not(target_family = "wasm"))]
-pub use weights::{save, to_bytes};
+pub use write::{save, to_bytes};

@@ -6,13 +6,12 @@
 //! tensor, an unexpected one or a wrong shape is listed by name, and the model is never
 //! returned half loaded.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::store::burn_pack::{self, Reader, Tensor as PackTensor, Writer};
+use burn::store::burn_pack::{self, Reader, Tensor as PackTensor};
 use burn::store::{
     ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
     SafetensorsStore,
 };
-use burn::tensor::{DType, Tensor};
+use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::card::ModelCard;
@@ -355,125 +354,4 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             t
         })
         .collect()
-}
-
-/// The pack writer over a model's tensors and its card.
-fn writer(tensors: Vec<PackTensor>, card: &ModelCard) -> Writer {
-    let json = serde_json::to_string(card).expect("a model card always serialises");
-    Writer::new(tensors)
-        .with_metadata(CARD_KEY, &json)
-        .with_metadata("format", "resnet-burnpack-1")
-}
-
-#[cfg(not(target_family = "wasm"))]
-fn precision_adapter(precision: Precision) -> Option<Box<dyn ModuleAdapter>> {
-    match precision {
-        Precision::F32 => None,
-        Precision::F16 => Some(Box::new(FloatCastAdapter::to(DType::F16))),
-    }
-}
-
-/// Writes `model` with its card as a Burnpack file, atomically: a crash mid-write leaves
-/// any previous file at `path` intact. Reads tensors synchronously (native only).
-#[cfg(not(target_family = "wasm"))]
-pub fn save(
-    model: &ResNet,
-    card: &ModelCard,
-    path: &std::path::Path,
-    precision: Precision,
-) -> Result<(), WeightsError> {
-    let tensors = model.collect(None, precision_adapter(precision), false);
-    writer(tensors, card)
-        .auto_extension(false)
-        .write_to_file(path)
-        .map_err(|e| WeightsError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })
-}
-
-/// Burnpack bytes of `model` with its card, read synchronously (native only).
-#[cfg(not(target_family = "wasm"))]
-pub fn to_bytes(
-    model: &ResNet,
-    card: &ModelCard,
-    precision: Precision,
-) -> Result<Vec<u8>, WeightsError> {
-    let tensors = model.collect(None, precision_adapter(precision), false);
-    pack(tensors, card)
-}
-
-/// Burnpack bytes of `model` with its card, reading every tensor with an async read-back:
-/// the only way that works on WebGPU in a browser, and fine on any other device.
-pub async fn to_bytes_async(
-    model: &ResNet,
-    card: &ModelCard,
-    precision: Precision,
-) -> Result<Vec<u8>, WeightsError> {
-    pack(read_tensors(model, precision).await?, card)
-}
-
-/// Every tensor of `model` (BN running statistics included), read back asynchronously and
-/// named by its module path.
-pub async fn read_tensors(
-    model: &ResNet,
-    precision: Precision,
-) -> Result<Vec<PackTensor>, WeightsError> {
-    let mut params = ParamList::default();
-    model.visit(&mut params);
-    let mut tensors = Vec::with_capacity(params.items.len());
-    for (name, id, shape, tensor) in params.items {
-        let device_error = |e: &dyn std::fmt::Debug| WeightsError::Io {
-            path: "<device>".into(),
-            source: std::io::Error::other(format!("{name}: {e:?}")),
-        };
-        let data = tensor
-            .into_data_async()
-            .await
-            .map_err(|e| device_error(&e))?;
-        let data = match precision {
-            Precision::F32 => data,
-            Precision::F16 => data
-                .try_cast_as::<half::f16>()
-                .map_err(|e| device_error(&e))?,
-        };
-        let (bytes, _, dtype) = data.into_parts();
-        tensors.push(PackTensor::new(name, dtype, shape, Some(id), bytes));
-    }
-    Ok(tensors)
-}
-
-fn pack(tensors: Vec<PackTensor>, card: &ModelCard) -> Result<Vec<u8>, WeightsError> {
-    writer(tensors, card)
-        .into_bytes()
-        .map(|bytes| bytes.to_vec())
-        .map_err(|e| WeightsError::Io {
-            path: "<memory>".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
-}
-
-/// Every float tensor of a module with its path, flattened so that one type holds all ranks.
-#[derive(Default)]
-struct ParamList {
-    path: Vec<String>,
-    items: Vec<(String, u64, Vec<usize>, Tensor<1>)>,
-}
-
-impl ModuleVisitor for ParamList {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let tensor = param.val().inner();
-        let shape = tensor.dims().to_vec();
-        let flat = tensor.reshape([shape.iter().product::<usize>()]);
-        self.items
-            .push((self.path.join("."), param.id.val(), shape, flat));
-    }
 }

@@ -213,3 +213,40 @@ impl Block {
         relu(out + self.shortcut(x, out_channels))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::*;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    /// Option A by hand: x[:, :, ::2, ::2], then zero channels after the existing ones.
+    #[test]
+    fn option_a_subsamples_and_appends_zero_channels() {
+        let block = BlockConfig::new(BlockKind::Basic, 2, 4)
+            .with_stride(2)
+            .with_joining(Joining {
+                shortcut: ShortcutOption::A,
+                ..Joining::DEFAULT
+            })
+            .init(&device());
+        assert!(block.downsample.is_none());
+        let x: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [1, 2, 4, 4]), &device());
+        let y = block.shortcut(x, 4);
+        let expected = TensorData::new(
+            vec![
+                0.0f32, 2.0, 8.0, 10.0, // channel 0 at rows 0, 2 and columns 0, 2
+                16.0, 18.0, 24.0, 26.0, // channel 1
+                0.0, 0.0, 0.0, 0.0, // appended zeros
+                0.0, 0.0, 0.0, 0.0,
+            ],
+            [1, 4, 2, 2],
+        );
+        assert_eq!(y.into_data(), expected);
+    }
+}
