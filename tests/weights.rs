@@ -297,3 +297,22 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
         .unwrap();
     assert!(err.to_string().contains("does-not-exist.bpk"), "{err}");
 }
+
+/// A `.pth` whose pickle would call `os.system` under Python's unpickler
+/// (tests/fixtures/make_malicious_pth.py) is refused, naming the global (the reader only
+/// interprets pickles, it never runs them). The real PyTorch fixtures still load.
+#[test]
+fn a_pickle_naming_os_system_is_refused_by_name() {
+    let err = WeightsFile::open(&fixture("malicious_os_system.pth"))
+        .err()
+        .expect("a pickle calling os.system must be refused");
+    assert!(matches!(err, WeightsError::Unsafe { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("malicious_os_system.pth") && message.contains("`posix.system`"),
+        "{message}"
+    );
+    for name in ["cifar20.pth", "tv_basic.pth", "tv_bottleneck.pth"] {
+        assert!(WeightsFile::open(&fixture(name)).is_ok(), "{name}");
+    }
+}

@@ -82,6 +82,19 @@ pub enum WeightsError {
         /// The reader's complaint.
         detail: String,
     },
+    /// A PyTorch pickle names Python code beyond torch's tensors and containers. Nothing in
+    /// it is run either way; such a file is refused, as `torch.load(weights_only=True)` does.
+    #[error(
+        "{path}: refused: its pickle refers to the Python global `{global}`; a weights file \
+         needs only torch tensors and containers, so a file naming other code is not loaded \
+         (nothing in it was run)"
+    )]
+    Unsafe {
+        /// The file.
+        path: String,
+        /// The first global outside `torch` that the pickle refers to, e.g. `posix.system`.
+        global: String,
+    },
     /// The file is fine but holds weights for another model.
     #[error("{path}: weights do not fit {arch}: {summary}{details}")]
     Mismatch {
@@ -191,6 +204,10 @@ impl WeightsFile {
             format: WeightsFormat::Pytorch,
             detail: e.to_string(),
         };
+        let pickle = PytorchReader::read_pickle_data(path, None).map_err(|e| corrupt(&e))?;
+        if let Some(global) = foreign_global(&pickle) {
+            return Err(WeightsError::Unsafe { path: name, global });
+        }
         let reader = PytorchReader::new(path).map_err(|e| corrupt(&e))?;
         // Training checkpoints nest the state dict; torchvision's files are the state dict.
         let nested = ["state_dict", "model_state_dict", "model", "net"]
@@ -321,6 +338,27 @@ fn list(lines: &mut Vec<String>, what: &str, keys: &[&str]) {
         line.push_str(&format!(" … and {} more", keys.len() - SHOWN));
     }
     lines.push(line);
+}
+
+/// The first Python global outside `torch` in a pickle's value tree: the reader interprets
+/// only torch's tensor rebuilds and the standard containers, and names everything else it
+/// meets (an `os.system` call, a numpy scalar, an `argparse.Namespace`) by its global.
+#[cfg(not(target_family = "wasm"))]
+fn foreign_global(value: &burn::store::pytorch_reader::PickleValue) -> Option<String> {
+    use burn::store::pytorch_reader::PickleValue;
+    match value {
+        PickleValue::Unsupported(name) => {
+            (name != "torch" && !name.starts_with("torch.")).then(|| name.clone())
+        }
+        PickleValue::List(items) => items.iter().find_map(foreign_global),
+        PickleValue::Dict(entries) => {
+            // Sorted, so that the name reported does not depend on hash order.
+            let mut keys: Vec<&String> = entries.keys().collect();
+            keys.sort();
+            keys.into_iter().find_map(|k| foreign_global(&entries[k]))
+        }
+        _ => None,
+    }
 }
 
 /// Maps the key names of PyTorch implementations onto this crate's module tree.
