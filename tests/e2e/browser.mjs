@@ -37,13 +37,25 @@ export async function open(browser, url, name) {
     if (m.type() === "error" || process.env.VERBOSE) console.log(`  [${name} console.${m.type()}] ${m.text()}`);
   });
   page.on("pageerror", (e) => errors.push(e));
+  // Every request the page and its workers make, to check that nothing leaves the origin.
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
   // Name the URL behind Chromium's bare "Failed to load resource" (the page probes www/data/
   // for CIFAR-10 that `resnet data fetch` may have put there; a 404 there is expected).
   page.on("response", (r) => {
     if (r.status() >= 400) console.log(`  [${name}] ${r.status()} ${new URL(r.url()).pathname}`);
   });
   await page.goto(url);
-  return { page, errors };
+  return { page, errors, requests };
+}
+
+/** Checks that every network request went to `url`'s origin (no image or model leaves it). */
+export function checkOwnOrigin(requests, url) {
+  const origin = new URL(url).origin;
+  const network = requests.filter((r) => /^(https?|wss?):/.test(r));
+  const foreign = network.filter((r) => new URL(r).origin !== origin);
+  check(network.length > 0 && foreign.length === 0,
+    `all ${network.length} requests went to the page's own origin${foreign.length ? `; not: ${foreign.join(", ")}` : ""}`);
 }
 
 export function check(condition, message) {

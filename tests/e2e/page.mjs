@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { start } from "../../scripts/serve.mjs";
-import { check, launch, open, root, screenshot } from "./browser.mjs";
+import { check, checkOwnOrigin, launch, open, root, screenshot } from "./browser.mjs";
 
 const server = await start({ port: 0 });
 const url = `http://127.0.0.1:${server.address().port}/`;
@@ -38,7 +38,7 @@ async function predictions(page) {
 
 async function classifyDropped(browser, name, expectBackend) {
   console.log(`\n${name}`);
-  const { page, errors } = await open(browser, url, name);
+  const { page, errors, requests } = await open(browser, url, name);
   await page.waitForSelector("body[data-ready]", { timeout: TIMEOUT });
   const badge = await page.textContent("#backend-badge");
   check(badge.startsWith(expectBackend === "webgpu" ? "WebGPU" : "CPU"), `backend badge says ${expectBackend}: "${badge}"`);
@@ -69,6 +69,7 @@ async function classifyDropped(browser, name, expectBackend) {
   check(error.includes("not an image"), `non-image refused: "${error}"`);
   await screenshot(page, `classify-${expectBackend}-error`);
   check(errors.length === 0, `no uncaught page errors (${errors.map(String).join("; ")})`);
+  checkOwnOrigin(requests, url); // the dropped image and the model stay in the page
   await page.close();
 }
 

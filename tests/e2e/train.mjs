@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { start } from "../../scripts/serve.mjs";
-import { artifacts, check, launch, open, root, screenshot } from "./browser.mjs";
+import { artifacts, check, checkOwnOrigin, launch, open, root, screenshot } from "./browser.mjs";
 
 const binary = process.argv[2] ?? resolve(process.env.CARGO_TARGET_DIR ?? resolve(root, "target"), "debug/resnet");
 const server = await start({ port: 0 });
@@ -93,6 +93,8 @@ const browser = await launch({ webgpu: true });
 let failed = false;
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1100 }, acceptDownloads: true });
+  const requests = [];
+  context.on("request", (r) => requests.push(r.url())); // the page's and its workers'
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`  [page error] ${e}`));
   await page.addInitScript(observeTraining);
@@ -278,6 +280,8 @@ try {
   const form = await page.evaluate(() => Object.fromEntries(["train-mode", "train-depth", "train-lr", "train-momentum", "train-batch", "train-iterations", "train-seed", "train-size", "train-schedule"].map((id) => [id, document.getElementById(id).value])));
   const want = { "train-mode": "single-plain", "train-depth": "32", "train-lr": "0.07", "train-momentum": "0.8", "train-batch": "32", "train-iterations": "300", "train-seed": "5", "train-size": "512", "train-schedule": "paper" };
   check(JSON.stringify(form) === JSON.stringify(want), `a natively made run spec fills the form: ${JSON.stringify(form)}`);
+  // Training, snapshots, exports and restores never talk to anything but the page's server.
+  checkOwnOrigin(requests, url);
 } catch (err) {
   failed = true;
   console.error(err);
