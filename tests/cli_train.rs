@@ -48,37 +48,29 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `resnet train` of ResNet-8 on Shapes into `out`, with `flags` (sizes, batch, budget …).
+fn resnet8_args(out: &Path, flags: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--arch", "resnet8", "--data", "synthetic"]
+        .iter()
+        .chain(flags)
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        "--no-progress".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    args
+}
+
 /// A small, quick run: ResNet-8 on 256 Shapes images, batch 16 (16 steps per epoch).
 fn tiny_run(out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--arch",
-        "resnet8",
-        "--data",
-        "synthetic",
-        "--train-size",
-        "256",
-        "--test-size",
-        "64",
-        "--batch-size",
-        "16",
-        "--iterations",
-        "40",
-        "--checkpoint-every",
-        "5",
-        "--eval-every",
-        "20",
-        "--seed",
-        "3",
-        "--no-progress",
-        "--out",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(out.display().to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    #[rustfmt::skip]
+    let base = [
+        "--train-size", "256", "--test-size", "64", "--batch-size", "16", "--iterations", "40",
+        "--checkpoint-every", "5", "--eval-every", "20", "--seed", "3",
+    ];
+    resnet8_args(out, &[&base[..], extra].concat())
 }
 
 fn step_losses(run: &Path) -> Vec<(u64, f64)> {
@@ -589,28 +581,13 @@ fn step_values(run: &Path, field: &str) -> Vec<f64> {
 fn flagged_run(name: &str, iterations: usize, extra: &[&str]) -> PathBuf {
     let out = scratch(name);
     let iterations = iterations.to_string();
-    let mut args = vec![
-        "train",
-        "--arch",
-        "resnet8",
-        "--data",
-        "synthetic",
-        "--train-size",
-        "128",
-        "--test-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--seed",
-        "5",
-        "--no-progress",
-        "--iterations",
-        &iterations,
-        "--out",
-        out.to_str().unwrap(),
+    #[rustfmt::skip]
+    let base = [
+        "--train-size", "128", "--test-size", "32", "--batch-size", "8", "--seed", "5",
+        "--iterations", &iterations,
     ];
-    args.extend(extra);
-    ok(&args);
+    let args = resnet8_args(&out, &[&base[..], extra].concat());
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     out
 }
 
