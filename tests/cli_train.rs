@@ -48,9 +48,9 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `resnet train` of ResNet-8 on Shapes into `out`, with `flags` (sizes, batch, budget …).
-fn resnet8_args(out: &Path, flags: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["train", "--arch", "resnet8", "--data", "synthetic"]
+/// `resnet train` of ResNet-8 on `data` into `out`, with `flags` (sizes, batch, budget …).
+fn resnet8_args(data: &str, out: &Path, flags: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--arch", "resnet8", "--data", data]
         .iter()
         .chain(flags)
         .map(|s| s.to_string())
@@ -63,6 +63,11 @@ fn resnet8_args(out: &Path, flags: &[&str]) -> Vec<String> {
     args
 }
 
+/// Runs `args`, which must succeed; what it printed.
+fn ok_args(args: &[String]) -> String {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A small, quick run: ResNet-8 on 256 Shapes images, batch 16 (16 steps per epoch).
 fn tiny_run(out: &Path, extra: &[&str]) -> Vec<String> {
     #[rustfmt::skip]
@@ -70,7 +75,7 @@ fn tiny_run(out: &Path, extra: &[&str]) -> Vec<String> {
         "--train-size", "256", "--test-size", "64", "--batch-size", "16", "--iterations", "40",
         "--checkpoint-every", "5", "--eval-every", "20", "--seed", "3",
     ];
-    resnet8_args(out, &[&base[..], extra].concat())
+    resnet8_args("synthetic", out, &[&base[..], extra].concat())
 }
 
 fn step_losses(run: &Path) -> Vec<(u64, f64)> {
@@ -87,7 +92,7 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     // The uninterrupted reference.
     let reference = scratch("reference");
     let args = tiny_run(&reference, &[]);
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok_args(&args);
     let expected = step_losses(&reference);
     assert_eq!(expected.len(), 40);
     assert!(reference.join("model.bpk").exists() && reference.join("config.json").exists());
@@ -359,22 +364,15 @@ fn trains_on_a_cifar10_directory_and_refuses_broken_ones() {
     shapes_as_cifar(&dir, 64);
     let out = scratch("cifar-run");
     let data = format!("cifar10:{}", dir.parent().unwrap().display());
-    let said = ok(&[
-        "train",
-        "--arch",
-        "resnet8",
-        "--data",
-        &data,
+    let flags = [
         "--batch-size",
         "16",
         "--iterations",
         "6",
         "--eval-every",
         "6",
-        "--no-progress",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    ];
+    let said = ok_args(&resnet8_args(&data, &out, &flags));
     assert!(said.contains("test top-1 error"), "{said}");
 
     // A truncated batch and an out-of-range label name the file and the byte offset.
@@ -540,20 +538,11 @@ fn a_folder_with_non_ascii_class_names_trains_and_evaluates() {
     }
     let run = scratch("unicode-run");
     let data = format!("folder:{}", dir.display());
-    ok(&[
-        "train",
-        "--arch",
-        "resnet8",
-        "--data",
+    ok_args(&resnet8_args(
         &data,
-        "--batch-size",
-        "8",
-        "--iterations",
-        "3",
-        "--no-progress",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+        &run,
+        &["--batch-size", "8", "--iterations", "3"],
+    ));
     let out = ok(&[
         "eval",
         "--weights",
@@ -586,8 +575,11 @@ fn flagged_run(name: &str, iterations: usize, extra: &[&str]) -> PathBuf {
         "--train-size", "128", "--test-size", "32", "--batch-size", "8", "--seed", "5",
         "--iterations", &iterations,
     ];
-    let args = resnet8_args(&out, &[&base[..], extra].concat());
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok_args(&resnet8_args(
+        "synthetic",
+        &out,
+        &[&base[..], extra].concat(),
+    ));
     out
 }
 
