@@ -2,6 +2,7 @@
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use std::borrow::Cow;
 use std::io::Cursor;
 
 /// Largest image accepted, in pixels: 64 MP (an 8000x8000 photo). A 20000x20000 PNG would
@@ -96,8 +97,30 @@ pub fn from_rgba(width: u32, height: u32, rgba: Vec<u8>) -> Result<RgbImage, Ima
     Ok(DynamicImage::ImageRgba8(rgba).into_rgb8())
 }
 
-/// Squashes an image to 32x32: resize the shorter side to 32, then crop the center.
+/// Longest side an image keeps before it is resized for a network, as a multiple of its
+/// shorter side: the center of a panorama. Without a bound a 1x64,000,000 image (a PNG of a
+/// few hundred kB, within [MAX_PIXELS]) resized to a shorter side of 32 would need 6 GB.
+pub const MAX_ASPECT: u32 = 2;
+
+/// The center of `image` with its longer side trimmed to [MAX_ASPECT] times the shorter one
+/// (the image itself when it already fits).
+pub fn trim_to_aspect(image: &RgbImage) -> Cow<'_, RgbImage> {
+    let (w, h) = image.dimensions();
+    let (w0, h0) = (
+        w.min(MAX_ASPECT.saturating_mul(h)),
+        h.min(MAX_ASPECT.saturating_mul(w)),
+    );
+    if (w0, h0) == (w, h) {
+        return Cow::Borrowed(image);
+    }
+    Cow::Owned(image::imageops::crop_imm(image, (w - w0) / 2, (h - h0) / 2, w0, h0).to_image())
+}
+
+/// Squashes an image to 32x32: resize the shorter side to 32 (after [trim_to_aspect]), then
+/// crop the center.
 pub fn to_cifar_size(image: &RgbImage) -> Vec<u8> {
+    let image = trim_to_aspect(image);
+    let image = image.as_ref();
     let (w, h) = image.dimensions();
     let scale = 32.0 / w.min(h) as f64;
     let (nw, nh) = (

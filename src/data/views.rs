@@ -9,6 +9,7 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use serde::{Deserialize, Serialize};
 
+use super::image::trim_to_aspect;
 use crate::io::ModelCard;
 use crate::model::Stem;
 
@@ -121,25 +122,12 @@ impl Planar {
 }
 
 /// Resizes so that the shorter side is `shorter` (bilinear with antialiasing), keeping the
-/// aspect ratio, but first trims the longer side to at most twice the shorter one so that a
-/// panorama cannot blow up memory at large scales.
+/// aspect ratio of the image [trimmed](trim_to_aspect) to at most 2:1, so that a panorama
+/// cannot blow up memory at large scales.
 fn resize_shorter(image: &RgbImage, shorter: usize) -> RgbImage {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let (w0, h0) = (w.min(2 * h), h.min(2 * w));
-    let trimmed;
-    let image = if (w0, h0) != (w, h) {
-        trimmed = image::imageops::crop_imm(
-            image,
-            ((w - w0) / 2) as u32,
-            ((h - h0) / 2) as u32,
-            w0 as u32,
-            h0 as u32,
-        )
-        .to_image();
-        &trimmed
-    } else {
-        image
-    };
+    let image = trim_to_aspect(image);
+    let image = image.as_ref();
+    let (w0, h0) = (image.width() as usize, image.height() as usize);
     let scale = shorter as f64 / w0.min(h0) as f64;
     let nw = ((w0 as f64 * scale).round() as usize).max(shorter);
     let nh = ((h0 as f64 * scale).round() as usize).max(shorter);

@@ -63,7 +63,7 @@ impl NpyF32 {
         if bytes.len() < 10 || &bytes[..6] != MAGIC {
             return Err("not a .npy file (no \\x93NUMPY magic)".into());
         }
-        let (header_len, header_start) = match bytes[6] {
+        let (header_len, header_start): (usize, usize) = match bytes[6] {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
             2 | 3 if bytes.len() >= 12 => (
                 u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
@@ -71,10 +71,12 @@ impl NpyF32 {
             ),
             v => return Err(format!("unsupported .npy version {v}")),
         };
-        let data_start = header_start + header_len;
-        let header = bytes
-            .get(header_start..data_start)
+        // checked: a u32 header length overflows a 32-bit (wasm) usize.
+        let header = header_start
+            .checked_add(header_len)
+            .and_then(|end| bytes.get(header_start..end))
             .ok_or("truncated .npy header")?;
+        let data_start = header_start + header.len();
         let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
 
         let descr = dict_value(header, "descr")
