@@ -27,11 +27,13 @@ WASM_BINDGEN_TEST_TIMEOUT=2700 CARGO_PROFILE_DEV_DEBUG=0 wasm-pack test --headle
 step "npm package (scripts/build-web.sh)"
 scripts/build-web.sh
 
-step "page end to end, Train view, bundler consumer (Playwright, Vite)"
+step "page end to end, Train view, saved-session faults, bundler consumer (Playwright, Vite)"
 mkdir -p test-artifacts
 node tests/e2e/page.mjs
 # The Train view; its export is evaluated by the native binary `cargo test` built above.
 node tests/e2e/train.mjs "$CARGO_TARGET_DIR/debug/resnet"
+# Saved sessions under faults: two tabs, a tab closed mid-save, damaged records (under a minute).
+node tests/e2e/faults.mjs
 node tests/e2e/bundler.mjs
 
 step "all tests passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

@@ -30,6 +30,7 @@ const FRIENDLY = {
   arch: "Unknown or mismatched architecture",
   device: "The graphics device is not available",
   input: "Invalid input",
+  snapshot: "The saved snapshot cannot be restored",
   internal: "Something went wrong inside the model worker (reload the page to recover)",
 };
 

@@ -4,7 +4,6 @@
 // Every decision and every number comes from the wasm package; the worker forwards them.
 
 import init, { Classifier, Dataset, Trainer, backendInfo, version } from "../pkg/resnet.js";
-import * as sessions from "./sessions.js";
 
 const ready = init();
 let classifier = null;
@@ -27,7 +26,8 @@ function describe(classifier) {
 // ---------------------------------------------------------------- training
 // The run loop is the crate's (`trainer.run`): it decides when to step, evaluate, snapshot,
 // lower the rate and stop, for every net at once. The worker only forwards its events to the
-// page and keeps snapshots in IndexedDB when the loop asks for one.
+// page, with the snapshot bytes when the loop asks for one (the page keeps them in IndexedDB,
+// with its curves, in one transaction: sessions.js).
 
 const training = {
   dataset: null,
@@ -35,6 +35,7 @@ const training = {
   trainer: null, // one wasm Trainer: one net, or a residual net and its plain twin
   running: false,
   options: null,
+  snapshotStep: null, // the step of the last snapshot handed to the page (or restored)
   loop: null,
 };
 
@@ -46,7 +47,7 @@ function describeKey(key) {
   return `${kind} files ${files.length > 60 ? files.slice(0, 60) + "…" : files}`;
 }
 
-const post = (event, data) => self.postMessage({ event, data });
+const post = (event, data, transfer = []) => self.postMessage({ event, data }, transfer);
 
 async function makeDataset(spec) {
   if (spec.kind === "shapes") return Dataset.shapes({ trainSize: spec.trainSize, testSize: spec.testSize });
@@ -94,13 +95,21 @@ async function showExamples(net, step) {
   post("train-examples", { net, predictions, images });
 }
 
-async function snapshot() {
+/**
+ * The nets' snapshots, for the page to save ("train-snapshot"); at a pause, none when the
+ * loop's last one was taken at this very step (the page keeps two generations: two of the
+ * same step would leave no older one).
+ */
+async function snapshot({ unlessSaved = false } = {}) {
   const t = training.trainer;
-  const nets = await t.snapshots();
   const step = Math.max(...t.nets.map((n) => n.stepCount));
-  const saved = nets.map((n) => ({ name: n.name, bytes: n.bytes }));
-  await sessions.save({ options: training.options, datasetKey: training.datasetKey, nets: saved, step, savedAt: Date.now() });
-  post("train-snapshot", { step, savedAt: Date.now() });
+  if (unlessSaved && step === training.snapshotStep) return;
+  const snapshots = await t.snapshots();
+  training.snapshotStep = step;
+  // Each snapshot in an ArrayBuffer of its own, moved (not copied) to the page.
+  const nets = snapshots.map((n) => ({ name: n.name, bytes: n.bytes.slice().buffer }));
+  const session = { options: { ...training.options }, datasetKey: training.datasetKey, nets, step, savedAt: Date.now() };
+  post("train-snapshot", session, nets.map((n) => n.bytes));
 }
 
 /** Forwards one event of the crate's run loop to the page; returns what to do after the round. */
@@ -132,8 +141,15 @@ function forward(event, after) {
   }
 }
 
+/** Resolves after the worker's pending messages (a pause, new hyper-parameters) have run. */
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
 async function runLoop() {
   while (training.running) {
+    // On the CPU a round can settle without leaving the microtask queue: give the event loop a
+    // turn, or a pause sent meanwhile would wait for something else to yield.
+    await nextTask();
+    if (!training.running) break;
     const after = { examples: new Map(), snapshot: false, finished: null };
     try {
       await training.trainer.run((event) => forward(event, after));
@@ -149,7 +165,7 @@ async function runLoop() {
       post("train-status", { state: "finished", message: `${after.finished} iterations done` });
     }
   }
-  if (training.trainer) await snapshot().catch(() => {});
+  if (training.trainer) await snapshot({ unlessSaved: true }).catch(() => {});
 }
 
 function startLoop() {
@@ -195,6 +211,7 @@ const handlers = {
     training.dataset = await makeDataset(dataset);
     training.datasetKey = dataset.key;
     training.options = options;
+    training.snapshotStep = null;
     const spec = { ...runSpec(options, dataset), device: options.device };
     training.trainer = fineTune
       ? await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...spec, arch: undefined, plain: false, compare: false, fineTune: { freezeBackbone: fineTune.freezeBackbone } }, training.dataset)
@@ -219,7 +236,6 @@ const handlers = {
   async trainReset() {
     await stopLoop();
     dropTrainer();
-    await sessions.clear();
     return true;
   },
 
@@ -228,6 +244,7 @@ const handlers = {
     if (!training.trainer) throw fail("input", "start a run first");
     const queued = training.trainer.setHyperparameters({ optimizer: { lr, momentum, weightDecay, nesterov } });
     if (training.options) Object.assign(training.options, { lr, momentum, weightDecay, nesterov });
+    training.snapshotStep = null; // the next pause saves the new values
     return queued;
   },
 
@@ -243,27 +260,36 @@ const handlers = {
     return { bytes: bytes.buffer, arch: info.arch, step: info.stepCount };
   },
 
-  async trainSession() {
-    const session = await sessions.load();
-    if (!session) return null;
-    return { options: session.options, datasetKey: session.datasetKey, savedAt: session.savedAt, step: session.step, nets: session.nets.map((n) => n.name) };
-  },
-
-  /** Restores the saved session (its dataset must be given again unless it is Shapes). */
-  async trainRestore({ dataset, device }) {
-    const session = await sessions.load();
-    // After a lost GPU device the page restores on another device ("cpu").
-    if (session && device) session.options = { ...session.options, device };
-    if (!session) throw fail("input", "there is no saved session");
+  /**
+   * Continues a saved session `{ options, datasetKey, nets: [{ name, bytes }] }` (the page reads
+   * it from IndexedDB) on its dataset (given again unless it is Shapes). Snapshot bytes the
+   * wasm package refuses (damaged, truncated, not a snapshot) are a `snapshot` error.
+   */
+  async trainRestore({ session, dataset, device }) {
+    if (!session || !Array.isArray(session.nets) || !session.options) throw fail("snapshot", "the saved session is incomplete");
     if (dataset.key !== session.datasetKey)
-      throw fail("data", `the saved session trained on ${describeKey(session.datasetKey)}, not ${describeKey(dataset.key)}: give it the same data`);
+      throw fail("data", `the saved session trained on ${describeKey(String(session.datasetKey))}, not ${describeKey(dataset.key)}: give it the same data`);
+    // After a lost GPU device the page restores on another device ("cpu").
+    const options = device ? { ...session.options, device } : session.options;
     await stopLoop();
+    dropTrainer();
     training.dataset = await makeDataset(dataset);
     training.datasetKey = dataset.key;
-    training.options = session.options;
-    dropTrainer();
-    training.trainer = await Trainer.restore(session.nets.map((n) => ({ name: n.name, bytes: new Uint8Array(n.bytes) })), training.dataset, session.options.device);
-    return { dataset: training.dataset.describe(), nets: netInfos(), options: session.options };
+    training.options = options;
+    const nets = session.nets.map((n) => ({ name: n.name, bytes: new Uint8Array(n.bytes) }));
+    try {
+      training.trainer = await Trainer.restore(nets, training.dataset, options.device);
+    } catch (err) {
+      // A device that cannot be had is not the snapshot's fault; anything else the package
+      // refuses is (its message says what).
+      // A wasm panic (a RuntimeError) leaves this instance unusable: the page restarts it.
+      if (err?.kind === "device") throw err;
+      if (err instanceof WebAssembly.RuntimeError) throw fail("internal", `restoring the snapshot crashed the model worker: ${err.message}`);
+      throw fail("snapshot", String(err?.message ?? err));
+    }
+    // What was restored is saved already.
+    training.snapshotStep = Math.max(...training.trainer.nets.map((n) => n.stepCount));
+    return { dataset: training.dataset.describe(), nets: netInfos(), options };
   },
 };
 

@@ -3,6 +3,7 @@
 // paused, error) that enables them.
 
 import { currentWeights, useWeights } from "../model.js";
+import * as sessions from "../sessions.js";
 import { $, showBackend, showError, showView, worker } from "../shell.js";
 import { buildCharts, clearCharts } from "./charts.js";
 import { datasetSpec } from "./data.js";
@@ -50,6 +51,9 @@ function validate(o) {
 
 /** Puts a restored session's options back into the form. */
 export function applyOptions(o) {
+  // The nets of the run (a fine-tuned net shows as one residual net).
+  $("train-mode").value = o.mode === "compare" ? "compare" : o.plain ? "single-plain" : "single";
+  $("train-mode").dispatchEvent(new Event("change"));
   $("train-depth").value = String(o.depth);
   $("train-lr").value = o.lr;
   $("train-batch").value = o.batchSize;
@@ -121,6 +125,8 @@ $("train-pause").addEventListener("click", async () => {
 });
 $("train-reset").addEventListener("click", async () => {
   await worker.call("trainReset").catch(fail);
+  // This tab's session only (other tabs' sessions stay); after the save of its last snapshot.
+  await sessions.discard(sessions.tab.id).catch(() => {});
   resetView();
   setState("idle", "Reset. Press Start to train again.");
 });
@@ -161,6 +167,10 @@ async function start() {
   const o = options();
   const problems = validate(o);
   if (problems.length) throw { kind: "input", message: problems.join("; ") };
+  // The run before this one stops and its last snapshot is saved under its own session id;
+  // the new run gets a new id (the earlier session stays, for a reload of another tab).
+  await worker.call("trainPause");
+  sessions.beginRun();
   resetView();
   const mode = $("train-mode").value;
   let fineTune = null;

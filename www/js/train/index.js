@@ -4,7 +4,7 @@
 // decides.
 
 import { $, showError, worker } from "../shell.js";
-import { saveCurves } from "../sessions.js";
+import * as sessions from "../sessions.js";
 import { rebuildLossChart } from "./charts.js";
 import { setState } from "./controls.js";
 import { COLUMNS } from "./heatmap.js";
@@ -99,14 +99,23 @@ worker.on("train-applied", ({ step, description }) => {
   view.dataset.applied = String(step);
 });
 
-worker.on("train-snapshot", ({ step, savedAt }) => {
+// The worker's snapshot of every net, saved with the curves as they are now (the progress
+// before it has arrived, the next has not), in one transaction, under this tab's session id.
+worker.on("train-snapshot", (snapshot) => {
   const curves = {};
   for (const [name, net] of state.nets) {
-    curves[name] = { loss: net.loss, error: net.error, lr: net.lr, speed: net.speed, testError: net.testError, grads: net.grads.slice(-COLUMNS) };
+    curves[name] = { loss: net.loss.slice(), error: net.error.slice(), lr: net.lr.slice(), speed: net.speed.slice(), testError: net.testError.slice(), grads: net.grads.slice(-COLUMNS) };
   }
-  saveCurves(curves).catch(() => {});
-  $("train-note").dataset.snapshot = String(step);
-  $("train-note").title = `Session saved at step ${step} (${new Date(savedAt).toLocaleTimeString()})`;
+  const id = sessions.tab.id ?? sessions.beginRun();
+  sessions
+    .save(id, { ...snapshot, curves })
+    .then((generation) => {
+      $("train-note").dataset.snapshot = String(snapshot.step);
+      $("train-note").title = `Session saved at step ${snapshot.step} (${new Date(generation).toLocaleTimeString()})`;
+    })
+    .catch((err) => {
+      $("train-note").textContent = `The session could not be saved at step ${snapshot.step} (${err?.message ?? err}); training goes on, and an export keeps the model.`;
+    });
 });
 
 $("log-scale").addEventListener("change", () => {
