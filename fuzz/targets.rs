@@ -6,6 +6,8 @@
 //! A target returns normally on any error: what it checks is that no input panics, hangs or
 //! asks for unbounded memory (cargo-fuzz runs with a malloc limit, see scripts/fuzz.sh).
 
+#![allow(dead_code)] // each fuzz target binary uses one function
+
 use std::io::Write;
 
 use burn::tensor::Device;

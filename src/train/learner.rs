@@ -114,6 +114,8 @@ pub fn run(
 ) -> Result<(Trainer, Option<EvalReport>), RunError> {
     let dir = RunDir(options.out.clone());
     fs::create_dir_all(&dir.0).map_err(io_error(&dir.0))?;
+    // A run killed mid-checkpoint leaves its temporary file: this process owns the directory now.
+    crate::io::atomic::remove_leftovers(&dir.0).map_err(io_error(&dir.0))?;
     let trainer = if options.resume {
         resume(&dir, &config, device)?
     } else {
@@ -162,20 +164,25 @@ pub fn run(
     loop {
         let mut events = Vec::new();
         let finished = pollster::block_on(session.round(train, test, &mut |e| events.push(e)))?;
+        let log_path = dir.metrics();
         for event in &events {
-            let written = match event {
+            let metrics = io_error(&log_path);
+            match event {
                 Event::Step {
-                    metrics,
+                    metrics: m,
                     images_per_second,
                     ..
-                } => write_step(&mut log, metrics, *images_per_second),
-                Event::Epoch { summary, .. } => write_line(&mut log, "epoch", summary),
-                Event::Eval { step, report, .. } => write_eval(&mut log, *step, report),
-                Event::Snapshot { .. } => checkpoint(&session.nets[0].trainer, &dir)
-                    .map_err(|e| std::io::Error::other(e.to_string())),
+                } => write_step(&mut log, m, *images_per_second).map_err(metrics),
+                Event::Epoch { summary, .. } => {
+                    write_line(&mut log, "epoch", summary).map_err(metrics)
+                }
+                Event::Eval { step, report, .. } => {
+                    write_eval(&mut log, *step, report).map_err(metrics)
+                }
+                // Its error names the checkpoint file (a full disk, say).
+                Event::Snapshot { .. } => checkpoint(&session.nets[0].trainer, &dir),
                 _ => Ok(()),
-            };
-            written.map_err(io_error(&dir.0))?;
+            }?;
             observe(event);
         }
         if let Some(err) = session.nets[0].diverged.clone() {
