@@ -18,8 +18,11 @@ use resnet::model::arch;
 use resnet::train::session::HyperparameterChange;
 use resnet::train::{Cadence, RunSpec, Trainer, check_batch_memory};
 
-/// Every target by name: the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: it gets the raw bytes, and must return whatever they are.
+pub type Target = fn(&[u8]);
+
+/// Every target by name: the names of `fuzz/fuzz_targets/*.rs` and `fuzz/seeds/*`.
+pub const TARGETS: &[(&str, Target)] = &[
     ("weights", weights),
     ("pth", pth),
     ("npy", npy),

@@ -73,7 +73,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Runs `input` through `target`; the problem, if any, in words.
-fn run(target: fn(&[u8]), input: &[u8]) -> Option<String> {
+fn run(target: targets::Target, input: &[u8]) -> Option<String> {
     LARGEST.store(0, Ordering::Relaxed);
     let outcome = std::panic::catch_unwind(|| target(input));
     let largest = LARGEST.load(Ordering::Relaxed);

@@ -80,8 +80,10 @@ pub fn write_all(dir: &Path) {
     );
 
     // snapshot: a fresh trainer, and one after a step (momentum buffers present).
-    let mut spec = RunSpec::default();
-    spec.batch_size = 2;
+    let spec = RunSpec {
+        batch_size: 2,
+        ..RunSpec::default()
+    };
     let train = Dataset::Shapes(Shapes { seed: 1, len: 8 });
     let classes = train.classes().len();
     let model = tiny_model().with_num_classes(classes);
