@@ -15,8 +15,17 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(weights pth npy cifar image snapshot options)
+    targets=(read_weights weights read_pth pth npy cifar decode image snapshot options)
 fi
+# The seeds a target starts from (fuzz/seeds/DIR), as in fuzz/targets.rs.
+seeds_of() {
+    case $1 in
+        read_weights) echo weights ;;
+        read_pth) echo pth ;;
+        decode) echo image ;;
+        *) echo "$1" ;;
+    esac
+}
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/resnet-fuzz-target}
 
 if ! rustup toolchain list | grep -q '^nightly'; then
@@ -36,7 +45,7 @@ for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     log=$(mktemp)
     set +e
-    cargo +nightly fuzz run -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    cargo +nightly fuzz run -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$(seeds_of "$t")" -- \
         -max_total_time="$seconds" -malloc_limit_mb=1024 -rss_limit_mb=4096 -timeout=30 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 > "$log" 2>&1
     rc=$?
@@ -48,14 +57,14 @@ for t in "${targets[@]}"; do
         status=1
         crash=$(grep -o "Test unit written to [^ ]*" "$log" | tail -1 | sed 's/Test unit written to //')
         cause=$(grep -m1 -E "panicked at|ERROR: libFuzzer|out-of-memory|malloc\(" "$log" || true)
-        summary+=("$(printf '%-9s %12s %9s %7s   CRASH %s\n%21s%s' "$t" "$runs" "$speed" "$corpus" "$crash" "" "$cause")")
+        summary+=("$(printf '%-12s %12s %9s %7s   CRASH %s\n%21s%s' "$t" "$runs" "$speed" "$corpus" "$crash" "" "$cause")")
         cp "$log" "fuzz/artifacts/$t/last.log"
     else
-        summary+=("$(printf '%-9s %12s %9s %7s   no crash' "$t" "$runs" "$speed" "$corpus")")
+        summary+=("$(printf '%-12s %12s %9s %7s   no crash' "$t" "$runs" "$speed" "$corpus")")
     fi
     rm -f "$log"
 done
 
-printf '\n%-9s %12s %9s %7s   %s\n' target executions "exec/s" corpus result
+printf '\n%-12s %12s %9s %7s   %s\n' target executions "exec/s" corpus result
 printf '%s\n' "${summary[@]}"
 exit $status

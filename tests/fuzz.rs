@@ -5,7 +5,7 @@
 //!
 //! This is not coverage-guided (that needs nightly and an instrumented build of all of burn,
 //! too slow for CI): it replays what the real fuzzer found and keeps the targets compiling.
-//! `RESNET_FUZZ_SMOKE_SECONDS` sets the mutation budget per target (default 4).
+//! `RESNET_FUZZ_SMOKE_SECONDS` sets the mutation budget per target (default 3).
 //!
 //! The seeds are written by `cargo test --test fuzz -- --ignored write_seeds` (and the `.pth`
 //! ones by `fuzz/make_pth_seeds.py`).
@@ -151,15 +151,15 @@ fn no_seed_regression_or_mutation_panics_or_asks_for_gigabytes() {
         std::env::var("RESNET_FUZZ_SMOKE_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(4.0),
+            .unwrap_or(3.0),
     );
     // The targets' own panics are caught and reported below; keep the log readable.
     std::panic::set_hook(Box::new(|_| {}));
     let mut failures = Vec::new();
     let mut report = Vec::new();
-    for &(name, target) in targets::TARGETS {
-        let seeds = files(&root().join("fuzz/seeds").join(name));
-        assert!(!seeds.is_empty(), "fuzz/seeds/{name} has no seeds");
+    for &(name, target, seed_dir) in targets::TARGETS {
+        let seeds = files(&root().join("fuzz/seeds").join(seed_dir));
+        assert!(!seeds.is_empty(), "fuzz/seeds/{seed_dir} has no seeds");
         let regressions = files(&root().join("tests/fuzz_regressions").join(name));
         for (file, input) in seeds.iter().chain(&regressions) {
             if let Some(problem) = run(target, input) {
