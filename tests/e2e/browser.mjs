@@ -19,9 +19,12 @@ const BASE_FLAGS = [
   "--disable-gpu-sandbox",
 ];
 
-/** Headless Chromium; `webgpu: false` leaves WebGPU off (navigator.gpu yields no adapter). */
-export async function launch({ webgpu = true } = {}) {
-  const args = [...BASE_FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan"] : ["--disable-webgpu"])];
+/**
+ * Headless Chromium; `webgpu: false` leaves WebGPU off (navigator.gpu yields no adapter);
+ * `extraArgs` are further command-line flags.
+ */
+export async function launch({ webgpu = true, extraArgs = [] } = {}) {
+  const args = [...BASE_FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan"] : ["--disable-webgpu"]), ...extraArgs];
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     headless: true,

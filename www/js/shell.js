@@ -50,6 +50,8 @@ export function showError(err) {
 }
 
 // ---------- backend badge ----------
+let backendTitle = $("backend-badge").title;
+
 export function showBackend(info) {
   const badge = $("backend-badge");
   badge.classList.remove("pending", "gpu", "cpu");
@@ -58,9 +60,21 @@ export function showBackend(info) {
   badge.title = info.fallbackReason
     ? `Running on the CPU because ${info.fallbackReason}`
     : info.adapter;
+  backendTitle = badge.title;
   badge.dataset.backend = info.backend;
   if (info.fallbackReason) badge.textContent += " (no WebGPU)";
 }
+
+// Pointing at the badge adds the model worker's memory to its tooltip: the WebAssembly memory
+// grows to what the model has needed at most and is given back only with the worker.
+$("backend-badge").addEventListener("mouseenter", async () => {
+  try {
+    const { wasmBytes } = await worker.call("memory");
+    $("backend-badge").title = `${backendTitle}\nModel worker memory: ${(wasmBytes / 1e6).toFixed(1)} MB (WebAssembly)`;
+  } catch {
+    // A worker being restarted: the tooltip stays as it is.
+  }
+});
 
 // ---------- drop zones ----------
 /**

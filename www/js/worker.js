@@ -191,6 +191,12 @@ const handlers = {
     return backendInfo(device);
   },
 
+  /** This worker's WebAssembly memory (the backend badge's tooltip shows it; it never shrinks). */
+  async memory() {
+    const { memory } = await ready;
+    return { wasmBytes: memory.buffer.byteLength };
+  },
+
   async load({ bytes, device, arch, numClasses }) {
     const next = await Classifier.load(new Uint8Array(bytes), { device, arch, numClasses });
     classifier?.free();
