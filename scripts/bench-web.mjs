@@ -1,12 +1,15 @@
 // Runs www/bench.html in headless Debian Chromium, on WebGPU and on the CPU fallback, and
-// prints its JSON lines. A benchmark, not a test: `node scripts/bench-web.mjs [--no-train]`.
+// prints its JSON lines. A benchmark, not a test:
+//   node scripts/bench-web.mjs [--no-train] [--device webgpu|cpu]
 // (Needs pkg/ built by scripts/build-web.sh.)
 import { start } from "./serve.mjs";
 import { launch } from "../tests/e2e/browser.mjs";
 
 const train = !process.argv.includes("--no-train");
+const only = process.argv.indexOf("--device");
+const devices = only > 0 ? [process.argv[only + 1]] : ["webgpu", "cpu"];
 const server = await start({ port: 0 });
-for (const device of ["webgpu", "cpu"]) {
+for (const device of devices) {
   const browser = await launch({ webgpu: true });
   try {
     const page = await browser.newPage();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::data::views::{TestView, views};
 use crate::io::{ModelCard, WeightsFile};
-use crate::model::{ResNet, ResNetConfig};
+use crate::model::{FoldedResNet, ResNet, ResNetConfig};
 use crate::readback::read_f32;
 
 /// The 1000 ImageNet class names, in torchvision's order.
@@ -40,6 +40,9 @@ pub struct Classification {
 /// A model ready to classify, in eval mode (its BN layers use their running statistics).
 pub struct Classifier {
     model: ResNet,
+    /// What classifies: `model` with its BNs folded into the convolutions (the same logits
+    /// with fewer passes over the activations). `model` stays for export and fine-tuning.
+    folded: FoldedResNet,
     card: ModelCard,
     labels: Vec<String>,
     device: Device,
@@ -79,6 +82,7 @@ impl Classifier {
             _ => (0..num_classes).map(|i| format!("class {i}")).collect(),
         };
         Self {
+            folded: FoldedResNet::new(&model),
             model,
             card,
             labels,
@@ -125,7 +129,7 @@ impl Classifier {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.model.forward(x)
+        self.folded.forward(x)
     }
 
     /// Classifies an image, averaging the softmax over the views of `mode`; one read-back.

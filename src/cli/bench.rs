@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
+use crate::model::FoldedResNet;
 use crate::readback::read_f32;
 use crate::train::evaluate::loss_and_hits;
 use crate::train::{Sgd, SgdConfig};
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Timed batches; the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Inference with BatchNorm as separate layers, as in training (by default BN is
+    /// folded into the convolutions, as `classify` runs it).
+    #[arg(long)]
+    unfolded: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -59,10 +64,15 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
     match args.mode {
         Mode::Infer => {
             let model = config.init(&device);
+            let folded = (!args.unfolded).then(|| FoldedResNet::new(&model));
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
-                pollster::block_on(read_f32(model.forward(x.clone())))?;
+                let logits = match &folded {
+                    Some(folded) => folded.forward(x.clone()),
+                    None => model.forward(x.clone()),
+                };
+                pollster::block_on(read_f32(logits))?;
                 if i >= args.warmup {
                     times.push(started.elapsed().as_secs_f64());
                 }
@@ -98,6 +108,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "device": format!("{:?}", args.device.device).to_lowercase(),
         "batch": args.batch,
+        "bn": if args.mode == Mode::Train { "train" } else if args.unfolded { "separate" } else { "folded" },
         "size": size,
         "runs": args.runs,
         "ms_per_batch": (median * 1e4).round() / 10.0,

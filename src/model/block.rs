@@ -183,20 +183,7 @@ impl Block {
         if let Some(downsample) = &self.downsample {
             return downsample.bn.forward(downsample.conv.forward(x));
         }
-        let x = if self.stride > 1 {
-            // x[:, :, ::s, ::s], the subsampling of the paper's option A.
-            let s = self.stride as isize;
-            x.slice(s![.., .., 0..;s, 0..;s])
-        } else {
-            x
-        };
-        let [batch, channels, height, width] = x.dims();
-        if channels == out_channels {
-            return x;
-        }
-        // The new channels go after the existing ones, as in the original Torch code.
-        let zeros = Tensor::zeros([batch, out_channels - channels, height, width], &x.device());
-        Tensor::cat(vec![x, zeros], 1)
+        parameter_free_shortcut(x, self.stride, out_channels)
     }
 
     /// Applies the block.
@@ -212,6 +199,33 @@ impl Block {
         let out_channels = out.dims()[1];
         relu(out + self.shortcut(x, out_channels))
     }
+}
+
+/// The shortcut without parameters: the identity, or option A's subsampling by `stride`
+/// with zero channels appended up to `out_channels`.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, height, width]`
+/// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+pub(crate) fn parameter_free_shortcut(
+    x: Tensor<4>,
+    stride: usize,
+    out_channels: usize,
+) -> Tensor<4> {
+    let x = if stride > 1 {
+        // x[:, :, ::s, ::s], the subsampling of the paper's option A.
+        let s = stride as isize;
+        x.slice(s![.., .., 0..;s, 0..;s])
+    } else {
+        x
+    };
+    let [batch, channels, height, width] = x.dims();
+    if channels == out_channels {
+        return x;
+    }
+    // The new channels go after the existing ones, as in the original Torch code.
+    let zeros = Tensor::zeros([batch, out_channels - channels, height, width], &x.device());
+    Tensor::cat(vec![x, zeros], 1)
 }
 
 #[cfg(test)]

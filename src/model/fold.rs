@@ -1,0 +1,211 @@
+//! Inference with every BatchNorm folded into the convolution before it.
+//!
+//! In eval mode BN is an affine map per channel, `y = γ (x − μ) / σ + β` with
+//! σ = √(var + ε), so `BN(W ∗ x + b) = (s W) ∗ x + (β + s (b − μ))` with `s = γ / σ`
+//! per output channel. A folded net computes the same logits (up to float rounding) with one
+//! convolution plus bias where the net had a convolution and five element-wise passes over the
+//! activations (subtract, divide, multiply, add, and their broadcasts): on the CPU those
+//! passes cost as much memory traffic as a 1x1 convolution; on a GPU each is a dispatch.
+//!
+//! Folding is done with tensor operations on the model's device (no read-back, so it also
+//! runs in a browser); it leaves the [ResNet] it reads untouched. A folded net cannot train
+//! (batch statistics are gone) and is not saved: checkpoints and exports keep the real BN.
+
+use burn::module::Param;
+use burn::nn::BatchNorm;
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+
+use super::block::{Block, parameter_free_shortcut};
+use super::resnet::ResNet;
+
+/// `bn(conv(x))` as one convolution with a bias.
+fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {
+    let channels = bn.gamma.shape().dims::<1>()[0];
+    let sigma = bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+    let scale = bn.gamma.val() / sigma;
+    let bias = match &conv.bias {
+        Some(b) => b.val() - bn.running_mean.value(),
+        None => bn.running_mean.value().neg(),
+    };
+    let bias = bn.beta.val() + bias * scale.clone();
+    let weight = conv.weight.val() * scale.reshape([channels, 1, 1, 1]);
+    let mut folded = conv.clone();
+    folded.weight = Param::from_tensor(weight);
+    folded.bias = Some(Param::from_tensor(bias));
+    folded
+}
+
+/// A [Block] with its BNs folded.
+#[derive(Debug, Clone)]
+struct FoldedBlock {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Option<Conv2d>,
+    downsample: Option<Conv2d>,
+    stride: usize,
+    residual: bool,
+}
+
+impl FoldedBlock {
+    fn new(block: &Block) -> Self {
+        Self {
+            conv1: fold(&block.conv1, &block.bn1),
+            conv2: fold(&block.conv2, &block.bn2),
+            conv3: match (&block.conv3, &block.bn3) {
+                (Some(conv), Some(bn)) => Some(fold(conv, bn)),
+                _ => None,
+            },
+            downsample: block.downsample.as_ref().map(|d| fold(&d.conv, &d.bn)),
+            stride: block.stride,
+            residual: block.residual,
+        }
+    }
+
+    /// [Block::forward], folded.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
+        let out = match &self.conv3 {
+            Some(conv3) => conv3.forward(relu(out)),
+            None => out,
+        };
+        if !self.residual {
+            return relu(out);
+        }
+        let shortcut = match &self.downsample {
+            Some(projection) => projection.forward(x),
+            None => parameter_free_shortcut(x, self.stride, out.dims()[1]),
+        };
+        relu(out + shortcut)
+    }
+}
+
+/// A [ResNet] in eval mode with every BN folded into its convolution: the network
+/// [crate::infer::Classifier] runs.
+#[derive(Debug, Clone)]
+pub struct FoldedResNet {
+    conv1: Conv2d,
+    maxpool: Option<MaxPool2d>,
+    blocks: Vec<FoldedBlock>,
+    fc: Linear,
+}
+
+impl FoldedResNet {
+    /// Folds `model`'s running statistics into its convolutions.
+    pub fn new(model: &ResNet) -> Self {
+        Self {
+            conv1: fold(&model.conv1, &model.bn1),
+            maxpool: model.maxpool.clone(),
+            blocks: model.stages().flatten().map(FoldedBlock::new).collect(),
+            fc: model.fc.clone(),
+        }
+    }
+
+    /// [ResNet::forward] in eval mode.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, height, width]`
+    /// - output: `[batch, num_classes]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.conv1.forward(x));
+        let x = match &self.maxpool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        let [batch, channels, _, _] = x.dims();
+        self.fc
+            .forward(x.mean_dims(&[2, 3]).reshape([batch, channels]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::RunningState;
+    use burn::tensor::{Device, Distribution, Tensor, Tolerance};
+
+    use super::*;
+    use crate::model::arch::parse;
+    use crate::model::{ResNetConfig, ShortcutOption};
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    /// A net whose BNs are far from the identity, as after training: random γ, β, running
+    /// mean and variance (tame enough that 50 layers do not blow the logits up to where
+    /// float rounding alone differs by more than the tolerance).
+    fn trained_like(config: &ResNetConfig) -> ResNet {
+        let mut model = config.init(&device());
+        randomize(&mut model.bn1);
+        for stage in [
+            &mut model.layer1,
+            &mut model.layer2,
+            &mut model.layer3,
+            &mut model.layer4,
+        ] {
+            for block in stage.iter_mut() {
+                randomize(&mut block.bn1);
+                randomize(&mut block.bn2);
+                block.bn3.iter_mut().for_each(randomize);
+                block
+                    .downsample
+                    .iter_mut()
+                    .for_each(|d| randomize(&mut d.bn));
+            }
+        }
+        model
+    }
+
+    fn randomize(bn: &mut BatchNorm) {
+        let shape = bn.gamma.shape();
+        let random = |low, high| {
+            Tensor::<1>::random(shape.clone(), Distribution::Uniform(low, high), &device())
+        };
+        bn.gamma = Param::from_tensor(random(0.3, 1.2));
+        bn.beta = Param::from_tensor(random(-0.5, 0.5));
+        bn.running_mean = RunningState::new(random(-0.5, 0.5));
+        bn.running_var = RunningState::new(random(0.5, 2.0));
+    }
+
+    /// The folded net gives the unfolded net's eval-mode logits, for both block kinds, the
+    /// ImageNet stem, each shortcut option and a plain net.
+    #[test]
+    fn folding_keeps_the_logits() {
+        let cases = [
+            ("resnet20", None),
+            ("resnet20", Some(ShortcutOption::B)),
+            ("plain20", None),
+            ("resnet18", Some(ShortcutOption::C)),
+            ("resnet50", None),
+        ];
+        for (arch, shortcut) in cases {
+            let mut config = parse(arch).unwrap();
+            if let Some(option) = shortcut {
+                config = config.with_shortcut(option);
+            }
+            let size = if arch.starts_with("resnet5") || arch == "resnet18" {
+                64
+            } else {
+                32
+            };
+            let model = trained_like(&config);
+            let x = Tensor::<4>::random(
+                [2, 3, size, size],
+                Distribution::Normal(0.0, 1.0),
+                &device(),
+            );
+            let expected = model.forward(x.clone());
+            let scale = expected.clone().abs().max().into_scalar::<f32>();
+            let folded = FoldedResNet::new(&model).forward(x).into_data();
+            // Float rounding is relative to the logits' scale, not to each logit.
+            folded.assert_approx_eq::<f32>(
+                &expected.into_data(),
+                Tolerance::rel_abs(1e-4, 1e-5 * scale),
+            );
+        }
+    }
+}
