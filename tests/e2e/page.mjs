@@ -130,14 +130,42 @@ async function tenCropIsTheMeanOfItsViews(page, sample, backend) {
   check(Math.abs(total - 1) < 1e-3, `the 10-crop probabilities sum to 1 (${total.toFixed(5)})`);
 }
 
+/**
+ * A browser whose WebAssembly lacks SIMD (the package needs it) is told so in words, not
+ * with a CompileError: the worker's feature test is made to fail here.
+ */
+async function withoutSimd(browser) {
+  console.log("\na browser without WebAssembly SIMD");
+  const context = await browser.newContext();
+  await context.route("**/js/worker.js", async (route) => {
+    const response = await route.fetch();
+    const body = `WebAssembly.validate = () => false;\n${await response.text()}`;
+    await route.fulfill({ response, body });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(url);
+  await page.waitForSelector("#error:not([hidden])", { timeout: TIMEOUT });
+  const error = await page.textContent("#error");
+  check(error.includes("cannot run the model") && error.includes("SIMD"), `no-SIMD browser told why: "${error}"`);
+  const badge = await page.textContent("#backend-badge");
+  check(badge === "not supported", `backend badge says so: "${badge}"`);
+  await screenshot(page, "no-simd");
+  check(errors.length === 0, `no uncaught page errors (${errors.map(String).join("; ")})`);
+  await context.close();
+}
+
 let failed = false;
 for (const [name, webgpu, backend] of [
   ["classify on WebGPU", true, "webgpu"],
   ["classify with WebGPU off (CPU fallback)", false, "cpu"],
+  ["no SIMD", true, "no-simd"],
 ]) {
   const browser = await launch({ webgpu });
   try {
-    await classifyDropped(browser, name, backend);
+    if (backend === "no-simd") await withoutSimd(browser);
+    else await classifyDropped(browser, name, backend);
   } catch (err) {
     failed = true;
     console.error(err);

@@ -60,6 +60,7 @@ async function loadModel(bytes, options = {}) {
     await loaded(described);
   } catch (err) {
     $("model-info").textContent = "No model loaded.";
+    if (err.kind === "unsupported") showBackend({ backend: "none", unsupported: err.message });
     showError(err);
   }
 }

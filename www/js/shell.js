@@ -31,6 +31,7 @@ const FRIENDLY = {
   device: "The graphics device is not available",
   input: "Invalid input",
   snapshot: "The saved snapshot cannot be restored",
+  unsupported: "This browser cannot run the model",
   internal: "Something went wrong inside the model worker (reload the page to recover)",
 };
 
@@ -55,6 +56,11 @@ let backendTitle = $("backend-badge").title;
 export function showBackend(info) {
   const badge = $("backend-badge");
   badge.classList.remove("pending", "gpu", "cpu");
+  if (info.unsupported) {
+    badge.textContent = "not supported";
+    badge.title = info.unsupported;
+    return;
+  }
   badge.classList.add(info.backend === "webgpu" ? "gpu" : "cpu");
   badge.textContent = info.backend === "webgpu" ? `WebGPU · ${info.adapter}` : "CPU · WebAssembly";
   badge.title = info.fallbackReason

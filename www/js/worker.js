@@ -5,13 +5,27 @@
 
 import init, { Classifier, Dataset, Trainer, backendInfo, version } from "../pkg/resnet.js";
 
-const ready = init();
-let classifier = null;
-
 /** Typed error for the page. */
 function fail(kind, message) {
   return Object.assign(new Error(message), { kind });
 }
+
+// The package is built with WebAssembly SIMD (its CPU kernels are several times faster with
+// it); a browser without SIMD cannot compile it at all, so say so instead of a CompileError.
+// The bytes: a function returning i8x16.popcnt(i8x16.splat(0)) (as in wasm-feature-detect).
+const simd = WebAssembly.validate(
+  new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]),
+);
+const ready = simd
+  ? init()
+  : Promise.reject(
+      fail(
+        "unsupported",
+        "this browser's WebAssembly has no SIMD, which the model needs (Chrome and Edge 91+, Firefox 89+, Safari 16.4+ have it)",
+      ),
+    );
+ready.catch(() => {}); // reported with each request below
+let classifier = null;
 
 function describe(classifier) {
   return {
