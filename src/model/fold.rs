@@ -20,7 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use super::block::{Block, parameter_free_shortcut};
-use super::resnet::ResNet;
+use super::resnet::{ResNet, pool_and_classify};
 
 /// `bn(conv(x))` as one convolution with a bias.
 fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {
@@ -116,9 +116,7 @@ impl FoldedResNet {
             None => x,
         };
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
-        let [batch, channels, _, _] = x.dims();
-        self.fc
-            .forward(x.mean_dims(&[2, 3]).reshape([batch, channels]))
+        pool_and_classify(&self.fc, x)
     }
 }
 

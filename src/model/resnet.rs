@@ -135,6 +135,16 @@ impl ResNetConfig {
     }
 }
 
+/// Global average pooling, then `fc`: the head of [ResNet] and of its folded form.
+///
+/// # Shapes
+/// - `features`: `[batch, feature_channels, h, w]`
+/// - output: `[batch, num_classes]`
+pub(crate) fn pool_and_classify(fc: &Linear, features: Tensor<4>) -> Tensor<2> {
+    let [batch, channels, _, _] = features.dims();
+    fc.forward(features.mean_dims(&[2, 3]).reshape([batch, channels]))
+}
+
 /// A ResNet (or its plain twin) of either family.
 ///
 /// Field names follow torchvision (`conv1, bn1, layer1..4, fc`); CIFAR nets leave `layer4`
@@ -202,9 +212,7 @@ impl ResNet {
     /// - `features`: `[batch, feature_channels, h, w]`
     /// - output: `[batch, num_classes]`
     pub fn forward_head(&self, features: Tensor<4>) -> Tensor<2> {
-        let [batch, channels, _, _] = features.dims();
-        let pooled = features.mean_dims(&[2, 3]).reshape([batch, channels]);
-        self.fc.forward(pooled)
+        pool_and_classify(&self.fc, features)
     }
 
     /// Logits for a batch of normalised images.
