@@ -1,6 +1,7 @@
 //! The residual building blocks of Figure 5: BasicBlock (two 3x3) and Bottleneck
 //! (1x1, 3x3, 1x1), both computing `y = relu(F(x) + shortcut(x))` — or `relu(F(x))` in a
-//! plain net.
+//! plain net. The successors' blocks are the same code: ResNeXt groups the bottleneck's 3x3,
+//! Wide ResNet widens it, SE-nets gate F(x) before the sum ([BlockVariant]).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -10,6 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
+use super::se::SqueezeExcitation;
 
 /// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —
 /// torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
@@ -28,12 +30,36 @@ pub(crate) fn conv(
     stride: usize,
     device: &Device,
 ) -> Conv2d {
+    grouped_conv(in_channels, out_channels, kernel, stride, 1, device)
+}
+
+/// [conv] split into `groups` groups (ResNeXt's 3x3).
+///
+/// Burn's fan-out of a grouped convolution is `out / groups · k²`; PyTorch's
+/// `kaiming_normal_` uses `out · k²` whatever the groups, so a grouped layer gets the
+/// explicit normal that torchvision's ResNeXt starts from.
+pub(crate) fn grouped_conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
     let pad = kernel / 2;
+    let initializer = match groups {
+        1 => he_normal_fan_out(),
+        _ => Initializer::Normal {
+            mean: 0.0,
+            std: (2.0 / (out_channels * kernel * kernel) as f64).sqrt(),
+        },
+    };
     Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_groups(groups)
         .with_bias(false)
-        .with_initializer(he_normal_fan_out())
+        .with_initializer(initializer)
         .init(device)
 }
 
@@ -53,7 +79,8 @@ pub struct BlockConfig {
     pub kind: BlockKind,
     /// Channels of the block's input.
     pub in_channels: usize,
-    /// Inner width; the block outputs `planes * expansion` channels.
+    /// Planes; the block outputs `planes * expansion` channels. A bottleneck's inner width
+    /// is [BlockConfig::width] (`planes` unless grouped or widened).
     pub planes: usize,
     /// Spatial stride of the block (2 at the first block of a downsampling stage).
     #[config(default = 1)]
@@ -67,6 +94,15 @@ impl BlockConfig {
     /// Channels the block outputs.
     pub fn out_channels(&self) -> usize {
         self.planes * self.kind.expansion()
+    }
+
+    /// Channels inside the block: `planes` for a basic block, the variant's bottleneck width
+    /// (`planes` for ResNet, `2 · planes` for resnext50_32x4d and wide_resnet50_2).
+    pub fn width(&self) -> usize {
+        match self.kind {
+            BlockKind::Basic => self.planes,
+            BlockKind::Bottleneck => self.joining.variant.bottleneck_width(self.planes),
+        }
     }
 
     /// Whether the shortcut is a 1x1 projection (and so has parameters).
@@ -83,6 +119,7 @@ impl BlockConfig {
     /// Initialize a new [Block].
     pub fn init(&self, device: &Device) -> Block {
         let out = self.out_channels();
+        let width = self.width();
         let zero = self.joining.zero_init_residual;
         let (conv1, conv2, conv3, bn3) = match self.kind {
             BlockKind::Basic => (
@@ -96,10 +133,11 @@ impl BlockConfig {
                     StridePlacement::V1 => (self.stride, 1),
                     StridePlacement::V1_5 => (1, self.stride),
                 };
+                let groups = self.joining.variant.groups;
                 (
-                    conv(self.in_channels, self.planes, 1, stride_1x1, device),
-                    conv(self.planes, self.planes, 3, stride_3x3, device),
-                    Some(conv(self.planes, out, 1, 1, device)),
+                    conv(self.in_channels, width, 1, stride_1x1, device),
+                    grouped_conv(width, width, 3, stride_3x3, groups, device),
+                    Some(conv(width, out, 1, 1, device)),
                     Some(batch_norm(out, zero, device)),
                 )
             }
@@ -109,13 +147,19 @@ impl BlockConfig {
             conv: conv(self.in_channels, out, 1, self.stride, device),
             bn: batch_norm(out, false, device),
         });
+        let se = self
+            .joining
+            .variant
+            .squeeze_excitation
+            .then(|| SqueezeExcitation::new(out, device));
         Block {
             conv1,
-            bn1: batch_norm(self.planes, false, device),
+            bn1: batch_norm(width, false, device),
             conv2,
-            bn2: batch_norm(self.planes, zero && last_bn_is_bn2, device),
+            bn2: batch_norm(width, zero && last_bn_is_bn2, device),
             conv3,
             bn3,
+            se,
             downsample,
             stride: self.stride,
             residual: self.joining.residual,
@@ -150,6 +194,8 @@ pub struct Block {
     pub conv3: Option<Conv2d>,
     /// Bottleneck only: BN after `conv3`.
     pub bn3: Option<BatchNorm>,
+    /// SE-nets only: the gate on F(x), after its last BN.
+    pub se: Option<SqueezeExcitation>,
     /// Projection shortcut, where the option calls for one.
     pub downsample: Option<Downsample>,
     /// Spatial stride of the block; option A's shortcut subsamples by it.
@@ -167,9 +213,13 @@ impl Block {
     pub fn residual_branch(&self, x: Tensor<4>) -> Tensor<4> {
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
         let out = self.bn2.forward(self.conv2.forward(out));
-        match (&self.conv3, &self.bn3) {
+        let out = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
             _ => out,
+        };
+        match &self.se {
+            Some(se) => se.forward(out),
+            None => out,
         }
     }
 

@@ -65,6 +65,55 @@ pub enum Stem {
     Cifar,
 }
 
+/// What ResNet's successors change inside a block: ResNeXt's grouped 3x3 (Xie et al. 2017),
+/// Wide ResNet's wider bottleneck (Zagoruyko & Komodakis 2016) and squeeze-excitation (Hu et
+/// al. 2018). [BlockVariant::RESNET] is the 2015 block. The fields are torchvision's `groups`
+/// and `width_per_group` and timm's `attn_layer='se'`, so their checkpoints map by name.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub struct BlockVariant {
+    /// Groups of each bottleneck's 3x3 convolution: ResNeXt's cardinality C (32 in
+    /// resnext50_32x4d); 1 in ResNet and Wide ResNet.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Channels per group of the first stage's 3x3 (ResNeXt's d, torchvision's
+    /// `width_per_group`), doubled at each stage like the planes: 4 in resnext50_32x4d, 128 in
+    /// wide_resnet50_2, 64 in ResNet. A bottleneck's inner width is
+    /// `planes * width_per_group / 64 * groups`.
+    #[config(default = 64)]
+    pub width_per_group: usize,
+    /// A squeeze-and-excitation gate on each block's residual branch, after its last BN (timm's
+    /// `SEModule`: global pool, 1x1 conv with bias to channels/16 rounded to a multiple of 8,
+    /// ReLU, 1x1 conv back, sigmoid).
+    #[config(default = false)]
+    pub squeeze_excitation: bool,
+}
+
+impl BlockVariant {
+    /// The 2015 ResNet block: no groups, torchvision's widths, no gate.
+    pub const RESNET: BlockVariant = BlockVariant {
+        groups: 1,
+        width_per_group: 64,
+        squeeze_excitation: false,
+    };
+
+    /// Inner width of a bottleneck with `planes` planes (torchvision's
+    /// `int(planes * (width_per_group / 64.)) * groups`).
+    pub fn bottleneck_width(&self, planes: usize) -> usize {
+        planes * self.width_per_group / 64 * self.groups
+    }
+
+    /// Whether the width differs from ResNet's (grouped or widened).
+    pub fn reshapes_bottleneck(&self) -> bool {
+        self.groups != 1 || self.width_per_group != 64
+    }
+}
+
+impl Default for BlockVariant {
+    fn default() -> Self {
+        Self::RESNET
+    }
+}
+
 /// The choices every block of a net shares, taken from its [ResNetConfig] (which documents
 /// each field and takes its defaults from [Joining::DEFAULT]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -77,6 +126,8 @@ pub struct Joining {
     pub residual: bool,
     /// [ResNetConfig::zero_init_residual].
     pub zero_init_residual: bool,
+    /// [ResNetConfig::variant], [BlockVariant::RESNET] where it is `None`.
+    pub variant: BlockVariant,
 }
 
 impl Joining {
@@ -86,6 +137,7 @@ impl Joining {
         stride_placement: StridePlacement::V1_5,
         residual: true,
         zero_init_residual: false,
+        variant: BlockVariant::RESNET,
     };
 }
 
@@ -126,9 +178,17 @@ pub struct ResNetConfig {
     /// Channels of the input image.
     #[config(default = 3)]
     pub in_channels: usize,
+    /// ResNeXt / Wide ResNet / SE blocks; `None` is the 2015 ResNet (and what weights files
+    /// written before the variants existed say, by leaving the field out).
+    pub variant: Option<BlockVariant>,
 }
 
 impl ResNetConfig {
+    /// The block variant, [BlockVariant::RESNET] where none is set.
+    pub fn block_variant(&self) -> BlockVariant {
+        self.variant.unwrap_or_default()
+    }
+
     /// Planes (inner width) of every stage.
     pub fn stage_planes(&self) -> Vec<usize> {
         (0..self.layers.len())
@@ -164,17 +224,35 @@ impl ResNetConfig {
         stem << self.layers.len().saturating_sub(1)
     }
 
-    /// A short human name: `resnet50`, `plain20`, `resnet20-B`, `resnet50-v1`.
+    /// A short human name: `resnet50`, `plain20`, `resnet20-B`, `resnet50-v1`,
+    /// `resnext50_32x4d`, `wide_resnet50_2`, `seresnet50`; [crate::model::arch::parse] reads
+    /// it back.
     pub fn name(&self) -> String {
-        let family = if self.residual { "resnet" } else { "plain" };
-        let default_shortcut = match self.stem {
-            Stem::ImageNet => ShortcutOption::B,
-            Stem::Cifar => ShortcutOption::A,
+        let variant = self.block_variant();
+        let depth = self.depth();
+        let se = if variant.squeeze_excitation { "se" } else { "" };
+        let mut name = if variant.groups > 1 || variant.width_per_group % 64 != 0 {
+            format!(
+                "{se}resnext{depth}_{}x{}d",
+                variant.groups, variant.width_per_group
+            )
+        } else if variant.width_per_group != 64 {
+            format!("{se}wide_resnet{depth}_{}", variant.width_per_group / 64)
+        } else if self.residual || variant.squeeze_excitation {
+            format!("{se}resnet{depth}")
+        } else {
+            format!("plain{depth}")
         };
-        let mut name = format!("{family}{}", self.depth());
-        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(self.depth()).is_some() {
+        if !self.residual && variant != BlockVariant::RESNET {
+            name = format!("plain-{name}");
+        }
+        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(depth).is_some() {
             name = format!("cifar-{name}");
         }
+        let default_shortcut = match (self.stem, self.block) {
+            (Stem::Cifar, BlockKind::Basic) => ShortcutOption::A,
+            _ => ShortcutOption::B,
+        };
         if self.residual && self.shortcut != default_shortcut {
             name.push_str(&format!("-{:?}", self.shortcut));
         }

@@ -20,6 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use super::block::{Block, parameter_free_shortcut};
+use super::se::SqueezeExcitation;
 use super::resnet::{ResNet, pool_and_classify};
 
 /// `bn(conv(x))` as one convolution with a bias.
@@ -45,6 +46,7 @@ struct FoldedBlock {
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Option<Conv2d>,
+    se: Option<SqueezeExcitation>,
     downsample: Option<Conv2d>,
     stride: usize,
     residual: bool,
@@ -59,6 +61,7 @@ impl FoldedBlock {
                 (Some(conv), Some(bn)) => Some(fold(conv, bn)),
                 _ => None,
             },
+            se: block.se.clone(),
             downsample: block.downsample.as_ref().map(|d| fold(&d.conv, &d.bn)),
             stride: block.stride,
             residual: block.residual,
@@ -70,6 +73,10 @@ impl FoldedBlock {
         let out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
         let out = match &self.conv3 {
             Some(conv3) => conv3.forward(relu(out)),
+            None => out,
+        };
+        let out = match &self.se {
+            Some(se) => se.forward(out),
             None => out,
         };
         if !self.residual {
@@ -179,13 +186,16 @@ mod tests {
             ("plain20", None),
             ("resnet18", Some(ShortcutOption::C)),
             ("resnet50", None),
+            ("resnext29_2x4d", None),
+            ("seresnext50_2x8d", None),
+            ("seresnet18", None),
         ];
         for (arch, shortcut) in cases {
             let mut config = parse(arch).unwrap();
             if let Some(option) = shortcut {
                 config = config.with_shortcut(option);
             }
-            let size = if arch.starts_with("resnet5") || arch == "resnet18" {
+            let size = if arch.contains("50") || arch.ends_with("18") {
                 64
             } else {
                 32

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
-use super::config::{Joining, ResNetConfig, Stem};
+use super::config::{BlockKind, Joining, ResNetConfig, Stem};
 
 /// Why a configuration cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum ConfigError {
     /// Zero classes, zero width or zero input channels.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// A block variant the block kind cannot take, or a width that rounds to zero.
+    #[error("{0}")]
+    Variant(String),
     /// A network too large to allocate (a crafted or mistyped configuration).
     #[error("the network is too large to build: {0}")]
     TooLarge(String),
@@ -43,6 +46,33 @@ impl ResNetConfig {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        let variant = self.block_variant();
+        if self.block == BlockKind::Basic && variant.reshapes_bottleneck() {
+            // torchvision refuses the same ("BasicBlock only supports groups=1 and
+            // base_width=64"): ResNeXt and Wide ResNet change the bottleneck's 3x3.
+            return Err(ConfigError::Variant(format!(
+                "basic blocks have no bottleneck to group or widen (groups {}, width per group \
+                 {}): use a bottleneck depth (50, 101, 152) or a CIFAR ResNeXt (9n+2)",
+                variant.groups, variant.width_per_group
+            )));
+        }
+        if variant.groups == 0 || variant.width_per_group == 0 {
+            return Err(ConfigError::Zero("groups and width_per_group"));
+        }
+        if variant.groups > 1 << 12 || variant.width_per_group > 1 << 16 {
+            return Err(ConfigError::TooLarge(format!(
+                "{} groups of width {}",
+                variant.groups, variant.width_per_group
+            )));
+        }
+        if self.block == BlockKind::Bottleneck
+            && variant.bottleneck_width(self.base_width) == 0
+        {
+            return Err(ConfigError::Variant(format!(
+                "a first stage of {} planes at {} channels per group has no channels",
+                self.base_width, variant.width_per_group
+            )));
         }
         // Bound the inputs first so that counting the parameters cannot overflow.
         if self.layers.iter().any(|&n| n > 10_000)
@@ -71,6 +101,7 @@ impl ResNetConfig {
             stride_placement: self.stride_placement,
             residual: self.residual,
             zero_init_residual: self.zero_init_residual,
+            variant: self.block_variant(),
         }
     }
 
@@ -305,10 +336,17 @@ mod tests {
     /// `stats` tests against torchvision's figures.
     #[test]
     fn module_parameters_equal_the_analytic_count() {
-        for arch in KNOWN
-            .iter()
-            .chain(&["plain18", "plain20", "plain34", "resnet50-v1"])
-        {
+        for arch in KNOWN.iter().chain(&[
+            "plain18",
+            "plain20",
+            "plain34",
+            "resnet50-v1",
+            "resnext50_32x4d",
+            "wide_resnet50_2",
+            "seresnext50_32x4d",
+            "seresnet18",
+            "resnext29_8x64d",
+        ]) {
             let config = match arch.strip_suffix("-v1") {
                 // The paper's v1: the stride on the first 1x1 of each bottleneck.
                 Some(name) => parse(name)
@@ -410,21 +448,55 @@ mod tests {
             .assert_eq(&relu(block.residual_branch(x)).into_data(), true);
     }
 
+    /// The successors at a small input: shapes of every stage and the logits.
+    #[test]
+    fn successors_classify_and_keep_the_stage_widths() {
+        for (arch, widths) in [
+            ("resnext50_32x4d", [256, 512, 1024, 2048]),
+            ("seresnet18", [64, 128, 256, 512]),
+        ] {
+            let model = parse(arch).unwrap().init(&device());
+            let features = model.forward_features(random([1, 3, 64, 64]));
+            let channels: Vec<usize> = features.iter().map(|f| f.dims()[1]).collect();
+            assert_eq!(channels, widths, "{arch}");
+            assert_eq!(model.forward(random([2, 3, 64, 64])).dims(), [2, 1000]);
+        }
+        let cifar = parse("resnext29_8x64d").unwrap().init(&device());
+        assert_eq!(cifar.forward(random([1, 3, 32, 32])).dims(), [1, 10]);
+    }
+
     #[test]
     fn invalid_configurations_are_refused() {
         let bad = ResNetConfig::new(vec![], BlockKind::Basic, Stem::Cifar, 16);
         assert!(matches!(bad.validate(), Err(ConfigError::Layers(_))));
+        let grouped_basic = parse("resnet18").unwrap().with_variant(Some(
+            crate::model::BlockVariant::new().with_groups(32),
+        ));
+        let err = grouped_basic.validate().unwrap_err().to_string();
+        assert!(err.contains("basic blocks have no bottleneck"), "{err}");
+        let zero = parse("resnet50").unwrap().with_variant(Some(
+            crate::model::BlockVariant::new().with_width_per_group(0),
+        ));
+        assert!(zero.validate().is_err());
         let bad = parse("resnet20").unwrap().with_num_classes(0);
         assert_eq!(bad.validate(), Err(ConfigError::Zero("num_classes")));
     }
 
-    /// He init, fan-out: conv weights have std sqrt(2 / (k² · out_channels)).
+    /// He init, fan-out: conv weights have std sqrt(2 / (k² · out_channels)), grouped ones
+    /// included (PyTorch's fan-out ignores the groups; Burn's default would divide by them).
     #[test]
     fn convolutions_use_he_fan_out_init() {
         let model = parse("resnet50").unwrap().init(&device());
         // layer3.1.conv2: 3x3, 256 → 256.
-        let values = model.layer3[1]
-            .conv2
+        assert_he_fan_out(&model.layer3[1].conv2, 256);
+        // resnext50_32x4d's layer3.1.conv2: 3x3, 512 → 512 in 32 groups.
+        let resnext = parse("resnext50_32x4d").unwrap().init(&device());
+        assert_eq!(resnext.layer3[1].conv2.weight.dims(), [512, 16, 3, 3]);
+        assert_he_fan_out(&resnext.layer3[1].conv2, 512);
+    }
+
+    fn assert_he_fan_out(conv: &Conv2d, out_channels: usize) {
+        let values = conv
             .weight
             .val()
             .into_data()
@@ -437,7 +509,7 @@ mod tests {
             .map(|&v| (v as f64 - mean).powi(2))
             .sum::<f64>()
             / n;
-        let expected = (2.0f64 / (9.0 * 256.0)).sqrt();
+        let expected = (2.0f64 / (9.0 * out_channels as f64)).sqrt();
         assert!(
             (var.sqrt() - expected).abs() / expected < 0.02,
             "{} vs {expected}",
