@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use resnet::infer::Classifier;
 use resnet::io::npy::NpyF32;
 use resnet::io::{ModelCard, Precision, WeightsError, WeightsFile};
-use resnet::model::{BlockKind, ResNetConfig, Stem, arch};
+use resnet::model::{BlockKind, BlockVariant, ResNetConfig, Stem, arch};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +71,25 @@ fn torchvision_bottleneck_matches_pytorch() {
         "tv_bottleneck",
         narrow(BlockKind::Bottleneck),
     );
+}
+
+/// torchvision's ResNeXt bottleneck (grouped 3x3) in the narrow fixture net.
+#[test]
+fn torchvision_resnext_matches_pytorch() {
+    let variant = BlockVariant::new().with_groups(4).with_width_per_group(16);
+    let config = narrow(BlockKind::Bottleneck).with_variant(Some(variant));
+    assert_parity("tv_resnext.pth", "tv_resnext", config);
+}
+
+/// timm's SE-ResNeXt: its key names (`se.fc1`, `se.fc2`) and its SE reduction rounding.
+#[test]
+fn timm_seresnext_matches_pytorch() {
+    let variant = BlockVariant::new()
+        .with_groups(4)
+        .with_width_per_group(16)
+        .with_squeeze_excitation(true);
+    let config = narrow(BlockKind::Bottleneck).with_variant(Some(variant));
+    assert_parity("timm_seresnext.pth", "timm_seresnext", config);
 }
 
 #[test]

@@ -121,4 +121,20 @@ mod tests {
         card.normalization.mean[0] = f32::NAN;
         assert!(card.validate().is_err());
     }
+
+    /// A card written before the block variants existed (this JSON is what the bundled
+    /// ResNet-20 card said) still reads, as the 2015 ResNet; a ResNeXt card round-trips.
+    #[test]
+    fn cards_without_a_variant_read_as_the_2015_resnet() {
+        let old = r#"{"config":{"layers":[3,3,3],"block":"Basic","stem":"Cifar","base_width":16,
+            "num_classes":10,"shortcut":"A","stride_placement":"V1_5","residual":true,
+            "zero_init_residual":false,"in_channels":3},"labels":null,
+            "normalization":{"mean":[0.4914,0.4822,0.4465],"std":[0.247,0.2435,0.2616]},
+            "input_size":32,"description":null}"#;
+        let card: ModelCard = serde_json::from_str(old).unwrap();
+        assert_eq!(card.config, crate::model::arch::parse("resnet20").unwrap());
+        let resnext = ModelCard::for_config(crate::model::arch::parse("resnext50_32x4d").unwrap());
+        let json = serde_json::to_string(&resnext).unwrap();
+        assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), resnext);
+    }
 }
