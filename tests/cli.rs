@@ -87,12 +87,30 @@ fn info_reports_exact_parameter_counts_as_json() {
         "160",
     ]);
     assert!(text.contains("resnet50: 23,528,522 parameters"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--arch", "resnext101_32x8d", "--json"])).unwrap();
+    assert_eq!(
+        (&json["arch"], &json["params"], &json["groups"]),
+        (&"resnext101_32x8d".into(), &88_791_336.into(), &32.into())
+    );
+    let text = ok(&["info", "--arch", "seresnext50_32x4d"]);
+    assert!(
+        text.contains("seresnext50_32x4d: 27,559,896 parameters")
+            && text.contains("3x3 in 32 groups of 4 channels")
+            && text.contains("squeeze-excitation"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let err = refused(&["info", "--arch", "resnet19"]);
     assert!(err.contains("unknown architecture 'resnet19'"), "{err}");
+    // The refusal lists the whole family.
+    assert!(
+        err.contains("resnext50_32x4d") && err.contains("seresnet"),
+        "{err}"
+    );
     let err = refused(&["info", "--arch", "resnet20", "--classes", "0"]);
     assert!(err.contains("num_classes must be at least 1"), "{err}");
 }

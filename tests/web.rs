@@ -672,3 +672,93 @@ async fn cifar_binaries_become_a_dataset_a_trainer_steps_on() {
         "{losses:?}"
     );
 }
+
+/// `values` of a tensor on any device, read without blocking the page.
+async fn read(tensor: burn::tensor::Tensor<4>) -> Vec<f32> {
+    tensor
+        .into_data_async()
+        .await
+        .unwrap()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    web_sys::console::log_1(&format!("{what}: max |Δ| = {diff:e} (scale {scale:e})").into());
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{what}: max |Δ| = {diff}, scale {scale}"
+    );
+}
+
+/// The successors' ops on WebGPU against the CPU (flex) in the same page: a SE-ResNeXt
+/// bottleneck (1x1, grouped 3x3 with stride 2, 1x1, squeeze-excitation, projection) forward
+/// in train mode, and the gradients of its input, of the grouped 3x3 and of the SE layer.
+#[wasm_bindgen_test]
+async fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_webgpu() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::model::{BlockConfig, BlockKind, BlockVariant, Joining};
+
+    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
+        .await
+        .unwrap();
+    let variant = BlockVariant::new()
+        .with_groups(4)
+        .with_width_per_group(32)
+        .with_squeeze_excitation(true);
+    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
+        .with_stride(2)
+        .with_joining(Joining {
+            variant,
+            ..Joining::DEFAULT
+        });
+    let cpu = Device::flex().autodiff();
+    let block = config.init(&Device::flex());
+    assert_eq!(block.conv2.weight.dims(), [32, 8, 3, 3]);
+    let x = Tensor::<4>::random(
+        [2, 24, 9, 9],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let weights = Tensor::<4>::random(
+        [2, 64, 5, 5],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let (x_data, weights_data) = (x.to_data(), weights.to_data());
+
+    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    for device in [cpu, gpu.autodiff()] {
+        let block = block.clone().fork(&device).train();
+        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
+        let weights = Tensor::<4>::from_data(weights_data.clone(), &device);
+        let y = block.forward(x.clone());
+        // A random weighting, so that every output element's gradient differs.
+        let grads = (y.clone() * weights).sum().backward();
+        let se = block.se.as_ref().unwrap();
+        results.push(vec![
+            read(y).await,
+            read(x.grad(&grads).unwrap()).await,
+            read(block.conv2.weight.grad(&grads).unwrap()).await,
+            read(se.fc1.weight.grad(&grads).unwrap()).await,
+            read(se.fc2.weight.grad(&grads).unwrap()).await,
+        ]);
+    }
+    let names = [
+        "output",
+        "input gradient",
+        "grouped 3x3 gradient",
+        "se.fc1 gradient",
+        "se.fc2 gradient",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        assert_close(name, &results[1][i], &results[0][i]);
+    }
+}

@@ -113,8 +113,9 @@ enum Command {
 /// Which architecture: a name plus the paper's variations.
 #[derive(Args, Debug, Clone)]
 struct ModelArgs {
-    /// resnet18/34/50/101/152, resnet20/32/44/56/110 (any 6n+2), plain18, plain20, …
-    /// (optional when a .bpk weights file names its own).
+    /// resnet18/34/50/101/152, resnet20/32/44/56/110 (any 6n+2), plain18, plain20, …,
+    /// resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, seresnet50, seresnext50_32x4d,
+    /// resnext29_8x64d (CIFAR), … (optional when a .bpk weights file names its own).
     #[arg(long)]
     arch: Option<String>,
     /// Number of classes [default: 1000 for ImageNet nets, 10 for CIFAR nets].
@@ -245,11 +246,26 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         value["layers"] = serde_json::json!(config.layers);
         value["shortcut"] = format!("{:?}", config.shortcut).into();
         value["residual"] = config.residual.into();
+        let variant = config.block_variant();
+        value["groups"] = variant.groups.into();
+        value["width_per_group"] = variant.width_per_group.into();
+        value["squeeze_excitation"] = variant.squeeze_excitation.into();
         println!("{value}");
     } else {
+        let variant = config.block_variant();
+        let mut extras = String::new();
+        if variant.reshapes_bottleneck() {
+            extras.push_str(&format!(
+                ", 3x3 in {} groups of {} channels at the first stage",
+                variant.groups, variant.width_per_group
+            ));
+        }
+        if variant.squeeze_excitation {
+            extras.push_str(", squeeze-excitation");
+        }
         println!(
             "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \
-             ({:?} blocks {:?}, shortcut option {:?}, {} classes)",
+             ({:?} blocks {:?}, shortcut option {:?}{extras}, {} classes)",
             stats.arch,
             thousands(stats.params as u64),
             stats.macs as f64 / 1e9,

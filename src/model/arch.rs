@@ -193,18 +193,32 @@ mod tests {
     fn parses_the_successors() {
         let x50 = parse("resnext50_32x4d").unwrap();
         let v = x50.block_variant();
-        assert_eq!((x50.layers.clone(), x50.stem), (vec![3, 4, 6, 3], Stem::ImageNet));
-        assert_eq!((v.groups, v.width_per_group, v.squeeze_excitation), (32, 4, false));
+        assert_eq!(
+            (x50.layers.clone(), x50.stem),
+            (vec![3, 4, 6, 3], Stem::ImageNet)
+        );
+        assert_eq!(
+            (v.groups, v.width_per_group, v.squeeze_excitation),
+            (32, 4, false)
+        );
         let wide = parse("wide_resnet101_2").unwrap().block_variant();
         assert_eq!((wide.groups, wide.width_per_group), (1, 128));
         let se = parse("seresnext50_32x4d").unwrap().block_variant();
-        assert_eq!((se.groups, se.width_per_group, se.squeeze_excitation), (32, 4, true));
+        assert_eq!(
+            (se.groups, se.width_per_group, se.squeeze_excitation),
+            (32, 4, true)
+        );
         let se18 = parse("seresnet18").unwrap();
         assert_eq!(se18.block, BlockKind::Basic);
         assert!(se18.block_variant().squeeze_excitation);
         let cifar = parse("resnext29_8x64d").unwrap();
         assert_eq!(
-            (cifar.stem, cifar.layers.clone(), cifar.num_classes, cifar.shortcut),
+            (
+                cifar.stem,
+                cifar.layers.clone(),
+                cifar.num_classes,
+                cifar.shortcut
+            ),
             (Stem::Cifar, vec![3, 3, 3], 10, ShortcutOption::B)
         );
         assert_eq!(cifar.block_variant().bottleneck_width(64), 512);

@@ -20,8 +20,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use super::block::{Block, parameter_free_shortcut};
-use super::se::SqueezeExcitation;
 use super::resnet::{ResNet, pool_and_classify};
+use super::se::SqueezeExcitation;
 
 /// `bn(conv(x))` as one convolution with a bias.
 fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {

@@ -10,7 +10,9 @@ mod se;
 mod stats;
 
 pub use block::{Block, BlockConfig, Downsample};
-pub use config::{BlockKind, BlockVariant, Joining, ResNetConfig, ShortcutOption, Stem, StridePlacement};
+pub use config::{
+    BlockKind, BlockVariant, Joining, ResNetConfig, ShortcutOption, Stem, StridePlacement,
+};
 pub use fold::FoldedResNet;
 pub use resnet::{ConfigError, ResNet};
 pub use se::SqueezeExcitation;

@@ -66,9 +66,7 @@ impl ResNetConfig {
                 variant.groups, variant.width_per_group
             )));
         }
-        if self.block == BlockKind::Bottleneck
-            && variant.bottleneck_width(self.base_width) == 0
-        {
+        if self.block == BlockKind::Bottleneck && variant.bottleneck_width(self.base_width) == 0 {
             return Err(ConfigError::Variant(format!(
                 "a first stage of {} planes at {} channels per group has no channels",
                 self.base_width, variant.width_per_group
@@ -469,9 +467,9 @@ mod tests {
     fn invalid_configurations_are_refused() {
         let bad = ResNetConfig::new(vec![], BlockKind::Basic, Stem::Cifar, 16);
         assert!(matches!(bad.validate(), Err(ConfigError::Layers(_))));
-        let grouped_basic = parse("resnet18").unwrap().with_variant(Some(
-            crate::model::BlockVariant::new().with_groups(32),
-        ));
+        let grouped_basic = parse("resnet18")
+            .unwrap()
+            .with_variant(Some(crate::model::BlockVariant::new().with_groups(32)));
         let err = grouped_basic.validate().unwrap_err().to_string();
         assert!(err.contains("basic blocks have no bottleneck"), "{err}");
         let zero = parse("resnet50").unwrap().with_variant(Some(
@@ -496,12 +494,7 @@ mod tests {
     }
 
     fn assert_he_fan_out(conv: &Conv2d, out_channels: usize) {
-        let values = conv
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let values = conv.weight.val().into_data().try_into_vec::<f32>().unwrap();
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = values

@@ -67,7 +67,14 @@ mod tests {
     #[test]
     fn reduction_rounds_like_timm() {
         // make_divisible(v, 8) = max(8, int(v + 4) // 8 * 8)
-        for (channels, reduced) in [(64, 8), (256, 16), (512, 32), (2048, 128), (100, 8), (200, 16)] {
+        for (channels, reduced) in [
+            (64, 8),
+            (256, 16),
+            (512, 32),
+            (2048, 128),
+            (100, 8),
+            (200, 16),
+        ] {
             assert_eq!(reduced_channels(channels), reduced, "{channels}");
         }
     }
@@ -81,15 +88,27 @@ mod tests {
         let mut w1 = vec![0.0f32; 8 * 2];
         w1[0] = 1.0; // hidden 0 ← channel 0
         w1[3] = -1.0; // hidden 1 ← −channel 1 (ReLU makes it 0)
-        se.fc1.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w1, [8, 2, 1, 1]), &device));
+        se.fc1.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w1, [8, 2, 1, 1]),
+            &device,
+        ));
         se.fc1.bias = Some(Param::from_tensor(Tensor::zeros([8], &device)));
         let mut w2 = vec![0.0f32; 2 * 8];
         w2[0] = 2.0; // channel 0 ← 2 · hidden 0
         w2[8 + 1] = 5.0; // channel 1 ← 5 · hidden 1
-        se.fc2.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w2, [2, 8, 1, 1]), &device));
-        se.fc2.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![-1.0f32, -1.0], [2]), &device)));
+        se.fc2.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w2, [2, 8, 1, 1]),
+            &device,
+        ));
+        se.fc2.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![-1.0f32, -1.0], [2]),
+            &device,
+        )));
         // Channel 0: [0, 2] (mean 1); channel 1: [3, 3] (mean 3).
-        let x = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0, 3.0, 3.0], [1, 2, 1, 2]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![0.0f32, 2.0, 3.0, 3.0], [1, 2, 1, 2]),
+            &device,
+        );
         let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
         let (g0, g1) = (sig(2.0 * 1.0 - 1.0), sig(5.0 * 0.0 - 1.0));
         let expected = TensorData::new(vec![0.0, 2.0 * g0, 3.0 * g1, 3.0 * g1], [1, 2, 1, 2]);

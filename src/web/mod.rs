@@ -16,7 +16,7 @@ mod trainer;
 
 use wasm_bindgen::prelude::*;
 
-pub use backend::BackendInfo;
+pub use backend::{BackendInfo, Preference, device};
 pub use classifier::Classifier;
 pub use dataset::Dataset;
 pub use trainer::Trainer;
