@@ -238,6 +238,34 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     assert_eq!(ten["images"], 64);
     assert!(!close(&ten["loss"], &report["loss"]), "{ten} vs {report}");
 
+    // The lesion study: the intact error is eval's, one entry per block of ResNet-8.
+    let lesion: serde_json::Value = serde_json::from_str(
+        ok(&[
+            "analyse",
+            "--weights",
+            model.to_str().unwrap(),
+            "--data",
+            "synthetic",
+            "--test-size",
+            "64",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(lesion["intactError"], report["top1Error"], "{lesion}");
+    let blocks = lesion["blocks"].as_array().unwrap();
+    let names: Vec<&str> = blocks
+        .iter()
+        .map(|b| b["block"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["layer1.0", "layer2.0", "layer3.0"], "{lesion}");
+    assert!(
+        blocks
+            .iter()
+            .all(|b| (0.0..=1.0).contains(&b["top1Error"].as_f64().unwrap()))
+    );
+
     // The run's spec reproduces the run: the same losses from `--spec config.json`, and
     // the spec travels inside the exported weights.
     let again = scratch("from-spec");

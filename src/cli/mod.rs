@@ -1,5 +1,6 @@
 //! The native `resnet` command.
 
+mod analyse;
 mod bench;
 mod data;
 mod device;
@@ -103,6 +104,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write the model of a run directory or checkpoint as a Burnpack file for the page.
     Export(eval::ExportArgs),
+    /// The lesion study (Veit et al. 2016): test error with each block deleted in turn.
+    Analyse(analyse::AnalyseArgs),
     /// Images per second of inference or training (one JSON line).
     Bench(bench::BenchArgs),
     /// Datasets: download CIFAR, write Shapes samples.
@@ -228,6 +231,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Train(args) => train::train(*args),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => eval::export(args),
+        Command::Analyse(args) => analyse::analyse(args),
         Command::Bench(args) => bench::bench(args),
         Command::Data(command) => data::data(command),
     }

@@ -231,7 +231,7 @@ impl ResNetConfig {
         let variant = self.block_variant();
         let depth = self.depth();
         let se = if variant.squeeze_excitation { "se" } else { "" };
-        let mut name = if variant.groups > 1 || variant.width_per_group % 64 != 0 {
+        let mut name = if variant.groups > 1 || !variant.width_per_group.is_multiple_of(64) {
             format!(
                 "{se}resnext{depth}_{}x{}d",
                 variant.groups, variant.width_per_group

@@ -50,6 +50,9 @@ struct FoldedBlock {
     downsample: Option<Conv2d>,
     stride: usize,
     residual: bool,
+    out_channels: usize,
+    /// Deleted for a lesion study: only the shortcut is left.
+    removed: bool,
 }
 
 impl FoldedBlock {
@@ -65,11 +68,22 @@ impl FoldedBlock {
             downsample: block.downsample.as_ref().map(|d| fold(&d.conv, &d.bn)),
             stride: block.stride,
             residual: block.residual,
+            out_channels: block.conv3.as_ref().unwrap_or(&block.conv2).weight.dims()[0],
+            removed: false,
         }
     }
 
-    /// [Block::forward], folded.
+    /// [Block::forward], folded; a removed block is `relu(shortcut(x))`, the block with
+    /// F(x) = 0 (a plain block's "shortcut" is the parameter-free one: identity, or option A's
+    /// subsampling and zero channels where the shape changes).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.removed {
+            return match &self.downsample {
+                Some(projection) => relu(projection.forward(x)),
+                // x is a ReLU's output, so relu(x) = x.
+                None => parameter_free_shortcut(x, self.stride, self.out_channels),
+            };
+        }
         let out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
         let out = match &self.conv3 {
             Some(conv3) => conv3.forward(relu(out)),
@@ -109,6 +123,20 @@ impl FoldedResNet {
             blocks: model.stages().flatten().map(FoldedBlock::new).collect(),
             fc: model.fc.clone(),
         }
+    }
+
+    /// Number of blocks, all stages together.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// This net with block `index` (counted over all stages) deleted, keeping its shortcut:
+    /// the lesion of Veit et al. 2016 ("Residual networks behave like ensembles of relatively
+    /// shallow networks"). `None` if there is no such block.
+    pub fn without_block(&self, index: usize) -> Option<Self> {
+        let mut lesioned = self.clone();
+        lesioned.blocks.get_mut(index)?.removed = true;
+        Some(lesioned)
     }
 
     /// [ResNet::forward] in eval mode.
@@ -174,6 +202,45 @@ mod tests {
         bn.beta = Param::from_tensor(random(-0.5, 0.5));
         bn.running_mean = RunningState::new(random(-0.5, 0.5));
         bn.running_var = RunningState::new(random(0.5, 2.0));
+    }
+
+    /// A lesioned net is the unfolded net with that block replaced by `relu(shortcut(x))`,
+    /// for residual (identity, option A and projection shortcuts) and plain nets.
+    #[test]
+    fn a_lesion_leaves_only_the_shortcut() {
+        for arch in ["resnet20", "plain20", "resnet18"] {
+            let model = trained_like(&parse(arch).unwrap());
+            let size = if arch == "resnet18" { 64 } else { 32 };
+            let x = Tensor::<4>::random(
+                [2, 3, size, size],
+                Distribution::Normal(0.0, 1.0),
+                &device(),
+            );
+            let folded = FoldedResNet::new(&model);
+            let blocks: Vec<&Block> = model.stages().flatten().collect();
+            assert_eq!(folded.block_count(), blocks.len());
+            assert!(folded.without_block(blocks.len()).is_none());
+            // The first block, a downsampling one (option A or a projection) and the last.
+            let downsampling = blocks.iter().position(|b| b.stride == 2).unwrap();
+            for index in [0, downsampling, blocks.len() - 1] {
+                let mut h = model.forward_stem(x.clone());
+                for (i, block) in blocks.iter().enumerate() {
+                    h = if i == index {
+                        let out = block.residual_branch(h.clone()).dims()[1];
+                        relu(block.shortcut(h, out))
+                    } else {
+                        block.forward(h)
+                    };
+                }
+                let expected = model.forward_head(h);
+                let scale = expected.clone().abs().max().into_scalar::<f32>();
+                let lesioned = folded.without_block(index).unwrap().forward(x.clone());
+                lesioned.into_data().assert_approx_eq::<f32>(
+                    &expected.into_data(),
+                    Tolerance::rel_abs(1e-4, 1e-5 * scale),
+                );
+            }
+        }
     }
 
     /// The folded net gives the unfolded net's eval-mode logits, for both block kinds, the

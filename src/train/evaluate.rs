@@ -79,6 +79,33 @@ pub async fn evaluate_views(
     views: TestView,
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
+    // Eval mode with BN folded into the convolutions: the same logits, fewer passes.
+    let folded = FoldedResNet::new(model);
+    evaluate_folded(
+        &folded,
+        model.num_classes(),
+        normalization,
+        data,
+        limit,
+        batch_size,
+        views,
+        device,
+    )
+    .await
+}
+
+/// [evaluate_views] of a folded net (also a lesioned one) with `classes` outputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn evaluate_folded(
+    folded: &FoldedResNet,
+    classes: usize,
+    normalization: &Normalization,
+    data: &Dataset,
+    limit: Option<usize>,
+    batch_size: usize,
+    views: TestView,
+    device: &Device,
+) -> Result<EvalReport, TrainError> {
     let total = limit.unwrap_or(data.len()).min(data.len());
     if total == 0 {
         return Err(TrainError::Invalid(
@@ -99,9 +126,6 @@ pub async fn evaluate_views(
         _ => 0,
     };
     let crops = crop_origins(views, size + 2 * pad, size + 2 * pad, size);
-    let classes = model.num_classes();
-    // Eval mode with BN folded into the convolutions: the same logits, fewer passes.
-    let folded = FoldedResNet::new(model);
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..total).collect();

@@ -175,6 +175,14 @@ export interface EvalReport {
   /** confusion[true][predicted] */
   confusion: number[][];
 }
+/** `trainer.lesion()`: the test error with each block deleted in turn (Veit et al. 2016). */
+export interface LesionReport {
+  images: number;
+  /** Top-1 error of the intact net. */
+  intactError: number;
+  /** One entry per block in forward order; `block` is its weights name, e.g. "layer2.0". */
+  blocks: { block: string; downsampling: boolean; top1Error: number }[];
+}
 /** Every rejected promise carries one of these. */
 export interface ResNetError extends Error {
   name: "ResNetError";

@@ -1,0 +1,141 @@
+//! Why residual learning works, measured on the user's own net: the lesion study of Veit et
+//! al. 2016 ("Residual networks behave like ensembles of relatively shallow networks").
+//!
+//! Deleting one block of a ResNet (keeping its shortcut) should barely change its test error,
+//! because the net behaves like an ensemble of paths of many lengths, most of which skip that
+//! block; deleting one block of its plain twin breaks the only path there is. The same code
+//! serves `resnet analyse`, `trainer.lesion()` in the npm package and the page's plot.
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::config::TrainError;
+use super::evaluate::evaluate_folded;
+use crate::data::dataset::Dataset;
+use crate::data::views::TestView;
+use crate::io::Normalization;
+use crate::model::{FoldedResNet, ResNet};
+
+/// The test error with each block deleted in turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LesionReport {
+    /// Test images each error is measured on.
+    pub images: usize,
+    /// Top-1 error of the intact net, in [0, 1].
+    pub intact_error: f32,
+    /// One entry per block, in forward order.
+    pub blocks: Vec<Lesion>,
+}
+
+/// One deleted block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lesion {
+    /// The block's name in the weights (`layer2.0`).
+    pub block: String,
+    /// Whether the block changes the resolution (its shortcut subsamples or projects), which
+    /// Veit et al. single out: deleting those hurts a ResNet more.
+    pub downsampling: bool,
+    /// Top-1 error without this block, in [0, 1].
+    pub top1_error: f32,
+}
+
+/// Deletes each block of `model` in turn and measures the top-1 error (center view, eval
+/// mode) on at most `limit` images of `data`: `blocks + 1` evaluations.
+pub async fn lesion(
+    model: &ResNet,
+    normalization: &Normalization,
+    data: &Dataset,
+    limit: Option<usize>,
+    batch_size: usize,
+    device: &Device,
+) -> Result<LesionReport, TrainError> {
+    let names: Vec<(String, bool)> = model
+        .stages()
+        .enumerate()
+        .flat_map(|(stage, blocks)| {
+            blocks
+                .iter()
+                .enumerate()
+                .map(move |(i, block)| (format!("layer{}.{i}", stage + 1), block.stride > 1))
+        })
+        .collect();
+    let folded = FoldedResNet::new(model);
+    let classes = model.num_classes();
+    let evaluate = async |net: &FoldedResNet| {
+        evaluate_folded(
+            net,
+            classes,
+            normalization,
+            data,
+            limit,
+            batch_size,
+            TestView::Center,
+            device,
+        )
+        .await
+    };
+    let intact = evaluate(&folded).await?;
+    let mut blocks = Vec::with_capacity(names.len());
+    for (index, (block, downsampling)) in names.into_iter().enumerate() {
+        let lesioned = folded
+            .without_block(index)
+            .expect("one folded block per block");
+        let report = evaluate(&lesioned).await?;
+        blocks.push(Lesion {
+            block,
+            downsampling,
+            top1_error: report.top1_error,
+        });
+    }
+    Ok(LesionReport {
+        images: intact.images,
+        intact_error: intact.top1_error,
+        blocks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::Shapes;
+    use crate::model::arch::parse;
+
+    fn data() -> Dataset {
+        Dataset::Shapes(Shapes {
+            len: 64,
+            ..Shapes::test(7)
+        })
+    }
+
+    /// With zero-init residuals every block of a ResNet is `relu(shortcut(x))` already, so
+    /// deleting any of them changes nothing; a plain net's blocks then output zeros, and
+    /// deleting one (restoring its input) changes the logits.
+    #[test]
+    fn lesions_of_identity_blocks_change_nothing() {
+        let device = Device::flex();
+        let data = data();
+        let norm = Normalization::CIFAR10;
+        let config = parse("resnet20").unwrap().with_zero_init_residual(true);
+        let report = pollster::block_on(lesion(
+            &config.init(&device),
+            &norm,
+            &data,
+            None,
+            32,
+            &device,
+        ))
+        .unwrap();
+        assert_eq!(report.images, 64);
+        let names: Vec<&str> = report.blocks.iter().map(|l| l.block.as_str()).collect();
+        assert_eq!(names[..4], ["layer1.0", "layer1.1", "layer1.2", "layer2.0"]);
+        assert_eq!(report.blocks.len(), 9);
+        let downsampling: Vec<bool> = report.blocks.iter().map(|l| l.downsampling).collect();
+        assert_eq!(downsampling.iter().filter(|&&d| d).count(), 2);
+        assert!(downsampling[3] && downsampling[6]);
+        for l in &report.blocks {
+            assert_eq!(l.top1_error, report.intact_error, "{}", l.block);
+        }
+    }
+}
