@@ -192,6 +192,10 @@ mod tests {
             ("wide_resnet101_2", 126_886_696),
             ("seresnet50", 28_088_024),
             ("seresnext50_32x4d", 27_559_896),
+            // timm 1.0.31, `sum(p.numel() for p in create_model(name).parameters())`.
+            ("seresnext101_32x8d", 93_569_048),
+            ("seresnet18", 11_779_624),
+            ("seresnet34", 21_960_416),
         ] {
             assert_eq!(parse(arch).unwrap().stats(224).params, params, "{arch}");
         }
