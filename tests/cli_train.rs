@@ -238,8 +238,9 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
     assert_eq!(ten["images"], 64);
     assert!(!close(&ten["loss"], &report["loss"]), "{ten} vs {report}");
 
-    // The lesion study: the intact error is eval's, one entry per block of ResNet-8.
-    let lesion: serde_json::Value = serde_json::from_str(
+    // The lesion study: the intact error is eval's, one entry per block of ResNet-8; the
+    // gradient correlation of the same blocks.
+    let analysis: serde_json::Value = serde_json::from_str(
         ok(&[
             "analyse",
             "--weights",
@@ -248,11 +249,14 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
             "synthetic",
             "--test-size",
             "64",
+            "--images",
+            "4",
             "--json",
         ])
         .trim(),
     )
     .unwrap();
+    let lesion = &analysis["lesion"];
     assert_eq!(lesion["intactError"], report["top1Error"], "{lesion}");
     let blocks = lesion["blocks"].as_array().unwrap();
     let names: Vec<&str> = blocks
@@ -265,6 +269,15 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
             .iter()
             .all(|b| (0.0..=1.0).contains(&b["top1Error"].as_f64().unwrap()))
     );
+    let gradients = &analysis["gradients"];
+    assert_eq!(gradients["images"], 4, "{gradients}");
+    let depths: Vec<u64> = gradients["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["depth"].as_u64().unwrap())
+        .collect();
+    assert_eq!(depths, [3, 5, 7], "{gradients}");
 
     // The run's spec reproduces the run: the same losses from `--spec config.json`, and
     // the spec travels inside the exported weights.

@@ -1,5 +1,7 @@
-//! `resnet analyse`: why residual learning works, on a trained model — the lesion study of
-//! Veit et al. 2016 (test error with each block deleted in turn).
+//! `resnet analyse`: why residual learning works, on a trained (or freshly initialised) model:
+//! the lesion study of Veit et al. 2016 (test error with each block deleted in turn) and the
+//! shattered-gradients measurement of Balduzzi et al. 2017 (how alike the input gradients of
+//! nearby inputs stay with depth).
 
 use std::path::PathBuf;
 
@@ -9,21 +11,30 @@ use super::eval::load_model;
 use super::train::DataArgs;
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
+use crate::io::ModelCard;
+use crate::train::correlation::{DEFAULT_IMAGES, DEFAULT_NOISE, gradient_correlation};
 
 /// `resnet analyse`.
 #[derive(Args, Debug)]
 pub struct AnalyseArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// A run directory, a checkpoint, or weights (.bpk, .pth, .safetensors).
+    /// A run directory, a checkpoint, or weights (.bpk, .pth, .safetensors); without it, a
+    /// freshly initialised `--arch` (He init, as in Balduzzi et al.'s measurements).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
-    /// Measure each error on at most this many test images.
+    /// Measure each lesion's error on at most this many test images.
     #[arg(long)]
     limit: Option<usize>,
-    /// Print one JSON object.
+    /// Images the gradient correlation averages over.
+    #[arg(long, default_value_t = DEFAULT_IMAGES)]
+    images: usize,
+    /// Standard deviation of the perturbation between the two nearby inputs (normalised units).
+    #[arg(long, default_value_t = DEFAULT_NOISE)]
+    noise: f32,
+    /// Print one JSON object: `{ arch, lesion, gradients }`.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -33,16 +44,22 @@ pub struct AnalyseArgs {
 pub fn analyse(args: AnalyseArgs) -> Result<(), Error> {
     let data = args.data.load()?;
     let device = args.device.device.device().map_err(Error::Device)?;
-    let (model, card) = load_model(&args.weights, &args.model, &device)?;
+    let (model, card) = match &args.weights {
+        Some(weights) => load_model(weights, &args.model, &device)?,
+        None => {
+            let config = args.model.required_config()?;
+            (config.init(&device), ModelCard::for_config(config))
+        }
+    };
     if card.config.num_classes != data.test.classes().len() {
         return Err(Error::Other(format!(
-            "{}: the model has {} classes, the data {}",
-            args.weights.display(),
+            "the model has {} classes, the data {}",
             card.config.num_classes,
             data.test.classes().len()
         )));
     }
-    let report = pollster::block_on(crate::train::analyse::lesion(
+    let failed = |e: crate::train::TrainError| Error::Other(e.to_string());
+    let lesion = pollster::block_on(crate::train::analyse::lesion(
         &model,
         &card.normalization,
         &data.test,
@@ -50,10 +67,22 @@ pub fn analyse(args: AnalyseArgs) -> Result<(), Error> {
         128,
         &device,
     ))
-    .map_err(|e| Error::Other(e.to_string()))?;
+    .map_err(failed)?;
+    let gradients = pollster::block_on(gradient_correlation(
+        &model,
+        &card.normalization,
+        &data.test,
+        args.images,
+        args.noise,
+        &device,
+    ))
+    .map_err(failed)?;
     if args.json {
-        let mut value = serde_json::to_value(&report).expect("report serialises");
-        value["arch"] = card.config.name().into();
+        let value = serde_json::json!({
+            "arch": card.config.name(),
+            "lesion": lesion,
+            "gradients": gradients,
+        });
         println!("{value}");
         return Ok(());
     }
@@ -61,20 +90,26 @@ pub fn analyse(args: AnalyseArgs) -> Result<(), Error> {
         "{} on {} ({} images): top-1 error {:.2}% intact; with one block deleted (its shortcut kept):",
         card.config.name(),
         data.description,
-        report.images,
-        report.intact_error * 100.0
+        lesion.images,
+        lesion.intact_error * 100.0
     );
-    for lesion in &report.blocks {
+    for l in &lesion.blocks {
         println!(
             "  {:<10} {:>6.2}%  ({:+.2} points){}",
-            lesion.block,
-            lesion.top1_error * 100.0,
-            (lesion.top1_error - report.intact_error) * 100.0,
-            if lesion.downsampling {
-                "  downsampling"
-            } else {
-                ""
-            }
+            l.block,
+            l.top1_error * 100.0,
+            (l.top1_error - lesion.intact_error) * 100.0,
+            if l.downsampling { "  downsampling" } else { "" }
+        );
+    }
+    println!(
+        "Correlation of the input gradients of nearby inputs (perturbation σ = {}, {} images):",
+        gradients.noise, gradients.images
+    );
+    for b in &gradients.blocks {
+        println!(
+            "  {:<10} depth {:>4}  {:+.3}",
+            b.block, b.depth, b.correlation
         );
     }
     Ok(())

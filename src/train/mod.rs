@@ -9,12 +9,14 @@
 //!   (cadence, plateau, divergence) that every face drives; [`events`]: what it reports;
 //!   [`change`]: hyper-parameter changes queued to the next step boundary.
 //! - [`finetune`]: a new head, optionally on a frozen backbone.
-//! - [`analyse`]: the lesion study (why residual learning works, on the user's net).
+//! - [`analyse`]: the lesion study and [`correlation`]: shattered gradients (why residual
+//!   learning works, on the user's net).
 //! - [`learner`]: the native run directory (checkpoints, metrics, resume).
 
 pub mod analyse;
 pub mod change;
 pub mod config;
+pub mod correlation;
 pub mod evaluate;
 pub mod events;
 pub mod finetune;

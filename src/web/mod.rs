@@ -183,6 +183,14 @@ export interface LesionReport {
   /** One entry per block in forward order; `block` is its weights name, e.g. "layer2.0". */
   blocks: { block: string; downsampling: boolean; top1Error: number }[];
 }
+/** `trainer.gradientCorrelation()`: input-gradient correlation of nearby inputs per block (Balduzzi et al. 2017). */
+export interface GradientCorrelation {
+  images: number;
+  /** Standard deviation of the perturbation, in normalised input units. */
+  noise: number;
+  /** Up to 12 evenly spaced blocks; `depth` counts weighted layers from the input. */
+  blocks: { block: string; depth: number; correlation: number }[];
+}
 /** Every rejected promise carries one of these. */
 export interface ResNetError extends Error {
   name: "ResNetError";

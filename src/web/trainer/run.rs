@@ -188,6 +188,42 @@ impl Trainer {
         })
     }
 
+    /// The shattered-gradients measurement of Balduzzi et al. 2017 on the first net (or
+    /// `net`): the correlation of the input gradients of `images` test images and of nearby
+    /// copies (perturbation `noise`, in normalised units), block by block. A plain net's
+    /// gradients decorrelate with depth; a ResNet's stay correlated.
+    #[wasm_bindgen(js_name = gradientCorrelation, unchecked_return_type = "Promise<GradientCorrelation>")]
+    pub fn gradient_correlation(
+        &self,
+        images: Option<usize>,
+        noise: Option<f32>,
+        net: Option<String>,
+    ) -> Promise {
+        use crate::train::correlation::{DEFAULT_IMAGES, DEFAULT_NOISE, gradient_correlation};
+        let session = self.session.clone();
+        let test = self.data.test.clone();
+        let index = self.net_index(net);
+        future_to_promise(async move {
+            let index = index?;
+            let (model, normalization, device) = {
+                let s = session.try_borrow().map_err(|_| busy())?;
+                let t = &s.nets[index].trainer;
+                (t.model(), t.config().normalization.clone(), t.device())
+            };
+            let report = gradient_correlation(
+                &model,
+                &normalization,
+                &test,
+                images.unwrap_or(DEFAULT_IMAGES),
+                noise.unwrap_or(DEFAULT_NOISE),
+                &device,
+            )
+            .await
+            .map_err(train_error)?;
+            Ok(to_js(&report))
+        })
+    }
+
     /// Queues new optimizer values for every net; they take effect at the next step boundary
     /// (never mid-step), which an `applied` event (or `StepResult.applied`) reports. Values out
     /// of range are refused now, with nothing queued.
