@@ -1,8 +1,8 @@
 // The Train view in headless Chromium on WebGPU: start ResNet-20 and plain-20 side by side,
 // see both curves and a falling loss, pause (the step counter stops), lose the GPU device (a
-// fault this test injects) and continue on the CPU, export, reload and restore the saved
-// session; then the exported weights evaluated natively by `resnet eval` give the test error
-// the page reported.
+// fault this test injects) and continue on the CPU, run the lesion study of both nets and see
+// its plot, export, reload and restore the saved session; then the exported weights evaluated
+// natively by `resnet eval` give the test error the page reported.
 //   node tests/e2e/train.mjs [path/to/resnet]      (needs pkg/ built and the native binary)
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -166,6 +166,48 @@ try {
   await page.waitForSelector("#confusion table");
   await page.waitForSelector("#examples figure");
   await screenshot(page, "train-finished");
+
+  // The lesion study (Veit et al. 2016) of both nets, on the finished (paused) run: each of
+  // ResNet-20's 9 blocks deleted in turn, the two downsampling ones marked, every error a rate.
+  // Which net suffers more is the user's finding at this tiny run, not asserted here.
+  check(!(await page.isDisabled("#train-lesion")), "the Lesion study button is enabled once the run has trained");
+  const lesionStart = Date.now();
+  await page.click("#train-lesion");
+  check(await page.isDisabled("#train-lesion"), "the Lesion study button is off while it measures");
+  await page.waitForFunction(() => window.__observed?.lesion, null, { timeout: TIMEOUT, polling: 500 });
+  const lesion = await page.evaluate(() => window.__observed.lesion);
+  const lesionSeconds = ((Date.now() - lesionStart) / 1000).toFixed(0);
+  check(Object.keys(lesion).sort().join() === "plain,residual", `lesion study of both nets (${Object.keys(lesion).join(", ")}; ${lesionSeconds} s on ${DEVICE})`);
+  const BLOCKS = ["layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2", "layer3.0", "layer3.1", "layer3.2"];
+  const rate = (v) => Number.isFinite(v) && v >= 0 && v <= 1;
+  for (const [name, report] of Object.entries(lesion)) {
+    const blocks = report.blocks.map((b) => b.block);
+    check(blocks.join() === BLOCKS.join(), `${name}: one lesion per block of ResNet-20, in forward order (${blocks.join(", ")})`);
+    const down = report.blocks.filter((b) => b.downsampling).map((b) => b.block);
+    check(down.join() === "layer2.0,layer3.0", `${name}: the downsampling blocks are layer2.0 and layer3.0 (${down.join(", ")})`);
+    const errors = report.blocks.map((b) => b.top1Error);
+    check(report.images > 0 && rate(report.intactError) && errors.every(rate), `${name}: on ${report.images} test images, intact ${(report.intactError * 100).toFixed(1)}%, one block deleted ${errors.map((e) => (e * 100).toFixed(1)).join(" / ")}%`);
+  }
+  // The intact net is the finished run's net: its error is the final evaluation's on the same
+  // images (within one image: the study runs the net with its batch norm folded into the convs).
+  check(lesion.residual.images === eval_.images && Math.abs(lesion.residual.intactError - eval_.top1Error) <= 1 / eval_.images + 1e-6, `the intact ResNet-20 errs as its final evaluation did (${(eval_.top1Error * 100).toFixed(1)}% on ${eval_.images} images)`);
+  const plot = await page.evaluate(() => {
+    const marks = (net) => document.querySelectorAll(`#lesion-plot circle.lesion-mark[data-net="${net}"]`).length;
+    return {
+      residual: marks("residual"),
+      plain: marks("plain"),
+      intact: document.querySelectorAll("#lesion-plot [data-intact]").length,
+      downsampling: [...document.querySelectorAll("#lesion-plot [data-downsampling]")].map((r) => r.dataset.downsampling),
+      label: document.querySelector("#lesion-plot svg")?.getAttribute("aria-label") ?? "",
+      rows: document.querySelectorAll("#lesion-table tbody tr").length,
+    };
+  });
+  check(await page.isVisible("#lesion-plot svg"), "the lesion plot is visible");
+  check(plot.residual === 9 && plot.plain === 9 && plot.intact === 2, `one mark per block per net (${plot.residual} residual, ${plot.plain} plain) and a dashed intact line per net (${plot.intact})`);
+  check(plot.downsampling.join() === "layer2.0,layer3.0", `the downsampling blocks are marked in the plot (${plot.downsampling.join(", ")})`);
+  check(plot.label.startsWith("Lesion study") && plot.rows === 10, `the plot is labelled for screen readers, its numbers in a table of ${plot.rows} rows (intact + 9 blocks)`);
+  check(!(await page.isDisabled("#train-lesion")), "the Lesion study button is on again once the study is shown");
+  await screenshot(page, "train-lesion");
 
   // Export (a download), then the native CLI evaluates it on the same test images.
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-export")]);

@@ -1,6 +1,6 @@
 // The Train view's controls: the experiment form (read and checked), the Start, Pause/Resume,
-// Reset, Apply, Export and Use buttons, and the view's state machine (idle, starting, running,
-// paused, error) that enables them.
+// Reset, Apply, Export, Use and Lesion study buttons, and the view's state machine (idle,
+// starting, running, paused, error) that enables them.
 
 import { currentWeights, useWeights } from "../model.js";
 import * as sessions from "../sessions.js";
@@ -8,6 +8,7 @@ import { $, showBackend, showError, showView, worker } from "../shell.js";
 import { buildCharts, clearCharts } from "./charts.js";
 import { datasetSpec } from "./data.js";
 import { buildHeatmaps, clearHeatmaps } from "./heatmap.js";
+import { clearLesion } from "./lesion.js";
 import { clearResults } from "./results.js";
 import { addNet, maxStep, state, view } from "./state.js";
 
@@ -201,6 +202,7 @@ export function resetView() {
   state.nets.clear();
   clearHeatmaps();
   clearResults();
+  clearLesion();
   $("train-progress").style.width = "0%";
 }
 
@@ -209,12 +211,16 @@ export function setState(name, text) {
   view.dataset.state = name;
   state.running = name === "running";
   if (text) $("train-status").textContent = text;
-  $("train-start").disabled = name === "running" || name === "starting";
-  $("train-pause").disabled = !(name === "running" || name === "paused");
+  // While a lesion study runs, the run stays as it is: the study measures its weights.
+  const lesion = state.lesionBusy;
+  $("train-start").disabled = name === "running" || name === "starting" || lesion;
+  $("train-pause").disabled = !(name === "running" || name === "paused") || lesion;
   $("train-pause").textContent = name === "paused" ? "Resume" : "Pause";
-  $("train-reset").disabled = name === "idle" || name === "starting";
+  $("train-reset").disabled = name === "idle" || name === "starting" || lesion;
   $("train-apply").disabled = !(name === "running" || name === "paused");
   const trained = state.nets.size > 0 && maxStep() > 0;
   $("train-export").disabled = !trained;
   $("train-use").disabled = !trained;
+  $("train-lesion").disabled = !trained || lesion;
+  $("train-lesion").textContent = lesion ? "Lesion study: measuring…" : "Lesion study";
 }

@@ -6,8 +6,9 @@
 import { $, showError, worker } from "../shell.js";
 import * as sessions from "../sessions.js";
 import { rebuildLossChart } from "./charts.js";
-import { setState } from "./controls.js";
+import { fail, setState } from "./controls.js";
 import { COLUMNS } from "./heatmap.js";
+import { lesionStudy } from "./lesion.js";
 import { renderConfusion, renderExamples } from "./results.js";
 import { offerSession } from "./session.js";
 import { label, maxStep, state, view } from "./state.js";
@@ -15,8 +16,8 @@ import { scheduleRender } from "./status.js";
 
 /**
  * The `resnet:train` event: after each training progress, evaluation and status message of the
- * worker, `#view-train` dispatches a bubbling `CustomEvent("resnet:train")` whose `detail` is a
- * snapshot of what the view then shows:
+ * worker, and when a lesion study ends, `#view-train` dispatches a bubbling
+ * `CustomEvent("resnet:train")` whose `detail` is a snapshot of what the view then shows:
  *
  *   {
  *     state,  // the view's state: "idle", "starting", "running", "paused" or "error"
@@ -28,9 +29,13 @@ import { scheduleRender } from "./status.js";
  *       testError,           // test top-1 error at the steps evaluated (index step - 1)
  *       lastEval,            // the latest EvalReport (top1Error, top5Error, loss, images, confusion)
  *     } },
+ *     lesion,  // the latest lesion study (Veit et al. 2016), null before one (or after a reset):
+ *              // { [name]: LesionReport } with the same net names, each the wasm package's
+ *              // { images, intactError, blocks: [{ block: "layer2.0", downsampling, top1Error }] }
+ *              // (errors in [0, 1], blocks in forward order), measured at the step it was asked
  *   }
  *
- * The arrays are copies: listeners may keep them. The page does not listen to it itself; it is
+ * The arrays (and the lesion reports) are copies: listeners may keep them. The page does not listen to it itself; it is
  * for whatever embeds or tests the page (tests/e2e/train.mjs records it).
  */
 function publish() {
@@ -38,7 +43,8 @@ function publish() {
   for (const [name, net] of state.nets) {
     nets[name] = { info: net.info, loss: net.loss.slice(), error: net.error.slice(), testError: net.testError.slice(), lastEval: net.lastEval ?? null };
   }
-  const detail = { state: view.dataset.state, step: maxStep(), total: state.total, nets };
+  const lesion = state.lesion ? structuredClone(state.lesion.reports) : null;
+  const detail = { state: view.dataset.state, step: maxStep(), total: state.total, nets, lesion };
   view.dispatchEvent(new CustomEvent("resnet:train", { detail, bubbles: true }));
 }
 
@@ -116,6 +122,22 @@ worker.on("train-snapshot", (snapshot) => {
     .catch((err) => {
       $("train-note").textContent = `The session could not be saved at step ${snapshot.step} (${err?.message ?? err}); training goes on, and an export keeps the model.`;
     });
+});
+
+// The lesion study: the worker pauses a running loop for it; the run's buttons stay off until
+// it answers, then the view publishes it.
+$("train-lesion").addEventListener("click", async () => {
+  state.lesionBusy = true;
+  setState(view.dataset.state);
+  try {
+    await lesionStudy();
+  } catch (err) {
+    fail(err);
+  } finally {
+    state.lesionBusy = false;
+    setState(view.dataset.state);
+    publish();
+  }
 });
 
 $("log-scale").addEventListener("change", () => {

@@ -10,6 +10,8 @@ export const state = {
   total: 0, // iterations of the run
   classes: null, // the dataset's class names
   lastSpeed: 0, // images/s of the latest progress message
+  lesion: null, // the latest lesion study: { step, reports: { [name]: LesionReport } }
+  lesionBusy: false, // a lesion study is being computed (its button and the run's are off)
 };
 
 export function addNet(info) {
