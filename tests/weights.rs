@@ -234,6 +234,32 @@ fn weights_for_another_architecture_are_refused_with_the_keys_that_differ() {
         msg.contains("in the file but not in the model: layer1.0.bn3"),
         "{msg}"
     );
+
+    // timm's SE-ResNeXt named as the torchvision ResNeXt: its SE layers are listed by name.
+    let resnext = BlockVariant::new().with_groups(4).with_width_per_group(16);
+    let msg = mismatch(
+        "timm_seresnext.pth",
+        narrow(BlockKind::Bottleneck).with_variant(Some(resnext)),
+    );
+    assert!(
+        msg.contains("0 missing tensors") && msg.contains("layer1.0.se.fc1.weight"),
+        "{msg}"
+    );
+    // ... and the reverse: a torchvision ResNeXt named as an SE net misses them, and a plain
+    // ResNet named for grouped weights gets the 3x3's shape wrong.
+    let msg = mismatch(
+        "tv_resnext.pth",
+        narrow(BlockKind::Bottleneck).with_variant(Some(resnext.with_squeeze_excitation(true))),
+    );
+    assert!(
+        msg.contains("missing from the file: layer1.0.se.fc1.bias"),
+        "{msg}"
+    );
+    let msg = mismatch("tv_resnext.pth", narrow(BlockKind::Bottleneck));
+    assert!(
+        msg.contains("layer1.0.conv2.weight (model [16, 16, 3, 3], file [16, 4, 3, 3])"),
+        "{msg}"
+    );
 }
 
 #[test]
