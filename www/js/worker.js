@@ -281,6 +281,25 @@ const handlers = {
   },
 
   /**
+   * The shattered-gradients measurement (Balduzzi et al. 2017) of every net of the run:
+   * `{ [name]: GradientCorrelation }`, the correlation of the input gradients of test images and
+   * of nearby copies block by block, with the wasm package's default images and perturbation.
+   * A running loop is paused first and left paused, as for the lesion study.
+   */
+  async trainGradients() {
+    const t = training.trainer;
+    if (!t) throw fail("input", "no trained model yet: start a run first");
+    await stopLoop();
+    const reports = {};
+    for (const { name } of t.nets) {
+      // A Start or Reset meanwhile freed this trainer: its numbers would describe no run.
+      if (training.trainer !== t) throw fail("input", "the run was replaced during the gradient measurement");
+      reports[name] = await t.gradientCorrelation(undefined, undefined, name);
+    }
+    return reports;
+  },
+
+  /**
    * The lesion study (Veit et al. 2016) of every net of the run: `{ [name]: LesionReport }`,
    * each block deleted in turn and the net tested on up to `limit` images, all measured by the
    * wasm package. A running loop is paused first and left paused: the study describes the

@@ -1,5 +1,5 @@
 // The Train view's controls: the experiment form (read and checked), the Start, Pause/Resume,
-// Reset, Apply, Export, Use and Lesion study buttons, and the view's state machine (idle,
+// Reset, Apply, Export, Use and Why residuals work buttons, and the view's state machine (idle,
 // starting, running, paused, error) that enables them.
 
 import { currentWeights, useWeights } from "../model.js";
@@ -7,6 +7,7 @@ import * as sessions from "../sessions.js";
 import { $, showBackend, showError, showView, worker } from "../shell.js";
 import { buildCharts, clearCharts } from "./charts.js";
 import { datasetSpec } from "./data.js";
+import { clearGradients } from "./gradients.js";
 import { buildHeatmaps, clearHeatmaps } from "./heatmap.js";
 import { clearLesion } from "./lesion.js";
 import { clearResults } from "./results.js";
@@ -202,6 +203,7 @@ export function resetView() {
   state.nets.clear();
   clearHeatmaps();
   clearResults();
+  clearGradients();
   clearLesion();
   $("train-progress").style.width = "0%";
 }
@@ -211,16 +213,16 @@ export function setState(name, text) {
   view.dataset.state = name;
   state.running = name === "running";
   if (text) $("train-status").textContent = text;
-  // While a lesion study runs, the run stays as it is: the study measures its weights.
-  const lesion = state.lesionBusy;
-  $("train-start").disabled = name === "running" || name === "starting" || lesion;
-  $("train-pause").disabled = !(name === "running" || name === "paused") || lesion;
+  // While Why residuals work measures, the run stays as it is: both studies measure its weights.
+  const analysing = state.analysing;
+  $("train-start").disabled = name === "running" || name === "starting" || analysing;
+  $("train-pause").disabled = !(name === "running" || name === "paused") || analysing;
   $("train-pause").textContent = name === "paused" ? "Resume" : "Pause";
-  $("train-reset").disabled = name === "idle" || name === "starting" || lesion;
+  $("train-reset").disabled = name === "idle" || name === "starting" || analysing;
   $("train-apply").disabled = !(name === "running" || name === "paused");
   const trained = state.nets.size > 0 && maxStep() > 0;
   $("train-export").disabled = !trained;
   $("train-use").disabled = !trained;
-  $("train-lesion").disabled = !trained || lesion;
-  $("train-lesion").textContent = lesion ? "Lesion study: measuring…" : "Lesion study";
+  $("train-why").disabled = !trained || analysing;
+  $("train-why").textContent = analysing ? "Why residuals work: measuring…" : "Why residuals work";
 }

@@ -7,6 +7,7 @@ import { $, showError, worker } from "../shell.js";
 import * as sessions from "../sessions.js";
 import { rebuildLossChart } from "./charts.js";
 import { fail, setState } from "./controls.js";
+import { gradientStudy } from "./gradients.js";
 import { COLUMNS } from "./heatmap.js";
 import { lesionStudy } from "./lesion.js";
 import { renderConfusion, renderExamples } from "./results.js";
@@ -16,7 +17,7 @@ import { scheduleRender } from "./status.js";
 
 /**
  * The `resnet:train` event: after each training progress, evaluation and status message of the
- * worker, and when a lesion study ends, `#view-train` dispatches a bubbling
+ * worker, and when each study of Why residuals work ends, `#view-train` dispatches a bubbling
  * `CustomEvent("resnet:train")` whose `detail` is a snapshot of what the view then shows:
  *
  *   {
@@ -29,13 +30,19 @@ import { scheduleRender } from "./status.js";
  *       testError,           // test top-1 error at the steps evaluated (index step - 1)
  *       lastEval,            // the latest EvalReport (top1Error, top5Error, loss, images, confusion)
  *     } },
+ *     gradients,  // the latest gradient correlation (Balduzzi et al. 2017), null before one (or
+ *                 // after a reset): { [name]: GradientCorrelation } with the same net names, each
+ *                 // the wasm package's { images, noise, blocks: [{ block: "layer2.0", depth,
+ *                 // correlation }] } (depth: weighted layers from the input; correlation of the
+ *                 // input gradients of an image and a nearby copy, in [-1, 1]; up to 12 blocks in
+ *                 // forward order), measured at the step it was asked
  *     lesion,  // the latest lesion study (Veit et al. 2016), null before one (or after a reset):
  *              // { [name]: LesionReport } with the same net names, each the wasm package's
  *              // { images, intactError, blocks: [{ block: "layer2.0", downsampling, top1Error }] }
  *              // (errors in [0, 1], blocks in forward order), measured at the step it was asked
  *   }
  *
- * The arrays (and the lesion reports) are copies: listeners may keep them. The page does not listen to it itself; it is
+ * The arrays (and the studies' reports) are copies: listeners may keep them. The page does not listen to it itself; it is
  * for whatever embeds or tests the page (tests/e2e/train.mjs records it).
  */
 function publish() {
@@ -43,8 +50,9 @@ function publish() {
   for (const [name, net] of state.nets) {
     nets[name] = { info: net.info, loss: net.loss.slice(), error: net.error.slice(), testError: net.testError.slice(), lastEval: net.lastEval ?? null };
   }
+  const gradients = state.gradients ? structuredClone(state.gradients.reports) : null;
   const lesion = state.lesion ? structuredClone(state.lesion.reports) : null;
-  const detail = { state: view.dataset.state, step: maxStep(), total: state.total, nets, lesion };
+  const detail = { state: view.dataset.state, step: maxStep(), total: state.total, nets, gradients, lesion };
   view.dispatchEvent(new CustomEvent("resnet:train", { detail, bubbles: true }));
 }
 
@@ -124,17 +132,21 @@ worker.on("train-snapshot", (snapshot) => {
     });
 });
 
-// The lesion study: the worker pauses a running loop for it; the run's buttons stay off until
-// it answers, then the view publishes it.
-$("train-lesion").addEventListener("click", async () => {
-  state.lesionBusy = true;
+// Why residuals work: the gradient correlation, then the lesion study, of the same weights (the
+// worker pauses a running loop for the first; the run's buttons stay off until both answer).
+// The quick one first, so its plot shows while the lesion study (minutes on a CPU) measures; the
+// view publishes each as it arrives.
+$("train-why").addEventListener("click", async () => {
+  state.analysing = true;
   setState(view.dataset.state);
   try {
+    await gradientStudy();
+    publish();
     await lesionStudy();
   } catch (err) {
     fail(err);
   } finally {
-    state.lesionBusy = false;
+    state.analysing = false;
     setState(view.dataset.state);
     publish();
   }

@@ -4,7 +4,8 @@
 // same numbers. The page only asks for it and draws it.
 
 import { $, worker } from "../shell.js";
-import { COLORS, label, maxStep, state } from "./state.js";
+import { maxStep, state } from "./state.js";
+import { FONT, GRID, WIDTH, el, legendItem, series } from "./svg.js";
 
 // Test images each deletion is measured on: the same count as the run's periodic evaluations
 // (enough to tell a broken net from an intact one), and few enough that a study of ResNet-20
@@ -12,15 +13,11 @@ import { COLORS, label, maxStep, state } from "./state.js";
 // The wasm package uses the whole test set when it is smaller.
 export const LESION_IMAGES = 500;
 
-const SVG = "http://www.w3.org/2000/svg";
-// The plot's coordinate system (the SVG scales to the card's width).
-const WIDTH = 720;
+// The plot's coordinate system (WIDTH wide; the SVG scales to the card's width).
 const PLOT_HEIGHT = 190;
 const MARGIN = { left: 52, right: 14, top: 12 };
-const GRID = "rgba(0,0,0,0.07)"; // uPlot's grid colour, as in the charts above
 const DOWNSAMPLING_FILL = "#eef1f6";
-const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
-const HINT = "Press Lesion study once the run has trained."; // what the card says without a study
+const HINT = "Press Why residuals work once the run has trained."; // what the card says without a study
 
 // Bumped by every reset: a study that answers after its run was reset is not drawn.
 let generation = 0;
@@ -50,13 +47,6 @@ export function clearLesion() {
   $("lesion-status").textContent = HINT;
 }
 
-function el(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, String(v));
-  if (text != null) node.textContent = text;
-  return node;
-}
-
 const percent = (v) => `${(v * 100).toFixed(1)}%`;
 
 /**
@@ -74,17 +64,9 @@ function yScale(lo, hi) {
   return { min, max, step };
 }
 
-/** The nets of the study in the run's order, with their labels and colours. */
-function series() {
-  return Object.entries(state.lesion.reports).map(([name, report]) => {
-    const net = state.nets.get(name);
-    return { name, report, label: net ? label(net) : name, color: COLORS[name] ?? "#495057" };
-  });
-}
-
 /** Draws the latest study: the SVG plot, its legend and the hidden table of its numbers. */
 export function renderLesion() {
-  const nets = series();
+  const nets = series(state.lesion.reports);
   const blocks = nets[0].report.blocks;
   const n = blocks.length;
   const all = nets.flatMap(({ report }) => [report.intactError, ...report.blocks.map((b) => b.top1Error)]);
@@ -100,7 +82,7 @@ export function renderLesion() {
   const xAt = (i) => MARGIN.left + (i + 0.5) * band;
   const yAt = (error) => MARGIN.top + (plotH * (y.max - error * 100)) / (y.max - y.min);
 
-  const svg = el("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "font-family": FONT, "font-size": 11, class: "lesion-svg" });
+  const svg = el("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "font-family": FONT, "font-size": 11, class: "study-svg" });
   svg.setAttribute("aria-label", summary(nets));
   // Downsampling blocks: a lighter band behind their column (Veit et al. single them out).
   blocks.forEach((b, i) => {
@@ -159,17 +141,9 @@ function summary(nets) {
 }
 
 function renderLegend(nets) {
-  const item = (swatch, text) => {
-    const span = document.createElement("span");
-    span.className = "lesion-key";
-    const box = document.createElement("i");
-    box.style.cssText = swatch;
-    span.append(box, text);
-    return span;
-  };
   $("lesion-legend").replaceChildren(
-    ...nets.map((net) => item(`background:${net.color}`, `${net.label} (dashed: intact, ${percent(net.report.intactError)})`)),
-    item(`background:${DOWNSAMPLING_FILL};border:1px solid #ced4da`, "downsampling block"),
+    ...nets.map((net) => legendItem(`background:${net.color}`, `${net.label} (dashed: intact, ${percent(net.report.intactError)})`)),
+    legendItem(`background:${DOWNSAMPLING_FILL};border:1px solid #ced4da`, "downsampling block"),
   );
 }
 

@@ -10,8 +10,9 @@ export const state = {
   total: 0, // iterations of the run
   classes: null, // the dataset's class names
   lastSpeed: 0, // images/s of the latest progress message
+  gradients: null, // the latest gradient correlation: { step, reports: { [name]: GradientCorrelation } }
   lesion: null, // the latest lesion study: { step, reports: { [name]: LesionReport } }
-  lesionBusy: false, // a lesion study is being computed (its button and the run's are off)
+  analysing: false, // Why residuals work is measuring (its button and the run's are off)
 };
 
 export function addNet(info) {
