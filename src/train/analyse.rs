@@ -138,4 +138,80 @@ mod tests {
             assert_eq!(l.top1_error, report.intact_error, "{}", l.block);
         }
     }
+
+    /// Replaces every parameter with values from the crate's seeded generator (the device's
+    /// generator is shared by tests running in parallel, so its draws are not reproducible):
+    /// He-scaled convolutions and classifier, affine parameters near 1.
+    struct Seeded(crate::data::rng::Rng);
+
+    impl burn::module::ModuleMapper for Seeded {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<burn::tensor::Tensor<D>>,
+        ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+            let tensor = param.val();
+            let dims = tensor.dims();
+            let (scale, offset) = match D {
+                4 => ((2.0 / (dims[0] * dims[2] * dims[3]) as f32).sqrt(), 0.0),
+                2 => ((1.0 / dims[0] as f32).sqrt(), 0.0),
+                _ => (0.1, 1.0),
+            };
+            let values: Vec<f32> = (0..dims.iter().product::<usize>())
+                .map(|_| offset + scale * self.0.normal())
+                .collect();
+            let data = burn::tensor::TensorData::new(values, dims);
+            burn::module::Param::from_tensor(burn::tensor::Tensor::from_data(
+                data,
+                &tensor.device(),
+            ))
+        }
+    }
+
+    /// Each entry is the error of the net with that block (and only that block) deleted, in
+    /// forward order, and the intact error is the unlesioned net's: checked against
+    /// evaluations of `FoldedResNet::without_block` one by one, on a seeded net whose lesions
+    /// all score differently (so a shifted index or a lesioned "intact" net shows).
+    #[test]
+    fn each_entry_is_its_own_block_deleted() {
+        use burn::module::Module;
+        let device = Device::flex();
+        let data = Dataset::Shapes(Shapes {
+            len: 320,
+            ..Shapes::test(7)
+        });
+        let norm = Normalization::CIFAR10;
+        let model = parse("resnet8")
+            .unwrap()
+            .init(&device)
+            .map(&mut Seeded(crate::data::rng::Rng::new(5, 5)));
+        let report = pollster::block_on(lesion(&model, &norm, &data, None, 64, &device)).unwrap();
+        let folded = FoldedResNet::new(&model);
+        let error = |net: &FoldedResNet| {
+            pollster::block_on(evaluate_folded(
+                net,
+                10,
+                &norm,
+                &data,
+                None,
+                64,
+                TestView::Center,
+                &device,
+            ))
+            .unwrap()
+            .top1_error
+        };
+        assert_eq!(report.intact_error, error(&folded));
+        let expected: Vec<f32> = (0..3)
+            .map(|i| error(&folded.without_block(i).unwrap()))
+            .collect();
+        let got: Vec<f32> = report.blocks.iter().map(|l| l.top1_error).collect();
+        assert_eq!(got, expected);
+        // The case has teeth: the intact net and the three lesions all score differently
+        // (89.1 % intact; 87.8, 89.4, 90.6 % without layer1.0, layer2.0, layer3.0).
+        let mut all = expected.clone();
+        all.push(report.intact_error);
+        all.sort_by(f32::total_cmp);
+        all.dedup();
+        assert_eq!(all.len(), 4, "{expected:?} and {}", report.intact_error);
+    }
 }
