@@ -96,7 +96,8 @@ pub async fn lesion(
     })
 }
 
-#[cfg(test)]
+// Native only: the tests block on the async API with pollster.
+#[cfg(all(test, not(target_family = "wasm")))]
 mod tests {
     use super::*;
     use crate::data::synthetic::Shapes;

@@ -160,7 +160,8 @@ pub async fn gradient_correlation(
     })
 }
 
-#[cfg(test)]
+// Native only: the tests block on the async API with pollster.
+#[cfg(all(test, not(target_family = "wasm")))]
 mod tests {
     use super::*;
     use crate::data::synthetic::Shapes;
