@@ -125,6 +125,11 @@ impl FoldedResNet {
         }
     }
 
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.shape().dims::<2>()[1]
+    }
+
     /// Number of blocks, all stages together.
     pub fn block_count(&self) -> usize {
         self.blocks.len()

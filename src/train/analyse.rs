@@ -62,11 +62,9 @@ pub async fn lesion(
         })
         .collect();
     let folded = FoldedResNet::new(model);
-    let classes = model.num_classes();
     let evaluate = async |net: &FoldedResNet| {
         evaluate_folded(
             net,
-            classes,
             normalization,
             data,
             limit,
@@ -190,7 +188,6 @@ mod tests {
         let error = |net: &FoldedResNet| {
             pollster::block_on(evaluate_folded(
                 net,
-                10,
                 &norm,
                 &data,
                 None,

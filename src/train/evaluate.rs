@@ -83,7 +83,6 @@ pub async fn evaluate_views(
     let folded = FoldedResNet::new(model);
     evaluate_folded(
         &folded,
-        model.num_classes(),
         normalization,
         data,
         limit,
@@ -94,11 +93,9 @@ pub async fn evaluate_views(
     .await
 }
 
-/// [evaluate_views] of a folded net (also a lesioned one) with `classes` outputs.
-#[allow(clippy::too_many_arguments)]
+/// [evaluate_views] of a folded net (also a lesioned one).
 pub(crate) async fn evaluate_folded(
     folded: &FoldedResNet,
-    classes: usize,
     normalization: &Normalization,
     data: &Dataset,
     limit: Option<usize>,
@@ -126,6 +123,7 @@ pub(crate) async fn evaluate_folded(
         _ => 0,
     };
     let crops = crop_origins(views, size + 2 * pad, size + 2 * pad, size);
+    let classes = folded.num_classes();
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..total).collect();
