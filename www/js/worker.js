@@ -301,11 +301,11 @@ const handlers = {
 
   /**
    * The lesion study (Veit et al. 2016) of every net of the run: `{ [name]: LesionReport }`,
-   * each block deleted in turn and the net tested on up to `limit` images, all measured by the
-   * wasm package. A running loop is paused first and left paused: the study describes the
+   * each block deleted in turn and the net tested on the run's evaluation images, all measured
+   * by the wasm package. A running loop is paused first and left paused: the study describes the
    * weights at this step, which resuming would change at once.
    */
-  async trainLesion({ limit }) {
+  async trainLesion() {
     const t = training.trainer;
     if (!t) throw fail("input", "no trained model yet: start a run first");
     await stopLoop();
@@ -313,7 +313,7 @@ const handlers = {
     for (const { name } of t.nets) {
       // A Start or Reset meanwhile freed this trainer: its numbers would describe no run.
       if (training.trainer !== t) throw fail("input", "the run was replaced during the lesion study");
-      reports[name] = await t.lesion(limit, name);
+      reports[name] = await t.lesion(undefined, name);
     }
     return reports;
   },

@@ -165,8 +165,9 @@ impl Trainer {
     }
 
     /// The lesion study of Veit et al. 2016 on the first net (or `net`): its test error on at
-    /// most `limit` test images with each block deleted in turn, keeping the block's shortcut.
-    /// A ResNet should shrug off most single deletions; its plain twin should not.
+    /// most `limit` test images (by default as many as the run's own evaluations use) with each
+    /// block deleted in turn, keeping the block's shortcut. A ResNet should shrug off most
+    /// single deletions; its plain twin should not.
     #[wasm_bindgen(unchecked_return_type = "Promise<LesionReport>")]
     pub fn lesion(&self, limit: Option<usize>, net: Option<String>) -> Promise {
         let session = self.session.clone();
@@ -174,11 +175,18 @@ impl Trainer {
         let index = self.net_index(net);
         future_to_promise(async move {
             let index = index?;
-            let (model, normalization, batch, device) = {
+            let (model, normalization, limit, batch, device) = {
                 let s = session.try_borrow().map_err(|_| busy())?;
                 let t = &s.nets[index].trainer;
                 let normalization = t.config().normalization.clone();
-                (t.model(), normalization, s.cadence.eval_batch, t.device())
+                let limit = limit.or(s.cadence.eval_limit);
+                (
+                    t.model(),
+                    normalization,
+                    limit,
+                    s.cadence.eval_batch,
+                    t.device(),
+                )
             };
             let report =
                 crate::train::analyse::lesion(&model, &normalization, &test, limit, batch, &device)

@@ -7,12 +7,6 @@ import { $, worker } from "../shell.js";
 import { maxStep, state } from "./state.js";
 import { FONT, GRID, WIDTH, el, legendItem, series } from "./svg.js";
 
-// Test images each deletion is measured on: the same count as the run's periodic evaluations
-// (enough to tell a broken net from an intact one), and few enough that a study of ResNet-20
-// and its twin (2 × 10 evaluations) took about 2 minutes on two CPU cores (tests/e2e/train.mjs).
-// The wasm package uses the whole test set when it is smaller.
-export const LESION_IMAGES = 500;
-
 // The plot's coordinate system (WIDTH wide; the SVG scales to the card's width).
 const PLOT_HEIGHT = 190;
 const MARGIN = { left: 52, right: 14, top: 12 };
@@ -25,9 +19,11 @@ let generation = 0;
 /** Asks the worker for the study of every net of the run (it pauses a running loop), and draws it. */
 export async function lesionStudy() {
   const run = generation;
-  $("lesion-status").textContent = `Deleting each block in turn and testing every net on up to ${LESION_IMAGES} test images…`;
+  // The wasm package measures each deletion on as many test images as the run's evaluations
+  // (500 by default: a study of ResNet-20 and its twin took about 2 minutes on two CPU cores).
+  $("lesion-status").textContent = "Deleting each block in turn and testing every net on the run's evaluation images…";
   try {
-    const reports = await worker.call("trainLesion", { limit: LESION_IMAGES });
+    const reports = await worker.call("trainLesion");
     if (run !== generation) return;
     state.lesion = { step: maxStep(), reports };
     renderLesion();
