@@ -3,7 +3,10 @@
 # run, with the same thread count; prints a Markdown table of milliseconds per batch and the
 # ratio PyTorch ms / our ms (above 1: we are faster). A benchmark, not a test.
 #
-#   scripts/bench-native.sh [--quick] [THREADS]
+#   scripts/bench-native.sh [--quick | --family] [THREADS]
+#
+# --quick runs the first two cases; --family only the ResNet successors (ResNeXt, Wide ResNet,
+# SE-ResNet; the last needs `pip install timm` in the PyTorch environment).
 #
 # PyTorch comes from $TORCH_PYTHON, else ~/.cache/resnet-torch-venv (created with `pip
 # install torch torchvision` from PyPI when missing: ~3 GB, PyPI's Linux wheel carries CUDA
@@ -11,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
+family=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+if [ "${1:-}" = "--family" ]; then family=1; shift; fi
 threads=${1:-$(nproc)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/resnet-target}
 
@@ -43,7 +48,13 @@ cases=(
     "resnet20 train 128 1 3"
     "resnet18 train 16 1 3"
 )
+successors=(
+    "resnext50_32x4d infer 1 2 5"
+    "wide_resnet50_2 infer 1 2 5"
+    "seresnet50 infer 1 2 5"
+)
 if [ $quick = 1 ]; then cases=("${cases[@]:0:2}"); fi
+if [ $family = 1 ]; then cases=("${successors[@]}"); fi
 
 field() { grep -o "\"$1\": *[0-9.]*" | grep -o '[0-9.]*$'; }
 echo "# $(date -u +%F) · $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) · $threads threads · $("$python" -c 'import torch; print("PyTorch", torch.__version__)')"

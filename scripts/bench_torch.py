@@ -28,7 +28,12 @@ CIFAR = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110"
 def model_of(arch):
     if arch in CIFAR:
         return CifarResNet(CIFAR[arch]), 32, 10
-    return getattr(torchvision.models, arch)(), 224, 1000
+    if hasattr(torchvision.models, arch):
+        return getattr(torchvision.models, arch)(), 224, 1000
+    # The SE nets are timm's (`pip install timm`), in the layout this crate loads.
+    import timm
+
+    return timm.create_model(arch, pretrained=False), 224, 1000
 
 
 def main():
