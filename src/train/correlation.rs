@@ -140,8 +140,8 @@ pub async fn gradient_correlation(
             .grad(&grads)
             .expect("the input requires a gradient")
             .reshape([2 * n, 3 * 32 * 32]);
-        let a = g.clone().slice([0..n]);
-        let b = g.slice([n..2 * n]);
+        let a = g.clone().narrow(0, 0, n);
+        let b = g.narrow(0, n, n);
         correlations.push(row_correlation(a, b).mean().detach());
     }
     let values = read_f32(Tensor::cat(correlations, 0)).await?;
