@@ -206,6 +206,21 @@ impl ResNet {
             .filter(|stage| !stage.is_empty())
     }
 
+    /// Every block with its name in the weights (`layer2.0`), in forward order.
+    pub fn named_blocks(&self) -> Vec<(String, &Block)> {
+        // Stages are named by position in the struct (layer1..4), not among non-empty ones.
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(stage, blocks)| {
+                blocks
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, block)| (format!("layer{}.{i}", stage + 1), block))
+            })
+            .collect()
+    }
+
     /// Stem: conv, BN, ReLU and (ImageNet) max-pool.
     ///
     /// # Shapes

@@ -52,14 +52,9 @@ pub async fn lesion(
     device: &Device,
 ) -> Result<LesionReport, TrainError> {
     let names: Vec<(String, bool)> = model
-        .stages()
-        .enumerate()
-        .flat_map(|(stage, blocks)| {
-            blocks
-                .iter()
-                .enumerate()
-                .map(move |(i, block)| (format!("layer{}.{i}", stage + 1), block.stride > 1))
-        })
+        .named_blocks()
+        .into_iter()
+        .map(|(name, block)| (name, block.stride > 1))
         .collect();
     let folded = FoldedResNet::new(model);
     let evaluate = async |net: &FoldedResNet| {

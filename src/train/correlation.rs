@@ -110,12 +110,10 @@ pub async fn gradient_correlation(
     let delta = normal(&mut rng, [n, 3, 32, 32], &autodiff) * noise;
     let pair = Tensor::cat(vec![x.clone(), x + delta], 0).detach();
     let net = model.clone().fork(&autodiff);
-    let blocks: Vec<(String, usize)> = model
-        .stages()
-        .enumerate()
-        .flat_map(|(stage, blocks)| {
-            (0..blocks.len()).map(move |i| (format!("layer{}.{i}", stage + 1), i))
-        })
+    let blocks: Vec<String> = model
+        .named_blocks()
+        .into_iter()
+        .map(|(name, _)| name)
         .collect();
     let count = blocks.len();
     let measured: Vec<usize> = if count <= MAX_DEPTHS {
@@ -152,7 +150,7 @@ pub async fn gradient_correlation(
             .iter()
             .zip(values)
             .map(|(&i, correlation)| BlockCorrelation {
-                block: blocks[i].0.clone(),
+                block: blocks[i].clone(),
                 depth: 1 + (i + 1) * layers_per_block,
                 correlation,
             })
