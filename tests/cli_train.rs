@@ -198,9 +198,10 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
 
     // eval on the final weights, export from the run directory, classify with the export.
     let model = reference.join("model.bpk");
-    let eval = |extra: &[&str]| {
+    // `command` (eval, analyse) on the saved model and 64 Shapes test images.
+    let on_model = |command: &str, extra: &[&str]| {
         let base = [
-            "eval",
+            command,
             "--weights",
             model.to_str().unwrap(),
             "--data",
@@ -210,6 +211,7 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
         ];
         ok(&[&base[..], extra].concat())
     };
+    let eval = |extra: &[&str]| on_model("eval", extra);
     let report = eval(&["--json"]);
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["images"], 64);
@@ -240,22 +242,8 @@ fn train_resumes_after_kill_9_with_the_same_losses_then_eval_and_export() {
 
     // The lesion study: the intact error is eval's, one entry per block of ResNet-8; the
     // gradient correlation of the same blocks.
-    let analysis: serde_json::Value = serde_json::from_str(
-        ok(&[
-            "analyse",
-            "--weights",
-            model.to_str().unwrap(),
-            "--data",
-            "synthetic",
-            "--test-size",
-            "64",
-            "--images",
-            "4",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let analysis: serde_json::Value =
+        serde_json::from_str(on_model("analyse", &["--images", "4", "--json"]).trim()).unwrap();
     let lesion = &analysis["lesion"];
     assert_eq!(lesion["intactError"], report["top1Error"], "{lesion}");
     let blocks = lesion["blocks"].as_array().unwrap();

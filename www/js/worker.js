@@ -96,6 +96,24 @@ function netInfos() {
   return t ? t.nets.map((n) => ({ ...n, backend: t.backend })) : [];
 }
 
+/**
+ * `{ [name]: report }` of `measure(trainer, name)` for every net of the run, after pausing a
+ * running loop (left paused: the reports describe the weights at this step). `what` names the
+ * measurement in the refusal when a Start or Reset replaces the run meanwhile.
+ */
+async function measureEveryNet(what, measure) {
+  const t = training.trainer;
+  if (!t) throw fail("input", "no trained model yet: start a run first");
+  await stopLoop();
+  const reports = {};
+  for (const { name } of t.nets) {
+    // A Start or Reset meanwhile freed this trainer: its numbers would describe no run.
+    if (training.trainer !== t) throw fail("input", `the run was replaced during ${what}`);
+    reports[name] = await measure(t, name);
+  }
+  return reports;
+}
+
 async function stopLoop() {
   training.running = false;
   await training.loop;
@@ -287,16 +305,7 @@ const handlers = {
    * A running loop is paused first and left paused, as for the lesion study.
    */
   async trainGradients() {
-    const t = training.trainer;
-    if (!t) throw fail("input", "no trained model yet: start a run first");
-    await stopLoop();
-    const reports = {};
-    for (const { name } of t.nets) {
-      // A Start or Reset meanwhile freed this trainer: its numbers would describe no run.
-      if (training.trainer !== t) throw fail("input", "the run was replaced during the gradient measurement");
-      reports[name] = await t.gradientCorrelation(undefined, undefined, name);
-    }
-    return reports;
+    return measureEveryNet("the gradient measurement", (t, name) => t.gradientCorrelation(undefined, undefined, name));
   },
 
   /**
@@ -306,16 +315,7 @@ const handlers = {
    * weights at this step, which resuming would change at once.
    */
   async trainLesion() {
-    const t = training.trainer;
-    if (!t) throw fail("input", "no trained model yet: start a run first");
-    await stopLoop();
-    const reports = {};
-    for (const { name } of t.nets) {
-      // A Start or Reset meanwhile freed this trainer: its numbers would describe no run.
-      if (training.trainer !== t) throw fail("input", "the run was replaced during the lesion study");
-      reports[name] = await t.lesion(undefined, name);
-    }
-    return reports;
+    return measureEveryNet("the lesion study", (t, name) => t.lesion(undefined, name));
   },
 
   /**
