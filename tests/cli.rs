@@ -100,6 +100,12 @@ fn info_reports_exact_parameter_counts_as_json() {
             && text.contains("squeeze-excitation"),
         "{text}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--arch", "wrn28_10", "--json"])).unwrap();
+    assert_eq!(
+        (&json["params"], &json["preactivation"], &json["stem_width"]),
+        (&36_479_194.into(), &true.into(), &16.into())
+    );
 }
 
 #[test]

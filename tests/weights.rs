@@ -92,6 +92,21 @@ fn timm_seresnext_matches_pytorch() {
     assert_parity("timm_seresnext.pth", "timm_seresnext", config);
 }
 
+/// timm's pre-activation ResNetV2 (bottleneck and basic blocks): its order (BN-ReLU-conv, no
+/// ReLU after the sum, projections of the pre-activated input, a final BN-ReLU), its key names
+/// and its 1x1-convolution classifier.
+#[test]
+fn timm_resnetv2_matches_pytorch() {
+    let preact = BlockVariant::new().with_preactivation(true);
+    for (name, block) in [
+        ("timm_resnetv2", BlockKind::Bottleneck),
+        ("timm_resnetv2_basic", BlockKind::Basic),
+    ] {
+        let config = narrow(block).with_variant(Some(preact));
+        assert_parity(&format!("{name}.pth"), name, config);
+    }
+}
+
 #[test]
 fn cifar_resnet20_option_a_matches_pytorch_from_pth_and_safetensors() {
     assert_parity("cifar20.pth", "cifar20", arch::parse("resnet20").unwrap());
@@ -253,6 +268,16 @@ fn weights_for_another_architecture_are_refused_with_the_keys_that_differ() {
     );
     assert!(
         msg.contains("missing from the file: layer1.0.se.fc1.bias"),
+        "{msg}"
+    );
+    // timm's pre-activation net named as the 2015 one: the stem and projection BNs it
+    // lacks, its final norm, and the BNs that sit before, not after, each convolution.
+    let msg = mismatch("timm_resnetv2.pth", narrow(BlockKind::Bottleneck));
+    assert!(
+        msg.contains("20 missing tensors, 4 unexpected tensors")
+            && msg.contains("missing from the file: bn1.beta")
+            && msg.contains("in the file but not in the model: norm.bias")
+            && msg.contains("layer1.0.bn3.gamma (model [64], file [16])"),
         "{msg}"
     );
     let msg = mismatch("tv_resnext.pth", narrow(BlockKind::Bottleneck));

@@ -254,6 +254,8 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         value["groups"] = variant.groups.into();
         value["width_per_group"] = variant.width_per_group.into();
         value["squeeze_excitation"] = variant.squeeze_excitation.into();
+        value["preactivation"] = variant.preactivation.into();
+        value["stem_width"] = config.stem_channels().into();
         println!("{value}");
     } else {
         let variant = config.block_variant();
@@ -266,6 +268,16 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         }
         if variant.squeeze_excitation {
             extras.push_str(", squeeze-excitation");
+        }
+        if variant.preactivation {
+            extras.push_str(", pre-activation");
+        }
+        if config.stem_channels() != config.base_width {
+            extras.push_str(&format!(
+                ", {}-channel stem under {}-plane first stage",
+                config.stem_channels(),
+                config.base_width
+            ));
         }
         println!(
             "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \

@@ -366,7 +366,11 @@ fn foreign_global(value: &burn::store::pytorch_reader::PickleValue) -> Option<St
 /// - `num_batches_tracked` buffers have no counterpart (Burn's BN keeps no such counter);
 /// - `module.` prefixes come from `nn.DataParallel`;
 /// - torchvision's `downsample` is an `nn.Sequential(conv, bn)`: `.0`/`.1` → `.conv`/`.bn`;
-/// - popular CIFAR ports name the projection `shortcut` and the classifier `linear`.
+/// - popular CIFAR ports name the projection `shortcut` and the classifier `linear`;
+/// - pre-activation nets: timm's `resnetv2` names the stem `stem.conv`, the blocks
+///   `stages.I.blocks.J` with `normK` BNs and its classifier a 1x1 convolution `head.fc`
+///   (mapped onto `conv1`, `layer{I+1}.J`, `bnK` and a `fc` matrix); the CIFAR ports name the
+///   final BN `bn` (this crate and timm: `norm`).
 fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
     tensors
         .into_iter()
@@ -388,8 +392,42 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             if let Some(rest) = name.strip_prefix("linear.") {
                 name = format!("fc.{rest}");
             }
+            name = resnetv2_key(name);
+            if name == "fc.weight"
+                && let [out, features, 1, 1] = t.shape.as_slice()
+            {
+                // timm's head is a 1x1 convolution over the pooled features: the same matrix.
+                t.shape = burn::tensor::Shape::from(vec![*out, *features]);
+            }
             t.name = name;
             t
         })
         .collect()
+}
+
+/// timm's `resnetv2` key for this crate's (see [torch_keys]); other keys pass unchanged.
+fn resnetv2_key(name: String) -> String {
+    if let Some(rest) = name.strip_prefix("stem.conv.") {
+        return format!("conv1.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("head.fc.") {
+        return format!("fc.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("bn.") {
+        return format!("norm.{rest}");
+    }
+    let Some(rest) = name.strip_prefix("stages.") else {
+        return name;
+    };
+    let Some((stage, rest)) = rest.split_once(".blocks.") else {
+        return name;
+    };
+    let Ok(stage) = stage.parse::<usize>() else {
+        return name;
+    };
+    let mut key = format!("layer{}.{rest}", stage + 1);
+    for k in 1..=3 {
+        key = key.replace(&format!(".norm{k}."), &format!(".bn{k}."));
+    }
+    key
 }

@@ -1,7 +1,9 @@
 //! Named architectures: `resnet18` … `resnet152`, `resnet20` … `resnet110` (any 6n+2),
 //! their plain twins `plain18`, `plain20`, …, and the successors that change only the block:
 //! `resnext50_32x4d` (any `resnext{D}_{C}x{d}d`), `wide_resnet50_2`, `seresnet50`,
-//! `seresnext50_32x4d`, and the CIFAR ResNeXt `resnext29_8x64d` (any 9n+2).
+//! `seresnext50_32x4d`, and the CIFAR ResNeXt `resnext29_8x64d` (any 9n+2); the
+//! pre-activation nets (He et al. 2016): timm's `resnetv2_50`, the CIFAR `preact_resnet110`
+//! and `preact_resnet164`, and Wide ResNet's CIFAR `wrn28_10` (any `wrn{6n+4}_{k}`).
 
 use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem};
 
@@ -13,8 +15,11 @@ use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem}
      to force the CIFAR family, or a successor: resnext50_32x4d, resnext101_32x8d, \
      resnext101_64x4d, resnext101_32x16d (any resnext{{50|101|152}}_{{C}}x{{d}}d), \
      wide_resnet50_2, wide_resnet101_2, seresnet18 … seresnet152, seresnext50_32x4d, and the \
-     CIFAR ResNeXt resnext29_8x64d / resnext29_16x64d (any resnext{{9n+2}}_{{C}}x{{d}}d); a \
-     plain- prefix removes the shortcuts of any of them"
+     CIFAR ResNeXt resnext29_8x64d / resnext29_16x64d (any resnext{{9n+2}}_{{C}}x{{d}}d), the \
+     pre-activation nets resnetv2_18 … resnetv2_152 (ImageNet), preact_resnet110 and \
+     preact_resnet164 (any preact_resnet{{6n+2}} or {{9n+2}}, CIFAR) and Wide ResNet's CIFAR \
+     wrn16_4, wrn28_10 (any wrn{{6n+4}}_{{k}}); a plain- prefix removes the shortcuts of any of \
+     them"
 )]
 pub struct UnknownArch(pub String);
 
@@ -56,6 +61,53 @@ pub fn cifar_resnext(n: usize, variant: BlockVariant) -> ResNetConfig {
         .with_num_classes(10)
         .with_shortcut(ShortcutOption::B)
         .with_variant(Some(variant))
+}
+
+/// The pre-activation block: the blocks of `config` reordered to BN-ReLU-conv, with
+/// projection shortcuts (timm's resnetv2, the Identity Mappings paper and Wide ResNet).
+fn preactivated(config: ResNetConfig) -> ResNetConfig {
+    let variant = config.block_variant().with_preactivation(true);
+    config
+        .with_variant(Some(variant))
+        .with_shortcut(ShortcutOption::B)
+}
+
+/// Whether a CIFAR pre-activation net of `depth` layers uses bottlenecks: 9n+2 depths that
+/// are not also 6n+2, and from 164 layers on (the Identity Mappings paper's ResNet-164 and
+/// ResNet-1001 are bottleneck nets, its ResNet-110 a basic one).
+fn preact_bottleneck(depth: usize) -> bool {
+    (depth - 2).is_multiple_of(9) && (!(depth - 2).is_multiple_of(6) || depth >= 164)
+}
+
+/// `resnetv2_{D}`, `preact_resnet{D}` and `wrn{D}_{k}`.
+fn preactivation(rest: &str) -> Option<ResNetConfig> {
+    if let Some(digits) = rest.strip_prefix("resnetv2_") {
+        return imagenet(number(digits)?).map(preactivated);
+    }
+    if let Some(digits) = rest.strip_prefix("preact_resnet") {
+        let depth = number(digits).filter(|&d| d >= 8)?;
+        let config = if preact_bottleneck(depth) {
+            let n = (depth - 2) / 9;
+            ResNetConfig::new(vec![n, n, n], BlockKind::Bottleneck, Stem::Cifar, 16)
+        } else if (depth - 2).is_multiple_of(6) {
+            cifar((depth - 2) / 6)
+        } else {
+            return None;
+        };
+        return Some(preactivated(config.with_num_classes(10)));
+    }
+    // Zagoruyko & Komodakis: depth 6n + 4 (the stem, 6n convolutions, three projections),
+    // a 16-channel stem, stages of 16k, 32k and 64k channels.
+    let (depth, factor) = rest.strip_prefix("wrn")?.split_once('_')?;
+    let (depth, k) = (number(depth).filter(|&d| d >= 10)?, number(factor)?);
+    if !(depth - 4).is_multiple_of(6) || k > 1 << 10 {
+        return None;
+    }
+    let n = (depth - 4) / 6;
+    let config = ResNetConfig::new(vec![n, n, n], BlockKind::Basic, Stem::Cifar, 16 * k)
+        .with_stem_width(Some(16))
+        .with_num_classes(10);
+    Some(preactivated(config))
 }
 
 /// `digits` as a positive number, if it is only digits.
@@ -111,6 +163,15 @@ pub fn parse(name: &str) -> Result<ResNetConfig, UnknownArch> {
         Some(rest) if rest.starts_with("res") || rest.starts_with("wide_") => (true, rest),
         _ => (false, rest),
     };
+    if !se
+        && !force_cifar
+        && ["resnetv2_", "preact_", "wrn"]
+            .iter()
+            .any(|p| rest.starts_with(p))
+    {
+        let config = preactivation(rest).ok_or_else(unknown)?;
+        return Ok(config.with_residual(!plain));
+    }
     if rest.starts_with("resnext") || rest.starts_with("wide_resnet") {
         let config = successor(rest, se, force_cifar).ok_or_else(unknown)?;
         return Ok(config.with_residual(!plain));
@@ -151,7 +212,7 @@ pub const KNOWN: [&str; 10] = [
 
 /// The successors with published weights or results (torchvision, timm and the ResNeXt
 /// paper's CIFAR nets), for listings and help texts.
-pub const SUCCESSORS: [&str; 11] = [
+pub const SUCCESSORS: [&str; 16] = [
     "resnext50_32x4d",
     "resnext101_32x8d",
     "resnext101_64x4d",
@@ -163,6 +224,11 @@ pub const SUCCESSORS: [&str; 11] = [
     "seresnext101_32x8d",
     "resnext29_8x64d",
     "resnext29_16x64d",
+    "resnetv2_50",
+    "preact_resnet110",
+    "preact_resnet164",
+    "wrn16_4",
+    "wrn28_10",
 ];
 
 #[cfg(test)]
@@ -224,6 +290,25 @@ mod tests {
         assert_eq!(cifar.block_variant().bottleneck_width(64), 512);
         let plain = parse("plain-resnext50_32x4d").unwrap();
         assert!(!plain.residual);
+        let v2 = parse("resnetv2_50").unwrap();
+        assert!(v2.preactivation() && v2.stem == Stem::ImageNet);
+        assert_eq!(v2.shortcut, ShortcutOption::B);
+        let p110 = parse("preact_resnet110").unwrap();
+        assert_eq!(
+            (p110.block, p110.layers.clone(), p110.num_classes),
+            (BlockKind::Basic, vec![18, 18, 18], 10)
+        );
+        let p164 = parse("preact_resnet164").unwrap();
+        assert_eq!(
+            (p164.block, p164.layers.clone(), p164.depth()),
+            (BlockKind::Bottleneck, vec![18, 18, 18], 164)
+        );
+        let wrn = parse("wrn28_10").unwrap();
+        assert_eq!(
+            (wrn.layers.clone(), wrn.base_width, wrn.stem_channels()),
+            (vec![4, 4, 4], 160, 16)
+        );
+        assert!(wrn.preactivation() && !parse("plain-wrn28_10").unwrap().residual);
         // The 2015 nets carry no variant, as their weights files written before it existed.
         assert_eq!(parse("resnet50").unwrap().variant, None);
     }
@@ -238,6 +323,11 @@ mod tests {
             "plain-resnext50_32x4d",
             "plain-seresnet34",
             "resnext152_1x48d",
+            "plain-preact_resnet110",
+            "plain-wrn16_4",
+            "resnetv2_101",
+            "preact_resnet1001",
+            "preact_resnet29",
         ]) {
             assert_eq!(parse(name).unwrap().name(), *name);
         }
@@ -263,6 +353,14 @@ mod tests {
             "seplain20",
             "plain-plain20",
             "resnext50_99999999999x4d",
+            "resnetv2_20",
+            "preact_resnet21",
+            "wrn28",
+            "wrn27_10",
+            "wrn28_0",
+            "seresnetv2_50",
+            "cifar-resnetv2_50",
+            "preact_resnet",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(

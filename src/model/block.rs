@@ -1,7 +1,9 @@
 //! The residual building blocks of Figure 5: BasicBlock (two 3x3) and Bottleneck
 //! (1x1, 3x3, 1x1), both computing `y = relu(F(x) + shortcut(x))` — or `relu(F(x))` in a
 //! plain net. The successors' blocks are the same code: ResNeXt groups the bottleneck's 3x3,
-//! Wide ResNet widens it, SE-nets gate F(x) before the sum ([BlockVariant]).
+//! Wide ResNet widens it, SE-nets gate F(x) before the sum, and pre-activation blocks
+//! (He et al. 2016) reorder each layer to BN-ReLU-conv and drop the ReLU after the sum:
+//! `y = F(x) + shortcut(x)` ([BlockVariant]).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -11,6 +13,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
+#[cfg(doc)]
+use super::config::BlockVariant;
 use super::se::SqueezeExcitation;
 
 /// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —
@@ -120,12 +124,15 @@ impl BlockConfig {
     pub fn init(&self, device: &Device) -> Block {
         let out = self.out_channels();
         let width = self.width();
+        let preact = self.joining.variant.preactivation;
+        // A block starts as its shortcut: the last BN's γ = 0 (Goyal et al.), or in a
+        // pre-activation block, which ends on a convolution, that convolution's weights = 0
+        // (timm's `zero_init_last`).
         let zero = self.joining.zero_init_residual;
-        let (conv1, conv2, conv3, bn3) = match self.kind {
+        let (conv1, mut conv2, mut conv3) = match self.kind {
             BlockKind::Basic => (
                 conv(self.in_channels, self.planes, 3, self.stride, device),
                 conv(self.planes, self.planes, 3, 1, device),
-                None,
                 None,
             ),
             BlockKind::Bottleneck => {
@@ -138,14 +145,33 @@ impl BlockConfig {
                     conv(self.in_channels, width, 1, stride_1x1, device),
                     grouped_conv(width, width, 3, stride_3x3, groups, device),
                     Some(conv(width, out, 1, 1, device)),
-                    Some(batch_norm(out, zero, device)),
                 )
             }
         };
-        let last_bn_is_bn2 = bn3.is_none();
+        let bottleneck = conv3.is_some();
+        let (bn1, bn2, bn3) = if preact {
+            if zero {
+                let last = conv3.as_mut().unwrap_or(&mut conv2);
+                last.weight = Initializer::Zeros.init(last.weight.dims(), device);
+            }
+            // Each BN normalises the input of the convolution that follows it.
+            let bn3 = bottleneck.then(|| batch_norm(width, false, device));
+            (
+                batch_norm(self.in_channels, false, device),
+                batch_norm(width, false, device),
+                bn3,
+            )
+        } else {
+            let bn3 = bottleneck.then(|| batch_norm(out, zero, device));
+            (
+                batch_norm(width, false, device),
+                batch_norm(width, zero && !bottleneck, device),
+                bn3,
+            )
+        };
         let downsample = self.has_projection().then(|| Downsample {
             conv: conv(self.in_channels, out, 1, self.stride, device),
-            bn: batch_norm(out, false, device),
+            bn: (!preact).then(|| batch_norm(out, false, device)),
         });
         let se = self
             .joining
@@ -154,15 +180,16 @@ impl BlockConfig {
             .then(|| SqueezeExcitation::new(out, device));
         Block {
             conv1,
-            bn1: batch_norm(width, false, device),
+            bn1,
             conv2,
-            bn2: batch_norm(width, zero && last_bn_is_bn2, device),
+            bn2,
             conv3,
             bn3,
             se,
             downsample,
             stride: self.stride,
             residual: self.joining.residual,
+            preactivation: preact,
         }
     }
 }
@@ -173,26 +200,43 @@ impl BlockConfig {
 pub struct Downsample {
     /// 1x1 projection to the block's output channels.
     pub conv: Conv2d,
-    /// BatchNorm after the projection.
-    pub bn: BatchNorm,
+    /// BatchNorm after the projection; none in a pre-activation block, whose projection
+    /// reads the already normalised input.
+    pub bn: Option<BatchNorm>,
+}
+
+impl Downsample {
+    /// The projection of `x`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, height, width]`
+    /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        }
+    }
 }
 
 /// A residual block; BasicBlock when `conv3` is `None`, Bottleneck otherwise.
 ///
-/// Field names follow torchvision, so `layer1.0.conv1.weight` means the same in both.
+/// Field names follow torchvision, so `layer1.0.conv1.weight` means the same in both. In a
+/// pre-activation block `bnK` comes before `convK` (timm's `normK`, mapped by [crate::io]).
 #[derive(Module, Debug)]
 pub struct Block {
     /// First conv: 3x3 (basic) or the 1x1 reduction (bottleneck).
     pub conv1: Conv2d,
-    /// BN after `conv1`.
+    /// BN after `conv1` (pre-activation: before it, on the block's input).
     pub bn1: BatchNorm,
     /// Second conv: 3x3 in both kinds.
     pub conv2: Conv2d,
-    /// BN after `conv2`.
+    /// BN after `conv2` (pre-activation: before it).
     pub bn2: BatchNorm,
     /// Bottleneck only: the 1x1 expansion.
     pub conv3: Option<Conv2d>,
-    /// Bottleneck only: BN after `conv3`.
+    /// Bottleneck only: BN after `conv3` (pre-activation: before it).
     pub bn3: Option<BatchNorm>,
     /// SE-nets only: the gate on F(x), after its last BN.
     pub se: Option<SqueezeExcitation>,
@@ -202,6 +246,8 @@ pub struct Block {
     pub stride: usize,
     /// `false` in a plain net: no shortcut at all.
     pub residual: bool,
+    /// BN-ReLU before each convolution and no ReLU after the sum ([BlockVariant::preactivation]).
+    pub preactivation: bool,
 }
 
 impl Block {
@@ -211,12 +257,37 @@ impl Block {
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn residual_branch(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.preactivation {
+            return self.preactivated_branch(self.preactivate(x));
+        }
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
         let out = self.bn2.forward(self.conv2.forward(out));
         let out = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
             _ => out,
         };
+        self.gate(out)
+    }
+
+    /// A pre-activation block's `relu(bn1(x))`, shared by its branch and its projection.
+    fn preactivate(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn1.forward(x))
+    }
+
+    /// A pre-activation block's F from its pre-activated input: conv1, then BN-ReLU-conv
+    /// once (basic) or twice (bottleneck).
+    fn preactivated_branch(&self, pre: Tensor<4>) -> Tensor<4> {
+        let out = self.conv1.forward(pre);
+        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        let out = match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => conv3.forward(relu(bn3.forward(out))),
+            _ => out,
+        };
+        self.gate(out)
+    }
+
+    /// The squeeze-excitation gate of SE blocks, the identity otherwise.
+    fn gate(&self, out: Tensor<4>) -> Tensor<4> {
         match &self.se {
             Some(se) => se.forward(out),
             None => out,
@@ -224,24 +295,39 @@ impl Block {
     }
 
     /// The shortcut applied to `x` so that it matches `out_channels` channels:
-    /// the identity, option A's subsample + zero channels, or the projection.
+    /// the identity, option A's subsample + zero channels, or the projection (of the
+    /// pre-activated input, in a pre-activation block).
     ///
     /// # Shapes
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn shortcut(&self, x: Tensor<4>, out_channels: usize) -> Tensor<4> {
-        if let Some(downsample) = &self.downsample {
-            return downsample.bn.forward(downsample.conv.forward(x));
+        match &self.downsample {
+            Some(downsample) if self.preactivation => downsample.forward(self.preactivate(x)),
+            Some(downsample) => downsample.forward(x),
+            None => parameter_free_shortcut(x, self.stride, out_channels),
         }
-        parameter_free_shortcut(x, self.stride, out_channels)
     }
 
-    /// Applies the block.
+    /// Applies the block: `relu(F(x) + shortcut(x))`, `F(x) + shortcut(x)` with
+    /// pre-activation; a plain block leaves out the shortcut.
     ///
     /// # Shapes
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.preactivation {
+            let pre = self.preactivate(x.clone());
+            let out = self.preactivated_branch(pre.clone());
+            if !self.residual {
+                return out;
+            }
+            let shortcut = match &self.downsample {
+                Some(downsample) => downsample.forward(pre),
+                None => parameter_free_shortcut(x, self.stride, out.dims()[1]),
+            };
+            return out + shortcut;
+        }
         if !self.residual {
             return relu(self.residual_branch(x));
         }

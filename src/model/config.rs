@@ -66,26 +66,35 @@ pub enum Stem {
 }
 
 /// What ResNet's successors change inside a block: ResNeXt's grouped 3x3 (Xie et al. 2017),
-/// Wide ResNet's wider bottleneck (Zagoruyko & Komodakis 2016) and squeeze-excitation (Hu et
-/// al. 2018). [BlockVariant::RESNET] is the 2015 block. The fields are torchvision's `groups`
-/// and `width_per_group` and timm's `attn_layer='se'`, so their checkpoints map by name.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// Wide ResNet's wider bottleneck (Zagoruyko & Komodakis 2016), squeeze-excitation (Hu et
+/// al. 2018) and pre-activation (He et al. 2016). [BlockVariant::RESNET] is the 2015 block.
+/// The fields are torchvision's `groups` and `width_per_group` and timm's `attn_layer='se'`
+/// and `resnetv2`, so their checkpoints map by name.
+///
+/// Plain serde rather than `#[derive(Config)]`: a field added later (pre-activation) must
+/// read as its default from weights files written before it existed, which Config's
+/// generated deserializer does not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BlockVariant {
     /// Groups of each bottleneck's 3x3 convolution: ResNeXt's cardinality C (32 in
     /// resnext50_32x4d); 1 in ResNet and Wide ResNet.
-    #[config(default = 1)]
     pub groups: usize,
     /// Channels per group of the first stage's 3x3 (ResNeXt's d, torchvision's
     /// `width_per_group`), doubled at each stage like the planes: 4 in resnext50_32x4d, 128 in
     /// wide_resnet50_2, 64 in ResNet. A bottleneck's inner width is
     /// `planes * width_per_group / 64 * groups`.
-    #[config(default = 64)]
     pub width_per_group: usize,
     /// A squeeze-and-excitation gate on each block's residual branch, after its last BN (timm's
     /// `SEModule`: global pool, 1x1 conv with bias to channels/16 rounded to a multiple of 8,
     /// ReLU, 1x1 conv back, sigmoid).
-    #[config(default = false)]
     pub squeeze_excitation: bool,
+    /// Pre-activation ("Identity Mappings in Deep Residual Networks", He et al. 2016): each
+    /// block is BN-ReLU-conv (-BN-ReLU-conv …) and returns `F(x) + x` with no ReLU after the
+    /// sum, so the identity path runs clean from the stem to a final BN-ReLU before the pool.
+    /// The stem is a bare convolution; a projection shortcut is a bare 1x1 convolution of the
+    /// block's pre-activated input (timm's `resnetv2`).
+    pub preactivation: bool,
 }
 
 impl BlockVariant {
@@ -94,7 +103,42 @@ impl BlockVariant {
         groups: 1,
         width_per_group: 64,
         squeeze_excitation: false,
+        preactivation: false,
     };
+
+    /// [BlockVariant::RESNET], to build on with the `with_` methods.
+    pub fn new() -> Self {
+        Self::RESNET
+    }
+
+    /// With ResNeXt's cardinality.
+    pub fn with_groups(self, groups: usize) -> Self {
+        Self { groups, ..self }
+    }
+
+    /// With channels per group (ResNeXt's d, Wide ResNet's 64·k).
+    pub fn with_width_per_group(self, width_per_group: usize) -> Self {
+        Self {
+            width_per_group,
+            ..self
+        }
+    }
+
+    /// With or without squeeze-excitation gates.
+    pub fn with_squeeze_excitation(self, squeeze_excitation: bool) -> Self {
+        Self {
+            squeeze_excitation,
+            ..self
+        }
+    }
+
+    /// With or without pre-activation blocks.
+    pub fn with_preactivation(self, preactivation: bool) -> Self {
+        Self {
+            preactivation,
+            ..self
+        }
+    }
 
     /// Inner width of a bottleneck with `planes` planes (torchvision's
     /// `int(planes * (width_per_group / 64.)) * groups`).
@@ -178,9 +222,12 @@ pub struct ResNetConfig {
     /// Channels of the input image.
     #[config(default = 3)]
     pub in_channels: usize,
-    /// ResNeXt / Wide ResNet / SE blocks; `None` is the 2015 ResNet (and what weights files
-    /// written before the variants existed say, by leaving the field out).
+    /// ResNeXt / Wide ResNet / SE / pre-activation blocks; `None` is the 2015 ResNet (and what
+    /// weights files written before the variants existed say, by leaving the field out).
     pub variant: Option<BlockVariant>,
+    /// Channels of the stem convolution where they differ from `base_width`: Wide ResNet's
+    /// CIFAR nets keep a 16-channel stem under stages of 16·k planes. `None`: `base_width`.
+    pub stem_width: Option<usize>,
 }
 
 impl ResNetConfig {
@@ -198,7 +245,12 @@ impl ResNetConfig {
 
     /// Channels entering the first stage.
     pub fn stem_channels(&self) -> usize {
-        self.base_width
+        self.stem_width.unwrap_or(self.base_width)
+    }
+
+    /// Whether the blocks are pre-activation ones (see [BlockVariant::preactivation]).
+    pub fn preactivation(&self) -> bool {
+        self.block_variant().preactivation
     }
 
     /// Channels of the last stage's output, the input of the classifier.
@@ -231,7 +283,19 @@ impl ResNetConfig {
         let variant = self.block_variant();
         let depth = self.depth();
         let se = if variant.squeeze_excitation { "se" } else { "" };
-        let mut name = if variant.groups > 1 || !variant.width_per_group.is_multiple_of(64) {
+        let mut name = if variant.preactivation {
+            let plain = if self.residual { "" } else { "plain-" };
+            match self.stem {
+                Stem::ImageNet => format!("{plain}resnetv2_{depth}"),
+                // Wide ResNet counts its three projections: depth 6n + 4.
+                Stem::Cifar if self.stem_channels() != self.base_width => format!(
+                    "{plain}wrn{}_{}",
+                    depth + 2,
+                    self.base_width / self.stem_channels()
+                ),
+                Stem::Cifar => format!("{plain}preact_resnet{depth}"),
+            }
+        } else if variant.groups > 1 || !variant.width_per_group.is_multiple_of(64) {
             format!(
                 "{se}resnext{depth}_{}x{}d",
                 variant.groups, variant.width_per_group
@@ -243,14 +307,17 @@ impl ResNetConfig {
         } else {
             format!("plain{depth}")
         };
-        if !self.residual && variant != BlockVariant::RESNET {
+        if !self.residual && variant != BlockVariant::RESNET && !variant.preactivation {
             name = format!("plain-{name}");
         }
-        if self.stem == Stem::Cifar && crate::model::arch::imagenet_preset(depth).is_some() {
+        if self.stem == Stem::Cifar
+            && !variant.preactivation
+            && crate::model::arch::imagenet_preset(depth).is_some()
+        {
             name = format!("cifar-{name}");
         }
         let default_shortcut = match (self.stem, self.block) {
-            (Stem::Cifar, BlockKind::Basic) => ShortcutOption::A,
+            (Stem::Cifar, BlockKind::Basic) if !variant.preactivation => ShortcutOption::A,
             _ => ShortcutOption::B,
         };
         if self.residual && self.shortcut != default_shortcut {

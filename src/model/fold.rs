@@ -7,6 +7,10 @@
 //! activations (subtract, divide, multiply, add, and their broadcasts): on the CPU those
 //! passes cost as much memory traffic as a 1x1 convolution; on a GPU each is a dispatch.
 //!
+//! A pre-activation net (BN-ReLU-conv) folds each BN that follows a convolution into it; the
+//! BN before a block's first convolution and the final one follow an addition, not a
+//! convolution, and stay as one per-channel multiply-add ([Affine]).
+//!
 //! Folding is done with tensor operations on the model's device (no read-back, so it also
 //! runs in a browser); it leaves the [ResNet] it reads untouched. A folded net cannot train
 //! (batch statistics are gone) and is not saved: checkpoints and exports keep the real BN.
@@ -40,9 +44,47 @@ fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {
     folded
 }
 
+/// `conv` followed by `bn` folded into one convolution, or `conv` alone.
+fn fold_if(conv: &Conv2d, bn: Option<&BatchNorm>) -> Conv2d {
+    match bn {
+        Some(bn) => fold(conv, bn),
+        None => conv.clone(),
+    }
+}
+
+/// An eval-mode BN that follows no convolution: `x · s + t` per channel.
+#[derive(Debug, Clone)]
+struct Affine {
+    scale: Tensor<4>,
+    shift: Tensor<4>,
+}
+
+impl Affine {
+    fn new(bn: &BatchNorm) -> Self {
+        let channels = bn.gamma.shape().dims::<1>()[0];
+        let sigma = bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+        let scale = bn.gamma.val() / sigma;
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        Self {
+            scale: scale.reshape([1, channels, 1, 1]),
+            shift: shift.reshape([1, channels, 1, 1]),
+        }
+    }
+
+    /// `relu(bn(x))`.
+    ///
+    /// # Shapes
+    /// - `x`, output: `[batch, channels, height, width]`
+    fn relu(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(x * self.scale.clone() + self.shift.clone())
+    }
+}
+
 /// A [Block] with its BNs folded.
 #[derive(Debug, Clone)]
 struct FoldedBlock {
+    /// Pre-activation blocks: the BN-ReLU on the block's input.
+    pre: Option<Affine>,
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Option<Conv2d>,
@@ -57,15 +99,22 @@ struct FoldedBlock {
 
 impl FoldedBlock {
     fn new(block: &Block) -> Self {
+        // Which BN follows each convolution: bn1, bn2, bn3 in the 2015 order; bn2, bn3 and
+        // none with pre-activation.
+        let (after1, after2, after3) = match block.preactivation {
+            false => (Some(&block.bn1), Some(&block.bn2), block.bn3.as_ref()),
+            true => (Some(&block.bn2), block.bn3.as_ref(), None),
+        };
         Self {
-            conv1: fold(&block.conv1, &block.bn1),
-            conv2: fold(&block.conv2, &block.bn2),
-            conv3: match (&block.conv3, &block.bn3) {
-                (Some(conv), Some(bn)) => Some(fold(conv, bn)),
-                _ => None,
-            },
+            pre: block.preactivation.then(|| Affine::new(&block.bn1)),
+            conv1: fold_if(&block.conv1, after1),
+            conv2: fold_if(&block.conv2, after2),
+            conv3: block.conv3.as_ref().map(|conv| fold_if(conv, after3)),
             se: block.se.clone(),
-            downsample: block.downsample.as_ref().map(|d| fold(&d.conv, &d.bn)),
+            downsample: block
+                .downsample
+                .as_ref()
+                .map(|d| fold_if(&d.conv, d.bn.as_ref())),
             stride: block.stride,
             residual: block.residual,
             out_channels: block.conv3.as_ref().unwrap_or(&block.conv2).weight.dims()[0],
@@ -77,6 +126,9 @@ impl FoldedBlock {
     /// F(x) = 0 (a plain block's "shortcut" is the parameter-free one: identity, or option A's
     /// subsampling and zero channels where the shape changes).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(pre) = &self.pre {
+            return self.forward_preactivated(pre, x);
+        }
         if self.removed {
             return match &self.downsample {
                 Some(projection) => relu(projection.forward(x)),
@@ -102,6 +154,31 @@ impl FoldedBlock {
         };
         relu(out + shortcut)
     }
+
+    /// The pre-activation block: `F(x) + shortcut(x)`; removed, `shortcut(x)`.
+    fn forward_preactivated(&self, pre: &Affine, x: Tensor<4>) -> Tensor<4> {
+        let activated = pre.relu(x.clone());
+        let shortcut = |out_channels| match &self.downsample {
+            Some(projection) => projection.forward(activated.clone()),
+            None => parameter_free_shortcut(x.clone(), self.stride, out_channels),
+        };
+        if self.removed {
+            return shortcut(self.out_channels);
+        }
+        let out = self.conv2.forward(relu(self.conv1.forward(activated.clone())));
+        let out = match &self.conv3 {
+            Some(conv3) => conv3.forward(relu(out)),
+            None => out,
+        };
+        let out = match &self.se {
+            Some(se) => se.forward(out),
+            None => out,
+        };
+        if !self.residual {
+            return out;
+        }
+        out + shortcut(self.out_channels)
+    }
 }
 
 /// A [ResNet] in eval mode with every BN folded into its convolution: the network
@@ -109,8 +186,12 @@ impl FoldedBlock {
 #[derive(Debug, Clone)]
 pub struct FoldedResNet {
     conv1: Conv2d,
+    /// Whether the stem has a (folded) BN and ReLU: not in pre-activation nets.
+    stem_relu: bool,
     maxpool: Option<MaxPool2d>,
     blocks: Vec<FoldedBlock>,
+    /// Pre-activation nets: the final BN-ReLU.
+    norm: Option<Affine>,
     fc: Linear,
 }
 
@@ -118,9 +199,11 @@ impl FoldedResNet {
     /// Folds `model`'s running statistics into its convolutions.
     pub fn new(model: &ResNet) -> Self {
         Self {
-            conv1: fold(&model.conv1, &model.bn1),
+            conv1: fold_if(&model.conv1, model.bn1.as_ref()),
+            stem_relu: model.bn1.is_some(),
             maxpool: model.maxpool.clone(),
             blocks: model.stages().flatten().map(FoldedBlock::new).collect(),
+            norm: model.norm.as_ref().map(Affine::new),
             fc: model.fc.clone(),
         }
     }
@@ -150,12 +233,17 @@ impl FoldedResNet {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.conv1.forward(x));
+        let x = self.conv1.forward(x);
+        let x = if self.stem_relu { relu(x) } else { x };
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,
         };
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        let x = match &self.norm {
+            Some(norm) => norm.relu(x),
+            None => x,
+        };
         pool_and_classify(&self.fc, x)
     }
 }
@@ -178,7 +266,8 @@ mod tests {
     /// float rounding alone differs by more than the tolerance).
     fn trained_like(config: &ResNetConfig) -> ResNet {
         let mut model = config.init(&device());
-        randomize(&mut model.bn1);
+        model.bn1.iter_mut().for_each(randomize);
+        model.norm.iter_mut().for_each(randomize);
         for stage in [
             &mut model.layer1,
             &mut model.layer2,
@@ -192,7 +281,7 @@ mod tests {
                 block
                     .downsample
                     .iter_mut()
-                    .for_each(|d| randomize(&mut d.bn));
+                    .for_each(|d| d.bn.iter_mut().for_each(randomize));
             }
         }
         model
@@ -209,13 +298,14 @@ mod tests {
         bn.running_var = RunningState::new(random(0.5, 2.0));
     }
 
-    /// A lesioned net is the unfolded net with that block replaced by `relu(shortcut(x))`,
-    /// for residual (identity, option A and projection shortcuts) and plain nets.
+    /// A lesioned net is the unfolded net with that block replaced by `relu(shortcut(x))`
+    /// (`shortcut(x)` with pre-activation), for residual (identity, option A and projection
+    /// shortcuts) and plain nets.
     #[test]
     fn a_lesion_leaves_only_the_shortcut() {
-        for arch in ["resnet20", "plain20", "resnet18"] {
+        for arch in ["resnet20", "plain20", "resnet18", "preact_resnet20", "resnetv2_18"] {
             let model = trained_like(&parse(arch).unwrap());
-            let size = if arch == "resnet18" { 64 } else { 32 };
+            let size = if arch.ends_with("18") { 64 } else { 32 };
             let x = Tensor::<4>::random(
                 [2, 3, size, size],
                 Distribution::Normal(0.0, 1.0),
@@ -232,12 +322,16 @@ mod tests {
                 for (i, block) in blocks.iter().enumerate() {
                     h = if i == index {
                         let out = block.residual_branch(h.clone()).dims()[1];
-                        relu(block.shortcut(h, out))
+                        let shortcut = block.shortcut(h, out);
+                        match block.preactivation {
+                            true => shortcut,
+                            false => relu(shortcut),
+                        }
                     } else {
                         block.forward(h)
                     };
                 }
-                let expected = model.forward_head(h);
+                let expected = model.forward_head(model.finish(h));
                 let scale = expected.clone().abs().max().into_scalar::<f32>();
                 let lesioned = folded.without_block(index).unwrap().forward(x.clone());
                 lesioned.into_data().assert_approx_eq::<f32>(
@@ -261,13 +355,18 @@ mod tests {
             ("resnext29_2x4d", None),
             ("seresnext50_2x8d", None),
             ("seresnet18", None),
+            ("preact_resnet20", None),
+            ("preact_resnet29", None),
+            ("plain-preact_resnet20", None),
+            ("resnetv2_50", None),
+            ("wrn16_2", None),
         ];
         for (arch, shortcut) in cases {
             let mut config = parse(arch).unwrap();
             if let Some(option) = shortcut {
                 config = config.with_shortcut(option);
             }
-            let size = if arch.contains("50") || arch.ends_with("18") {
+            let size = if arch.contains("50") || arch.ends_with("resnet18") {
                 64
             } else {
                 32

@@ -47,7 +47,18 @@ impl ResNetConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if self.stem_width == Some(0) {
+            return Err(ConfigError::Zero("stem_width"));
+        }
         let variant = self.block_variant();
+        if variant.preactivation && (variant.reshapes_bottleneck() || variant.squeeze_excitation)
+        {
+            // timm's resnetv2 and the pre-activation papers define neither.
+            return Err(ConfigError::Variant(
+                "pre-activation blocks are built without groups, wider bottlenecks or                  squeeze-excitation (widen a pre-activation net with base_width, as Wide                  ResNet does)"
+                    .into(),
+            ));
+        }
         if self.block == BlockKind::Basic && variant.reshapes_bottleneck() {
             // torchvision refuses the same ("BasicBlock only supports groups=1 and
             // base_width=64"): ResNeXt and Wide ResNet change the bottleneck's 3x3.
@@ -75,6 +86,7 @@ impl ResNetConfig {
         // Bound the inputs first so that counting the parameters cannot overflow.
         if self.layers.iter().any(|&n| n > 10_000)
             || self.base_width > 1 << 16
+            || self.stem_channels() > 1 << 16
             || self.in_channels > 1 << 10
             || self.num_classes > 1 << 24
         {
@@ -151,14 +163,16 @@ impl ResNetConfig {
             .into_iter()
             .map(|stage| stage.iter().map(|b| b.init(device)).collect::<Vec<_>>());
         let mut next = || stages.next().unwrap_or_default();
+        let preact = self.preactivation();
         ResNet {
             conv1,
-            bn1: batch_norm(width, false, device),
+            bn1: (!preact).then(|| batch_norm(width, false, device)),
             maxpool,
             layer1: next(),
             layer2: next(),
             layer3: next(),
             layer4: next(),
+            norm: preact.then(|| batch_norm(self.feature_channels(), false, device)),
             fc: LinearConfig::new(self.feature_channels(), self.num_classes).init(device),
         }
     }
@@ -177,13 +191,15 @@ pub(crate) fn pool_and_classify(fc: &Linear, features: Tensor<4>) -> Tensor<2> {
 /// A ResNet (or its plain twin) of either family.
 ///
 /// Field names follow torchvision (`conv1, bn1, layer1..4, fc`); CIFAR nets leave `layer4`
-/// empty and have no max-pool.
+/// empty and have no max-pool. Pre-activation nets have no `bn1` but a final `norm` (timm's
+/// name) before the pool.
 #[derive(Module, Debug)]
 pub struct ResNet {
     /// Stem convolution: 7x7/2 (ImageNet) or 3x3/1 (CIFAR).
     pub conv1: Conv2d,
-    /// BN after the stem convolution.
-    pub bn1: BatchNorm,
+    /// BN (and ReLU) after the stem convolution; none in a pre-activation net, whose first
+    /// block normalises its own input.
+    pub bn1: Option<BatchNorm>,
     /// 3x3/2 max-pool of the ImageNet stem.
     pub maxpool: Option<MaxPool2d>,
     /// Stage 1 (conv2_x in Table 1), full stem resolution.
@@ -194,6 +210,8 @@ pub struct ResNet {
     pub layer3: Vec<Block>,
     /// Stage 4 (conv5_x); empty in CIFAR nets.
     pub layer4: Vec<Block>,
+    /// Pre-activation nets only: the BN (and ReLU) after the last block, before the pool.
+    pub norm: Option<BatchNorm>,
     /// Classifier over the globally pooled features.
     pub fc: Linear,
 }
@@ -221,20 +239,26 @@ impl ResNet {
             .collect()
     }
 
-    /// Stem: conv, BN, ReLU and (ImageNet) max-pool.
+    /// Stem: conv, BN, ReLU (none of the two in a pre-activation net) and (ImageNet)
+    /// max-pool.
     ///
     /// # Shapes
     /// - `x`: `[batch, 3, height, width]`
-    /// - output: `[batch, base_width, height / s, width / s]`, s = 4 (ImageNet) or 1 (CIFAR)
+    /// - output: `[batch, stem_channels, height / s, width / s]`, s = 4 (ImageNet) or 1 (CIFAR)
     pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = self.conv1.forward(x);
+        let x = match &self.bn1 {
+            Some(bn1) => relu(bn1.forward(x)),
+            None => x,
+        };
         match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,
         }
     }
 
-    /// The output of every stage (`layer1`, `layer2`, …).
+    /// The output of every stage (`layer1`, `layer2`, …); in a pre-activation net the
+    /// last one has been through the final BN-ReLU.
     ///
     /// # Shapes
     /// - `x`: `[batch, 3, height, width]`, any size ≥ 32 (smaller ones work for CIFAR nets)
@@ -246,7 +270,21 @@ impl ResNet {
             x = stage.iter().fold(x, |x, block| block.forward(x));
             features.push(x.clone());
         }
+        if let Some(last) = features.pop() {
+            features.push(self.finish(last));
+        }
         features
+    }
+
+    /// The final BN-ReLU of a pre-activation net; the identity otherwise.
+    ///
+    /// # Shapes
+    /// - `x`, output: `[batch, feature_channels, h, w]`
+    pub fn finish(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.norm {
+            Some(norm) => relu(norm.forward(x)),
+            None => x,
+        }
     }
 
     /// Global average pooling and the classifier. Pooling over whatever spatial size
@@ -269,7 +307,7 @@ impl ResNet {
         for stage in self.stages() {
             x = stage.iter().fold(x, |x, block| block.forward(x));
         }
-        self.forward_head(x)
+        self.forward_head(self.finish(x))
     }
 
     /// Number of output classes.
@@ -359,6 +397,11 @@ mod tests {
             "seresnext50_32x4d",
             "seresnet18",
             "resnext29_8x64d",
+            "resnetv2_50",
+            "preact_resnet110",
+            "preact_resnet29",
+            "wrn16_4",
+            "plain-preact_resnet20",
         ]) {
             let config = match arch.strip_suffix("-v1") {
                 // The paper's v1: the stride on the first 1x1 of each bottleneck.
@@ -380,10 +423,14 @@ mod tests {
 
     fn count_bn_channels(model: &ResNet) -> usize {
         let bn = |b: &BatchNorm| b.gamma.shape().dims::<1>()[0];
-        let mut n = bn(&model.bn1);
+        let mut n = model.bn1.as_ref().map_or(0, bn) + model.norm.as_ref().map_or(0, bn);
         for block in model.stages().flatten() {
             n += bn(&block.bn1) + bn(&block.bn2) + block.bn3.as_ref().map_or(0, bn);
-            n += block.downsample.as_ref().map_or(0, |d| bn(&d.bn));
+            n += block
+                .downsample
+                .as_ref()
+                .and_then(|d| d.bn.as_ref())
+                .map_or(0, bn);
         }
         n
     }
@@ -416,10 +463,17 @@ mod tests {
     }
 
     /// With zero-init-residual every block starts as relu(shortcut(x)), the premise of
-    /// Goyal et al.; for a plain net it would be relu(0) = 0.
+    /// Goyal et al.; for a plain net it would be relu(0) = 0. A pre-activation block starts
+    /// as shortcut(x) (its last convolution is zero, and no ReLU follows the sum).
     #[test]
     fn zero_init_residual_makes_every_block_its_shortcut() {
-        for arch in ["resnet20", "resnet18", "resnet50"] {
+        for arch in [
+            "resnet20",
+            "resnet18",
+            "resnet50",
+            "preact_resnet20",
+            "resnetv2_50",
+        ] {
             let config = parse(arch).unwrap().with_zero_init_residual(true);
             let model = config.init(&device());
             let size = if config.stem == Stem::Cifar { 16 } else { 64 };
@@ -427,7 +481,10 @@ mod tests {
             for block in model.stages().flatten() {
                 let y = block.forward(x.clone());
                 let channels = y.dims()[1];
-                let expected = relu(block.shortcut(x, channels));
+                let expected = match block.preactivation {
+                    true => block.shortcut(x, channels),
+                    false => relu(block.shortcut(x, channels)),
+                };
                 y.clone()
                     .into_data()
                     .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());

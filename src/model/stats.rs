@@ -33,10 +33,19 @@ struct Counter {
     params: usize,
     macs: u64,
     activations: u64,
+    /// Whether every convolution is followed by a BN; pre-activation nets put their BNs
+    /// before the convolutions and count them with [Counter::bn].
+    bn_after_conv: bool,
 }
 
 impl Counter {
-    /// A bias-free conv followed by BN (2 parameters per channel); returns the output size.
+    /// A BN's γ and β.
+    fn bn(&mut self, channels: usize) {
+        self.params += 2 * channels;
+    }
+
+    /// A bias-free conv followed by BN (2 parameters per channel) unless the net is a
+    /// pre-activation one; returns the output size.
     fn conv_bn(&mut self, size: usize, cin: usize, cout: usize, k: usize, stride: usize) -> usize {
         self.grouped_conv_bn(size, cin, cout, k, stride, 1)
     }
@@ -53,7 +62,10 @@ impl Counter {
     ) -> usize {
         let out = out_size(size, k, stride, k / 2);
         let weights = cin / groups * cout * k * k;
-        self.params += weights + 2 * cout;
+        self.params += weights;
+        if self.bn_after_conv {
+            self.bn(cout);
+        }
         self.macs += (weights * out * out) as u64;
         self.activations += (cout * out * out) as u64;
         out
@@ -94,6 +106,7 @@ impl ResNetConfig {
             params: 0,
             macs: 0,
             activations: 0,
+            bn_after_conv: !self.preactivation(),
         };
         let width = self.stem_channels();
         let mut size = match self.stem {
@@ -107,6 +120,10 @@ impl ResNetConfig {
         for block in self.block_configs().into_iter().flatten() {
             let (p, out) = (block.width(), block.out_channels());
             let input = size;
+            if variant.preactivation {
+                // BN before each convolution: on the input, then on the inner width.
+                c.bn(block.in_channels + p * (block.kind.depth() - 1));
+            }
             size = match block.kind {
                 super::config::BlockKind::Basic => {
                     let s = c.conv_bn(input, block.in_channels, p, 3, block.stride);
@@ -133,6 +150,9 @@ impl ResNetConfig {
             }
         }
         let features = self.feature_channels();
+        if variant.preactivation {
+            c.bn(features);
+        }
         c.params += features * self.num_classes + self.num_classes;
         c.macs += (features * self.num_classes) as u64;
         c
@@ -196,12 +216,26 @@ mod tests {
             ("seresnext101_32x8d", 93_569_048),
             ("seresnet18", 11_779_624),
             ("seresnet34", 21_960_416),
+            ("resnetv2_18", 11_687_720),
+            ("resnetv2_34", 21_795_880),
+            ("resnetv2_50", 25_549_352),
+            ("resnetv2_101", 44_541_480),
+            ("resnetv2_152", 60_185_128),
         ] {
             assert_eq!(parse(arch).unwrap().stats(224).params, params, "{arch}");
         }
         for (arch, tenths, by_hand) in [
             ("resnext29_8x64d", 344, 34_426_698),
             ("resnext29_16x64d", 681, 68_155_210),
+            // He et al. 2016 (Identity Mappings), Tables 2 and 3: 1.7M each; exact counts of
+            // bearpaw/pytorch-classification's preresnet (the same layers), tests/fixtures/
+            // preact_counts.py.
+            ("preact_resnet110", 17, 1_730_522),
+            ("preact_resnet164", 17, 1_703_258),
+            // Zagoruyko & Komodakis, Tables 4 and 5: 2.7M and 36.5M (rounded; 364 tenths
+            // truncated); xternalz/WideResNet-pytorch's layers give the exact counts.
+            ("wrn16_4", 27, 2_748_890),
+            ("wrn28_10", 364, 36_479_194),
         ] {
             let params = parse(arch).unwrap().stats(32).params;
             assert_eq!((params / 100_000, params), (tenths, by_hand), "{arch}");
