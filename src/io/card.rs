@@ -133,6 +133,14 @@ mod tests {
             "input_size":32,"description":null}"#;
         let card: ModelCard = serde_json::from_str(old).unwrap();
         assert_eq!(card.config, crate::model::arch::parse("resnet20").unwrap());
+        // ... and one written before pre-activation existed, as the ResNeXt it was.
+        let resnext_card = old.replace(
+            r#""in_channels":3}"#,
+            r#""in_channels":3,"variant":{"groups":32,"width_per_group":4,"squeeze_excitation":false}}"#,
+        );
+        let card: ModelCard = serde_json::from_str(&resnext_card).unwrap();
+        let variant = card.config.block_variant();
+        assert_eq!((variant.groups, variant.preactivation), (32, false));
         let resnext = ModelCard::for_config(crate::model::arch::parse("resnext50_32x4d").unwrap());
         let json = serde_json::to_string(&resnext).unwrap();
         assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), resnext);
