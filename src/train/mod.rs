@@ -5,7 +5,8 @@
 //! - [`sgd`]: SGD with momentum and weight decay, state keyed by parameter path.
 //! - [`trainer`]: the step (one read-back); [`evaluate`]: test views and errors;
 //!   [`snapshot`]: save and restore a trainer.
-//! - [`recipe`]: the run spec, every default in one place; [`session`]: the run loop
+//! - [`recipe`]: the run spec, every default in one place; [`lineup`]: which nets train side
+//!   by side; [`session`]: the run loop
 //!   (cadence, plateau, divergence) that every face drives; [`events`]: what it reports;
 //!   [`change`]: hyper-parameter changes queued to the next step boundary.
 //! - [`finetune`]: a new head, optionally on a frozen backbone.
@@ -22,6 +23,7 @@ pub mod events;
 pub mod finetune;
 #[cfg(not(target_family = "wasm"))]
 pub mod learner;
+pub mod lineup;
 pub mod recipe;
 pub mod schedule;
 pub mod session;

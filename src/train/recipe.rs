@@ -24,6 +24,9 @@ pub struct RunSpec {
     pub plain: bool,
     /// Train the residual net and its plain twin side by side on the same data order.
     pub compare: bool,
+    /// More architectures trained beside `arch` on the same data order, up to three nets in
+    /// all: e.g. `["plain20", "preact_resnet20"]` (see [RunSpec::nets]).
+    pub compare_with: Vec<String>,
     /// Shortcut option A, B or C [default: the architecture's (A for CIFAR nets, B else)].
     pub shortcut: Option<ShortcutOption>,
     /// Bottleneck stride on the 3x3 (v1.5) or the first 1x1 (v1) [default: the name's].
@@ -69,6 +72,7 @@ impl Default for RunSpec {
             arch: "resnet20".into(),
             plain: false,
             compare: false,
+            compare_with: Vec::new(),
             shortcut: None,
             stride_placement: None,
             recipe: Recipe::PaperCifar,

@@ -96,6 +96,8 @@ export interface TrainerOptions {
   plain?: boolean;
   /** Train the residual net and its plain twin side by side on the same data order. */
   compare?: boolean;
+  /** More architectures beside `arch` on the same data order, three nets at most (e.g. ["plain20", "preact_resnet20"]); every net is then named by its architecture. */
+  compareWith?: string[];
   /** "paper-cifar" (default) or "custom" (a constant rate unless a schedule is given). */
   recipe?: "paper-cifar" | "custom";
   optimizer?: OptimizerOptions;
@@ -131,7 +133,8 @@ export interface FineTuneOptions extends TrainerOptions {
   freezeBackbone?: boolean;
 }
 export interface NetInfo {
-  name: "residual" | "plain" | "single";
+  /** "residual" / "plain" (a net and its twin), "single" (fine-tuning), or the architecture's name in a `compareWith` run. */
+  name: string;
   arch: string;
   stepCount: number;
   epoch: number;

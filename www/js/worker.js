@@ -74,9 +74,10 @@ async function makeDataset(spec) {
 function runSpec(o, dataset) {
   const data = dataset.kind === "shapes" ? { kind: "shapes", trainSize: dataset.trainSize } : dataset.kind === "cifar" ? { kind: "cifar10" } : { kind: "folder" };
   return {
-    arch: `resnet${o.depth}`,
+    arch: o.mode === "family" ? o.nets[0] : `resnet${o.depth}`,
     plain: Boolean(o.plain),
     compare: o.mode === "compare",
+    compareWith: o.mode === "family" ? o.nets.slice(1) : [],
     optimizer: { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov },
     schedule: { kind: o.schedule },
     batchSize: o.batchSize,

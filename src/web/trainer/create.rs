@@ -70,7 +70,6 @@ impl Trainer {
             fine_tune: None,
             ..o.spec
         };
-        let model = spec.model(classes)?;
         let normalization = dataset.train.channel_statistics(5_000);
         let train_len = dataset.train_size();
         let preference =
@@ -78,14 +77,7 @@ impl Trainer {
         let (device, backend) = backend::device(preference)
             .await
             .map_err(|e| js_error(Kind::Device, e))?;
-        let models = if spec.compare {
-            vec![
-                ("residual", model.clone().with_residual(true)),
-                ("plain", model.with_residual(false)),
-            ]
-        } else {
-            vec![(if model.residual { "residual" } else { "plain" }, model)]
-        };
+        let models = spec.nets(classes)?;
         let mut trainers = Vec::new();
         for (name, model) in models {
             let config = spec
@@ -145,6 +137,7 @@ impl Trainer {
         let mut spec = RunSpec {
             arch: source.name(),
             compare: false,
+            compare_with: Vec::new(),
             ..o.spec
         };
         let mut fine_tune = spec.fine_tune.take().unwrap_or_default();
@@ -166,7 +159,7 @@ impl Trainer {
         let trainer =
             train::Trainer::with_model(config, model, dataset.classes(), train_len, &device)
                 .map_err(train_error)?;
-        let session = Self::session(spec, vec![("single", trainer)], train_len);
+        let session = Self::session(spec, vec![("single".into(), trainer)], train_len);
         Ok(Trainer::new(session, dataset, backend))
     }
 

@@ -80,7 +80,11 @@ impl Trainer {
     }
 
     /// A session over `trainers` with the spec's cadence.
-    fn session(spec: RunSpec, trainers: Vec<(&str, train::Trainer)>, train_len: usize) -> Session {
+    fn session(
+        spec: RunSpec,
+        trainers: Vec<(String, train::Trainer)>,
+        train_len: usize,
+    ) -> Session {
         let cadence = Cadence::from_spec(&spec, train_len);
         let nets = trainers
             .into_iter()

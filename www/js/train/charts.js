@@ -3,7 +3,7 @@
 
 import uPlot from "../../vendor/uPlot.esm.js";
 import { $ } from "../shell.js";
-import { COLORS, label, state, view } from "./state.js";
+import { colorOf, label, state, view } from "./state.js";
 
 const SMOOTH = 10; // steps in the displayed moving average
 let charts = {};
@@ -48,7 +48,7 @@ function chart(target, series, { log = false, yLabel = "" } = {}) {
   );
 }
 
-const line = (net, extra = {}) => ({ label: label(net), stroke: COLORS[net.info.name], width: 1.5, spanGaps: true, ...extra });
+const line = (net, extra = {}) => ({ label: label(net), stroke: colorOf(net.info.name), width: 1.5, spanGaps: true, ...extra });
 
 function lossChart(nets) {
   return chart("chart-loss", nets.map((n) => line(n)), { log: $("log-scale").checked, yLabel: "loss" });

@@ -13,13 +13,32 @@ import { clearLesion } from "./lesion.js";
 import { clearResults } from "./results.js";
 import { addNet, maxStep, state, view } from "./state.js";
 
+const NET_SELECTS = ["train-net1", "train-net2", "train-net3"];
+
+/** The architecture a family choice names at `depth`, e.g. ("preact", 20) → "preact_resnet20". */
+function archOf(choice, depth) {
+  return { resnet: `resnet${depth}`, plain: `plain${depth}`, preact: `preact_resnet${depth}` }[choice] ?? choice;
+}
+
+/** The family choice an architecture name is, if the form can show it (with its depth). */
+function choiceOf(arch) {
+  const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(arch);
+  if (m) return { choice: m[1] === "preact_resnet" ? "preact" : m[1], depth: m[2] };
+  return arch === "wrn16_2" ? { choice: arch } : null;
+}
+
 /** The form as the worker's training options. */
 function options() {
   const mode = $("train-mode").value;
+  const depth = Number($("train-depth").value);
+  const choices = NET_SELECTS.map((id) => $(id).value).filter(Boolean);
   return {
-    mode: mode === "compare" ? "compare" : "single",
+    mode: mode === "compare" || mode === "family" ? mode : "single",
     plain: mode === "single-plain",
-    depth: Number($("train-depth").value),
+    // The family run's nets: "family" mode trains these architectures side by side.
+    choices,
+    nets: mode === "family" ? choices.map((c) => archOf(c, depth)) : undefined,
+    depth,
     lr: Number($("train-lr").value),
     batchSize: Number($("train-batch").value),
     momentum: Number($("train-momentum").value),
@@ -48,14 +67,16 @@ function validate(o) {
   if ($("train-data").value === "shapes" && !(Number.isInteger(shapes) && shapes >= 16 && shapes <= 50000))
     problems.push("Shapes training images must be a whole number from 16 to 50000");
   if (!(o.weightDecay >= 0)) problems.push("weight decay cannot be negative");
+  if (o.mode === "family" && new Set(o.nets).size !== o.nets.length) problems.push("choose two or three different nets");
   return problems;
 }
 
 /** Puts a restored session's options back into the form. */
 export function applyOptions(o) {
   // The nets of the run (a fine-tuned net shows as one residual net).
-  $("train-mode").value = o.mode === "compare" ? "compare" : o.plain ? "single-plain" : "single";
+  $("train-mode").value = o.mode === "compare" || o.mode === "family" ? o.mode : o.plain ? "single-plain" : "single";
   $("train-mode").dispatchEvent(new Event("change"));
+  if (o.mode === "family") NET_SELECTS.forEach((id, i) => ($(id).value = o.choices?.[i] ?? ""));
   $("train-depth").value = String(o.depth);
   $("train-lr").value = o.lr;
   $("train-batch").value = o.batchSize;
@@ -79,6 +100,18 @@ function applySpec(spec) {
   else skipped.push(`architecture ${spec.arch}`);
   const plain = spec.plain || depth?.[1] === "plain";
   $("train-mode").value = spec.compare ? "compare" : plain ? "single-plain" : "single";
+  if (spec.compareWith?.length) {
+    const picked = [spec.arch ?? "resnet20", ...spec.compareWith].map(choiceOf);
+    if (picked.every(Boolean) && picked.length <= 3 && !spec.compare) {
+      $("train-mode").value = "family";
+      NET_SELECTS.forEach((id, i) => ($(id).value = picked[i]?.choice ?? ""));
+      const withDepth = picked.find((p) => p.depth);
+      if (withDepth && depths.includes(withDepth.depth)) $("train-depth").value = withDepth.depth;
+      // The first net is shown among the nets, not as the single-net depth.
+      const unshown = skipped.indexOf(`architecture ${spec.arch}`);
+      if (unshown >= 0) skipped.splice(unshown, 1);
+    } else skipped.push(`the nets compared (${[spec.arch, ...spec.compareWith].join(", ")})`);
+  }
   const o = spec.optimizer ?? {};
   if (o.lr != null) $("train-lr").value = o.lr;
   if (o.momentum != null) $("train-momentum").value = o.momentum;
@@ -115,6 +148,7 @@ $("train-spec").addEventListener("change", async (e) => {
 
 $("train-mode").addEventListener("change", () => {
   const finetune = $("train-mode").value === "finetune";
+  $("family-field").hidden = $("train-mode").value !== "family";
   $("freeze-field").hidden = !finetune;
   $("train-depth").disabled = finetune;
   if (finetune) $("train-lr").value = 0.01;

@@ -1,9 +1,9 @@
 // The Train view's gradient heatmap: one row per layer, one column per step (the latest
-// COLUMNS), colour = log of the gradient norm on a scale shared by both nets so they compare
+// COLUMNS), colour = log of the gradient norm on a scale shared by every net so they compare
 // directly.
 
 import { $ } from "../shell.js";
-import { COLORS, label, state } from "./state.js";
+import { colorOf, label, state } from "./state.js";
 
 export const COLUMNS = 400;
 
@@ -19,7 +19,7 @@ export function buildHeatmaps() {
     canvas.className = "heatmap";
     canvas.dataset.net = net.info.name;
     const caption = document.createElement("figcaption");
-    caption.innerHTML = `<span style="color:${COLORS[net.info.name]}">■</span> ${label(net)} — ${net.info.layers.length} layers`;
+    caption.innerHTML = `<span style="color:${colorOf(net.info.name)}">■</span> ${label(net)} — ${net.info.layers.length} layers`;
     figure.append(caption, canvas);
     box.append(figure);
     net.canvas = canvas;
@@ -75,5 +75,5 @@ export function renderHeatmaps() {
     });
     context.putImageData(image, 0, 0);
   }
-  $("heat-legend").textContent = `colour scale: gradient L2 norm from 1e${lo.toFixed(1)} (dark) to 1e${hi.toFixed(1)} (bright)${state.nets.size > 1 ? ", shared by both nets" : ""}; the last ${COLUMNS} steps`;
+  $("heat-legend").textContent = `colour scale: gradient L2 norm from 1e${lo.toFixed(1)} (dark) to 1e${hi.toFixed(1)} (bright)${state.nets.size > 2 ? ", shared by all three nets" : state.nets.size > 1 ? ", shared by both nets" : ""}; the last ${COLUMNS} steps`;
 }

@@ -1,11 +1,11 @@
 // The Train view's results on the test set: test images with their top-3 predictions, and the
-// confusion matrix of the latest evaluation (of the residual net when two nets train).
+// confusion matrix of the latest evaluation (of the run's first net: the residual one beside its twin).
 
 import { $ } from "../shell.js";
 import { label, state } from "./state.js";
 
-/** Whether `name`'s results are shown: the residual net's when it trains beside its twin. */
-const shown = (name) => !(name === "plain" && state.nets.has("residual"));
+/** Whether `name`'s results are shown: the first net's (the residual net beside its twin). */
+const shown = (name) => [...state.nets.keys()][0] === name;
 
 export function renderExamples(name, predictions, images) {
   if (!shown(name)) return;

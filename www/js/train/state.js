@@ -2,7 +2,14 @@
 // derive from it: the nets' labels and colours, the latest step.
 
 export const view = document.getElementById("view-train");
-export const COLORS = { residual: "#3b5bdb", plain: "#e8590c", single: "#2b8a3e" };
+const COLORS = { residual: "#3b5bdb", plain: "#e8590c", single: "#2b8a3e" };
+// A family run's nets are named by their architecture: coloured by their place in the run.
+const PALETTE = ["#3b5bdb", "#e8590c", "#2b8a3e"];
+
+/** The colour of net `name` on every chart, heatmap caption and plot. */
+export function colorOf(name) {
+  return COLORS[name] ?? PALETTE[Math.max(0, [...state.nets.keys()].indexOf(name)) % PALETTE.length];
+}
 
 export const state = {
   running: false,
@@ -23,8 +30,20 @@ export function maxStep() {
   return Math.max(0, ...[...state.nets.values()].map((n) => n.info.stepCount ?? 0));
 }
 
-/** "ResNet-20", "plain-20" or "resnet20 (fine-tuned)". */
+/** An architecture as people write it: "ResNet-20", "plain-20", "pre-act ResNet-20", "WRN-16-2". */
+function pretty(arch) {
+  const plain = arch.startsWith("plain-");
+  const a = plain ? arch.slice(6) : arch;
+  const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(a) ?? /^wrn(\d+)_(\d+)$/.exec(a);
+  const name = !m ? a : a.startsWith("wrn") ? `WRN-${m[1]}-${m[2]}` : `${{ resnet: "ResNet", plain: "plain", preact_resnet: "pre-act ResNet" }[m[1]]}-${m[2]}`;
+  return plain ? `plain ${name}` : name;
+}
+
+/** "ResNet-20", "plain-20", "resnet20 (fine-tuned)", or a family run's architecture. */
 export function label(net) {
   const depth = net.info.arch.replace(/\D/g, "");
-  return net.info.name === "plain" ? `plain-${depth}` : net.info.name === "single" ? `${net.info.arch} (fine-tuned)` : `ResNet-${depth}`;
+  const { name, arch } = net.info;
+  if (name === "plain") return `plain-${depth}`;
+  if (name === "single") return `${arch} (fine-tuned)`;
+  return name === "residual" ? `ResNet-${depth}` : pretty(arch);
 }

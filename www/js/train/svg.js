@@ -2,7 +2,7 @@
 // the coordinate width, the look of the uPlot charts above them, the legend's swatches and the
 // nets of a study with their labels and colours. Drawing only.
 
-import { COLORS, label, state } from "./state.js";
+import { colorOf, label, state } from "./state.js";
 
 const NS = "http://www.w3.org/2000/svg";
 // The plots' coordinate width (the SVG scales to the card's width).
@@ -32,6 +32,6 @@ export function legendItem(swatch, text) {
 export function series(reports) {
   return Object.entries(reports).map(([name, report]) => {
     const net = state.nets.get(name);
-    return { name, report, label: net ? label(net) : name, color: COLORS[name] ?? "#495057" };
+    return { name, report, label: net ? label(net) : name, color: colorOf(name) };
   });
 }
