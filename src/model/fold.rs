@@ -136,15 +136,7 @@ impl FoldedBlock {
                 None => parameter_free_shortcut(x, self.stride, self.out_channels),
             };
         }
-        let out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
-        let out = match &self.conv3 {
-            Some(conv3) => conv3.forward(relu(out)),
-            None => out,
-        };
-        let out = match &self.se {
-            Some(se) => se.forward(out),
-            None => out,
-        };
+        let out = self.branch(x.clone());
         if !self.residual {
             return relu(out);
         }
@@ -153,6 +145,20 @@ impl FoldedBlock {
             None => parameter_free_shortcut(x, self.stride, out.dims()[1]),
         };
         relu(out + shortcut)
+    }
+
+    /// The convolutions (BNs folded) and the SE gate of F, from the block's input (its
+    /// pre-activated input in a pre-activation block).
+    fn branch(&self, input: Tensor<4>) -> Tensor<4> {
+        let out = self.conv2.forward(relu(self.conv1.forward(input)));
+        let out = match &self.conv3 {
+            Some(conv3) => conv3.forward(relu(out)),
+            None => out,
+        };
+        match &self.se {
+            Some(se) => se.forward(out),
+            None => out,
+        }
     }
 
     /// The pre-activation block: `F(x) + shortcut(x)`; removed, `shortcut(x)`.
@@ -165,15 +171,7 @@ impl FoldedBlock {
         if self.removed {
             return shortcut(self.out_channels);
         }
-        let out = self.conv2.forward(relu(self.conv1.forward(activated.clone())));
-        let out = match &self.conv3 {
-            Some(conv3) => conv3.forward(relu(out)),
-            None => out,
-        };
-        let out = match &self.se {
-            Some(se) => se.forward(out),
-            None => out,
-        };
+        let out = self.branch(activated.clone());
         if !self.residual {
             return out;
         }

@@ -14,6 +14,13 @@ import { clearResults } from "./results.js";
 import { addNet, maxStep, state, view } from "./state.js";
 
 const NET_SELECTS = ["train-net1", "train-net2", "train-net3"];
+// What a family run can train, and each select's first choice ("" in the third: two nets).
+const NET_CHOICES = [["resnet", "ResNet"], ["plain", "Plain net (no shortcuts)"], ["preact", "Pre-activation ResNet"], ["wrn16_2", "Wide ResNet-16-2"]];
+NET_SELECTS.forEach((id, i) => {
+  const choices = i === 2 ? [["", "(none)"], ...NET_CHOICES] : NET_CHOICES;
+  $(id).replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
+  $(id).value = ["resnet", "plain", "preact"][i];
+});
 
 /** The architecture a family choice names at `depth`, e.g. ("preact", 20) → "preact_resnet20". */
 function archOf(choice, depth) {
