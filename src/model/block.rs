@@ -12,9 +12,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
-use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
 #[cfg(doc)]
 use super::config::BlockVariant;
+use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
 use super::se::SqueezeExcitation;
 
 /// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —

@@ -301,7 +301,13 @@ mod tests {
     /// shortcuts) and plain nets.
     #[test]
     fn a_lesion_leaves_only_the_shortcut() {
-        for arch in ["resnet20", "plain20", "resnet18", "preact_resnet20", "resnetv2_18"] {
+        for arch in [
+            "resnet20",
+            "plain20",
+            "resnet18",
+            "preact_resnet20",
+            "resnetv2_18",
+        ] {
             let model = trained_like(&parse(arch).unwrap());
             let size = if arch.ends_with("18") { 64 } else { 32 };
             let x = Tensor::<4>::random(

@@ -51,8 +51,7 @@ impl ResNetConfig {
             return Err(ConfigError::Zero("stem_width"));
         }
         let variant = self.block_variant();
-        if variant.preactivation && (variant.reshapes_bottleneck() || variant.squeeze_excitation)
-        {
+        if variant.preactivation && (variant.reshapes_bottleneck() || variant.squeeze_excitation) {
             // timm's resnetv2 and the pre-activation papers define neither.
             return Err(ConfigError::Variant(
                 "pre-activation blocks are built without groups, wider bottlenecks or                  squeeze-excitation (widen a pre-activation net with base_width, as Wide                  ResNet does)"

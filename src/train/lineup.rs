@@ -81,9 +81,10 @@ mod tests {
         assert_eq!(names(&twin), ["residual", "plain"]);
         let nets = twin.nets(10).unwrap();
         assert!(nets[0].1.residual && !nets[1].1.residual);
-        let family: RunSpec =
-            serde_json::from_str(r#"{"arch":"resnet20","compareWith":["plain20","preact_resnet20"]}"#)
-                .unwrap();
+        let family: RunSpec = serde_json::from_str(
+            r#"{"arch":"resnet20","compareWith":["plain20","preact_resnet20"]}"#,
+        )
+        .unwrap();
         assert_eq!(names(&family), ["resnet20", "plain20", "preact_resnet20"]);
         let nets = family.nets(7).unwrap();
         assert!(nets.iter().all(|(_, c)| c.num_classes == 7));
