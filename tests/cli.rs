@@ -100,6 +100,27 @@ fn info_reports_exact_parameter_counts_as_json() {
             && text.contains("squeeze-excitation"),
         "{text}"
     );
+    let text = ok(&["info", "--arch", "densenet121"]);
+    assert!(
+        text.contains("densenet121: 7,978,856 parameters, 2.8") && text.contains("growth rate 32"),
+        "{text}"
+    );
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let err = refused(&[
+        "logits",
+        "--arch",
+        "densenet121",
+        "--weights",
+        &format!("{fixtures}tv_densenet.pth"),
+        "--input",
+        &format!("{fixtures}tv_densenet_input.npy"),
+        "--output",
+        &std::env::temp_dir()
+            .join("densenet-logits.npy")
+            .display()
+            .to_string(),
+    ]);
+    assert!(err.contains("densenet121 is a DenseNet"), "{err}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["info", "--arch", "wrn28_10", "--json"])).unwrap();
     assert_eq!(

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use resnet::infer::Classifier;
 use resnet::io::npy::NpyF32;
 use resnet::io::{ModelCard, Precision, WeightsError, WeightsFile};
-use resnet::model::{BlockKind, BlockVariant, ResNetConfig, Stem, arch};
+use resnet::model::{BlockKind, BlockVariant, DenseNetConfig, ResNetConfig, Stem, arch};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -105,6 +105,42 @@ fn timm_resnetv2_matches_pytorch() {
         let config = narrow(block).with_variant(Some(preact));
         assert_parity(&format!("{name}.pth"), name, config);
     }
+}
+
+/// torchvision's DenseNet (dense concatenation, transitions, norm5 + ReLU): its key names
+/// (`denseblockB.denselayerL`) load into the second module tree.
+#[test]
+fn torchvision_densenet_matches_pytorch() {
+    let device = Device::flex();
+    let config = DenseNetConfig::new(vec![2, 2, 2, 2], 8, 16, Stem::ImageNet)
+        .with_bn_size(2)
+        .with_num_classes(10);
+    let file = WeightsFile::open(&fixture("tv_densenet.pth")).unwrap();
+    let model = file.apply_densenet(config.init(&device), &config).unwrap();
+    let input = NpyF32::read(&fixture("tv_densenet_input.npy")).unwrap();
+    let expected = NpyF32::read(&fixture("tv_densenet_logits.npy")).unwrap();
+    let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(input.data, shape), &device);
+    let got = model.forward(x).into_data().try_into_vec::<f32>().unwrap();
+    let diff = max_abs_diff(&got, &expected.data);
+    println!("tv_densenet.pth: max |Δlogit| = {diff:e}");
+    assert!(diff <= 1e-4, "max |Δlogit| = {diff}");
+    // A DenseNet file named as another DenseNet lists what differs, by this crate's names.
+    let wider = DenseNetConfig {
+        growth_rate: 12,
+        ..config.clone()
+    };
+    let file = WeightsFile::open(&fixture("tv_densenet.pth")).unwrap();
+    let err = file
+        .apply_densenet(wider.init(&device), &wider)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "features.denseblock1.0.conv2.weight (model [12, 24, 3, 3], file [8, 16, 3, 3])"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

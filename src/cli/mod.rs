@@ -164,7 +164,17 @@ impl ModelArgs {
         let Some(name) = &self.arch else {
             return Ok(None);
         };
-        let mut config = arch::parse(name)?;
+        let mut config = match arch::parse(name) {
+            Ok(config) => config,
+            Err(_) if crate::model::densenet::parse(name).is_some() => {
+                return Err(Error::Other(format!(
+                    "{name} is a DenseNet: `resnet info` counts it and the Rust API loads \
+                     torchvision's weights into it (DenseNetConfig, WeightsFile::apply_densenet), \
+                     but this command takes the ResNet family only for now"
+                )));
+            }
+            Err(err) => return Err(err.into()),
+        };
         if let Some(classes) = self.classes {
             config = config.with_num_classes(classes);
         }
@@ -185,10 +195,52 @@ impl ModelArgs {
 
     /// Loads weights into the model they describe.
     fn classifier(&self, weights: &Path, device: DeviceArgs) -> Result<Classifier, Error> {
+        // The arguments first: a bad architecture is named before any file is read.
+        let config = self.config()?;
         let device = device.device.device().map_err(Error::Device)?;
         let file = WeightsFile::open(weights)?;
-        Classifier::load(file, self.config()?, &device)
+        Classifier::load(file, config, &device)
     }
+}
+
+/// `resnet info` for a DenseNet.
+fn densenet_info(
+    config: crate::model::DenseNetConfig,
+    classes: Option<usize>,
+    size: Option<usize>,
+    json: bool,
+) -> Result<(), Error> {
+    let config = match classes {
+        Some(n) => config.with_num_classes(n),
+        None => config,
+    };
+    config.validate()?;
+    let size = size.unwrap_or(match config.stem {
+        crate::model::Stem::ImageNet => 224,
+        crate::model::Stem::Cifar => 32,
+    });
+    let stats = config.stats(size);
+    if json {
+        let mut value = serde_json::to_value(&stats).expect("stats serialise");
+        value["block"] = "dense".into();
+        value["layers"] = serde_json::json!(config.block_config);
+        value["growth_rate"] = config.growth_rate.into();
+        println!("{value}");
+    } else {
+        println!(
+            "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \
+             (dense blocks {:?}, growth rate {}, bottleneck {}k, compression 0.5, {} classes)",
+            stats.arch,
+            thousands(stats.params as u64),
+            stats.macs as f64 / 1e9,
+            stats.depth,
+            config.block_config,
+            config.growth_rate,
+            config.bn_size,
+            config.num_classes
+        );
+    }
+    Ok(())
 }
 
 /// Runs the command line; errors are returned for `main` to print.
@@ -238,6 +290,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error> {
+    if let Some(dense) = model
+        .arch
+        .as_deref()
+        .and_then(crate::model::densenet::parse)
+    {
+        return densenet_info(dense, model.classes, size, json);
+    }
     let config = model.required_config()?;
     let size = size.unwrap_or(match config.stem {
         crate::model::Stem::ImageNet => 224,

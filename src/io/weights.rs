@@ -15,7 +15,7 @@ use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::card::ModelCard;
-use crate::model::{ResNet, ResNetConfig};
+use crate::model::{DenseNet, DenseNetConfig, ResNet, ResNetConfig};
 
 /// Metadata key under which a Burnpack file carries its [ModelCard].
 pub(crate) const CARD_KEY: &str = "resnet.card";
@@ -253,7 +253,7 @@ impl WeightsFile {
 
     /// Loads the tensors into `model`, which must be built from `config`; every tensor of the
     /// model must be in the file with its shape, and nothing else may be.
-    pub fn apply(self, mut model: ResNet, config: &ResNetConfig) -> Result<ResNet, WeightsError> {
+    pub fn apply(self, model: ResNet, config: &ResNetConfig) -> Result<ResNet, WeightsError> {
         let arch = format!("{} ({} classes)", config.name(), config.num_classes);
         if let Some(card) = &self.card
             && card.config != *config
@@ -269,6 +269,35 @@ impl WeightsFile {
                 details: String::new(),
             });
         }
+        self.apply_module(model, arch)
+    }
+
+    /// Loads a torchvision-layout file into a [DenseNet] built from `config`, with the same
+    /// strictness as [apply](Self::apply). Files written by this crate describe ResNets only,
+    /// so a file with a model card is refused.
+    pub fn apply_densenet(
+        self,
+        model: DenseNet,
+        config: &DenseNetConfig,
+    ) -> Result<DenseNet, WeightsError> {
+        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
+        if let Some(card) = &self.card {
+            return Err(WeightsError::Mismatch {
+                path: self.path,
+                arch,
+                summary: format!("the file holds {}", card.config.name()),
+                details: String::new(),
+            });
+        }
+        self.apply_module(model, arch)
+    }
+
+    /// Every tensor of `model` from the file, and nothing else; `arch` names it in errors.
+    fn apply_module<M: ModuleSnapshot>(
+        self,
+        mut model: M,
+        arch: String,
+    ) -> Result<M, WeightsError> {
         let to_f32 = FloatCastAdapter::to(DType::F32);
         let adapter: Box<dyn ModuleAdapter> = match self.format {
             WeightsFormat::Burnpack => Box::new(to_f32),
@@ -393,6 +422,7 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
                 name = format!("fc.{rest}");
             }
             name = resnetv2_key(name);
+            name = densenet_key(name);
             if name == "fc.weight"
                 && let [out, features, 1, 1] = t.shape.as_slice()
             {
@@ -403,6 +433,28 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             t
         })
         .collect()
+}
+
+/// torchvision's DenseNet key for this crate's: `denseblockB.denselayerL.` is the Vec
+/// element `denseblockB.{L-1}.`; checkpoints from before torchvision 0.3 also spell the layers'
+/// `norm1`, `conv2` … as `norm.1`, `conv.2` (torchvision's loader rewrites them the same way).
+fn densenet_key(name: String) -> String {
+    let Some((head, rest)) = name.split_once(".denselayer") else {
+        return name;
+    };
+    let Some((index, tail)) = rest.split_once('.') else {
+        return name;
+    };
+    let Some(index) = index.parse::<usize>().ok().and_then(|i| i.checked_sub(1)) else {
+        return name;
+    };
+    let mut tail = tail.to_string();
+    for (from, to) in [("norm.", "norm"), ("conv.", "conv"), ("relu.", "relu")] {
+        if let Some(rest) = tail.strip_prefix(from) {
+            tail = format!("{to}{rest}");
+        }
+    }
+    format!("{head}.{index}.{tail}")
 }
 
 /// timm's `resnetv2` key for this crate's (see [torch_keys]); other keys pass unchanged.

@@ -19,7 +19,8 @@ use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem}
      pre-activation nets resnetv2_18 … resnetv2_152 (ImageNet), preact_resnet110 and \
      preact_resnet164 (any preact_resnet{{6n+2}} or {{9n+2}}, CIFAR) and Wide ResNet's CIFAR \
      wrn16_4, wrn28_10 (any wrn{{6n+4}}_{{k}}); a plain- prefix removes the shortcuts of any of \
-     them"
+     them. DenseNets (densenet121/169/201/161, densenet_bc{{6n+4}}_{{k}}) are counted by \
+     `resnet info` and loaded through the Rust API only, so far"
 )]
 pub struct UnknownArch(pub String);
 

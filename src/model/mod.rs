@@ -1,9 +1,11 @@
 //! The ResNet family: ImageNet nets (18–152), CIFAR nets (6n+2), their plain twins, and the
-//! successors that change the block (ResNeXt, Wide ResNet, squeeze-excitation).
+//! successors that change the block (ResNeXt, Wide ResNet, squeeze-excitation,
+//! pre-activation), and DenseNet, the successor that concatenates ([densenet]).
 
 pub mod arch;
 mod block;
 mod config;
+pub mod densenet;
 mod fold;
 mod resnet;
 mod se;
@@ -13,6 +15,7 @@ pub use block::{Block, BlockConfig, Downsample};
 pub use config::{
     BlockKind, BlockVariant, Joining, ResNetConfig, ShortcutOption, Stem, StridePlacement,
 };
+pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
 pub use resnet::{ConfigError, ResNet};
 pub use se::SqueezeExcitation;
