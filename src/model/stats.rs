@@ -229,7 +229,7 @@ mod tests {
             ("resnext29_16x64d", 681, 68_155_210),
             // He et al. 2016 (Identity Mappings), Tables 2 and 3: 1.7M each; exact counts of
             // bearpaw/pytorch-classification's preresnet (the same layers), tests/fixtures/
-            // preact_counts.py.
+            // family_counts.py.
             ("preact_resnet110", 17, 1_730_522),
             ("preact_resnet164", 17, 1_703_258),
             // Zagoruyko & Komodakis, Tables 4 and 5: 2.7M and 36.5M (rounded; 364 tenths

@@ -213,7 +213,7 @@ mod tests {
 
     /// torchvision's counts (`sum(p.numel() for p in densenet121().parameters())`, …) and the
     /// DenseNet-BC of the paper's Table 2 (L = 100, k = 12: 0.8M; torchvision's own layers in
-    /// that shape give 769,162, tests/fixtures/preact_counts.py).
+    /// that shape give 769,162, tests/fixtures/family_counts.py).
     #[test]
     fn parameter_counts_match_torchvision_and_the_paper() {
         for (name, params) in [
