@@ -107,16 +107,13 @@ fn info_reports_exact_parameter_counts_as_json() {
     );
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
     let err = refused(&[
-        "logits",
+        "import",
+        &format!("{fixtures}tv_densenet.pth"),
         "--arch",
         "densenet121",
-        "--weights",
-        &format!("{fixtures}tv_densenet.pth"),
-        "--input",
-        &format!("{fixtures}tv_densenet_input.npy"),
-        "--output",
+        "--out",
         &std::env::temp_dir()
-            .join("densenet-logits.npy")
+            .join("densenet.bpk")
             .display()
             .to_string(),
     ]);

@@ -1,9 +1,9 @@
 //! `resnet import`, `resnet logits`, `resnet classify`: weights from elsewhere brought in,
-//! and a model applied to arrays or image files.
+//! and a model applied to arrays or image files (`logits` also runs torchvision's DenseNets).
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{DeviceArgs, ModelArgs, thousands};
 use crate::Error;
@@ -68,16 +68,30 @@ pub(super) fn logits(
             array.shape
         )));
     }
-    let classifier = model.classifier(weights, device)?;
-    let classes = classifier.card().config.num_classes;
+    // A DenseNet (torchvision layout) runs as it is; the ResNet family through the classifier.
+    type Forward = Box<dyn Fn(Tensor<4>) -> Tensor<2>>;
+    let (forward, classes, device): (Forward, usize, Device) = match model.densenet()? {
+        Some(config) => {
+            let device = device.device.device().map_err(Error::Device)?;
+            let net = WeightsFile::open(weights)?.apply_densenet(config.init(&device), &config)?;
+            (
+                Box::new(move |x| net.forward(x)),
+                config.num_classes,
+                device,
+            )
+        }
+        None => {
+            let classifier = model.classifier(weights, device)?;
+            let classes = classifier.card().config.num_classes;
+            let device = classifier.device().clone();
+            (Box::new(move |x| classifier.logits(x)), classes, device)
+        }
+    };
     let mut out = Vec::with_capacity(n * classes);
     for (i, chunk) in array.data.chunks(LOGITS_CHUNK * c * h * w).enumerate() {
         let batch = chunk.len() / (c * h * w);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(chunk.to_vec(), [batch, c, h, w]),
-            classifier.device(),
-        );
-        let y = pollster::block_on(read_f32(classifier.logits(x)))?;
+        let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [batch, c, h, w]), &device);
+        let y = pollster::block_on(read_f32(forward(x)))?;
         debug_assert_eq!(y.len(), batch * classes, "chunk {i}");
         out.extend(y);
     }

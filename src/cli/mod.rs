@@ -168,9 +168,9 @@ impl ModelArgs {
             Ok(config) => config,
             Err(_) if crate::model::densenet::parse(name).is_some() => {
                 return Err(Error::Other(format!(
-                    "{name} is a DenseNet: `resnet info` counts it and the Rust API loads \
-                     torchvision's weights into it (DenseNetConfig, WeightsFile::apply_densenet), \
-                     but this command takes the ResNet family only for now"
+                    "{name} is a DenseNet: `resnet info` and `resnet logits` take it (and the \
+                     Rust API: DenseNetConfig, WeightsFile::apply_densenet), but this command \
+                     takes the ResNet family only for now"
                 )));
             }
             Err(err) => return Err(err.into()),
@@ -184,6 +184,24 @@ impl ModelArgs {
         if let Some(variant) = self.variant {
             config = config.with_stride_placement(variant);
         }
+        config.validate()?;
+        Ok(Some(config))
+    }
+
+    /// The DenseNet named on the command line, if `--arch` names one.
+    fn densenet(&self) -> Result<Option<crate::model::DenseNetConfig>, Error> {
+        let Some(config) = self.arch.as_deref().and_then(crate::model::densenet::parse) else {
+            return Ok(None);
+        };
+        if self.shortcut.is_some() || self.variant.is_some() {
+            return Err(Error::Other(
+                "--shortcut and --variant are ResNet options: a DenseNet has neither".into(),
+            ));
+        }
+        let config = match self.classes {
+            Some(n) => config.with_num_classes(n),
+            None => config,
+        };
         config.validate()?;
         Ok(Some(config))
     }
