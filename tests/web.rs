@@ -762,3 +762,61 @@ async fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_webgpu() {
         assert_close(name, &results[1][i], &results[0][i]);
     }
 }
+
+/// DenseNet's ops on WebGPU against the CPU (flex) in the same page: a small DenseNet-BC
+/// (dense concatenations, 1x1 bottlenecks, a transition with average pooling, the final
+/// BN-ReLU-pool head) forward in train mode, and the gradients of its input, of the first
+/// layer of each block (whose inputs are concatenations) and of the transition.
+#[wasm_bindgen_test]
+async fn dense_concatenation_matches_the_cpu_on_webgpu() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::model::{DenseNetConfig, Stem};
+
+    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
+        .await
+        .unwrap();
+    let config = DenseNetConfig::new(vec![3, 2], 4, 8, Stem::Cifar)
+        .with_bn_size(2)
+        .with_num_classes(5);
+    let net = config.init(&Device::flex());
+    // Block 1 ends at 8 + 3·4 = 20 channels, the transition halves them, block 2's second
+    // layer reads 10 + 4.
+    assert_eq!(net.features.denseblock2[1].norm1.gamma.dims(), [14]);
+    let x = Tensor::<4>::random(
+        [2, 3, 9, 9],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let weights = Tensor::<2>::random([2, 5], Distribution::Normal(0.0, 1.0), &Device::flex());
+    let (x_data, weights_data) = (x.to_data(), weights.to_data());
+
+    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    for device in [Device::flex().autodiff(), gpu.autodiff()] {
+        let net = net.clone().fork(&device).train();
+        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
+        let weights = Tensor::<2>::from_data(weights_data.clone(), &device);
+        let y = net.forward(x.clone());
+        let grads = (y.clone() * weights).sum().backward();
+        let f = &net.features;
+        let transition = f.transition1.as_ref().unwrap();
+        results.push(vec![
+            // Logits as a [batch, classes, 1, 1] map, for the shared reader.
+            read(y.unsqueeze_dims(&[2, 3])).await,
+            read(x.grad(&grads).unwrap()).await,
+            read(f.denseblock1[2].conv1.weight.grad(&grads).unwrap()).await,
+            read(transition.conv.weight.grad(&grads).unwrap()).await,
+            read(f.denseblock2[1].conv2.weight.grad(&grads).unwrap()).await,
+        ]);
+    }
+    let names = [
+        "logits",
+        "input gradient",
+        "denseblock1.2.conv1 gradient (input: a concatenation)",
+        "transition1.conv gradient",
+        "denseblock2.1.conv2 gradient",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        assert_close(name, &results[1][i], &results[0][i]);
+    }
+}
