@@ -15,7 +15,15 @@ import { addNet, maxStep, state, view } from "./state.js";
 
 const NET_SELECTS = ["train-net1", "train-net2", "train-net3"];
 // What a family run can train, and each select's first choice ("" in the third: two nets).
-const NET_CHOICES = [["resnet", "ResNet"], ["plain", "Plain net (no shortcuts)"], ["preact", "Pre-activation ResNet"], ["wrn16_2", "Wide ResNet-16-2"]];
+// The fixed-size nets say how much more work a step is than ResNet-20's (multiply-adds).
+const NET_CHOICES = [
+  ["resnet", "ResNet"],
+  ["plain", "Plain net (no shortcuts)"],
+  ["preact", "Pre-activation ResNet"],
+  ["wrn16_2", "Wide ResNet-16-2 (2.5× ResNet-20's work)"],
+  ["wrn16_4", "Wide ResNet-16-4 (10×)"],
+  ["resnext29_8x4d", "ResNeXt-29, 8×4d (6×)"],
+];
 NET_SELECTS.forEach((id, i) => {
   const choices = i === 2 ? [["", "(none)"], ...NET_CHOICES] : NET_CHOICES;
   $(id).replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
@@ -31,7 +39,7 @@ function archOf(choice, depth) {
 function choiceOf(arch) {
   const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(arch);
   if (m) return { choice: m[1] === "preact_resnet" ? "preact" : m[1], depth: m[2] };
-  return arch === "wrn16_2" ? { choice: arch } : null;
+  return NET_CHOICES.some(([choice]) => choice === arch) ? { choice: arch } : null;
 }
 
 /** The form as the worker's training options. */

@@ -30,12 +30,20 @@ export function maxStep() {
   return Math.max(0, ...[...state.nets.values()].map((n) => n.info.stepCount ?? 0));
 }
 
-/** An architecture as people write it: "ResNet-20", "plain-20", "pre-act ResNet-20", "WRN-16-2". */
+/** An architecture as people write it: "ResNet-20", "plain-20", "pre-act ResNet-20", "WRN-16-2", "ResNeXt-29 (8x4d)". */
 function pretty(arch) {
   const plain = arch.startsWith("plain-");
   const a = plain ? arch.slice(6) : arch;
-  const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(a) ?? /^wrn(\d+)_(\d+)$/.exec(a);
-  const name = !m ? a : a.startsWith("wrn") ? `WRN-${m[1]}-${m[2]}` : `${{ resnet: "ResNet", plain: "plain", preact_resnet: "pre-act ResNet" }[m[1]]}-${m[2]}`;
+  const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(a);
+  const wrn = /^wrn(\d+)_(\d+)$/.exec(a);
+  const resnext = /^resnext(\d+)_(\d+x\d+d)$/.exec(a);
+  const name = m
+    ? `${{ resnet: "ResNet", plain: "plain", preact_resnet: "pre-act ResNet" }[m[1]]}-${m[2]}`
+    : wrn
+      ? `WRN-${wrn[1]}-${wrn[2]}`
+      : resnext
+        ? `ResNeXt-${resnext[1]} (${resnext[2]})`
+        : a;
   return plain ? `plain ${name}` : name;
 }
 
