@@ -51,10 +51,7 @@ pub struct BenchArgs {
 
 pub fn bench(args: BenchArgs) -> Result<(), Error> {
     let config = args.model.required_config()?;
-    let size = args.size.unwrap_or(match config.stem {
-        crate::model::Stem::ImageNet => 224,
-        crate::model::Stem::Cifar => 32,
-    });
+    let size = args.size.unwrap_or(config.stem.input_size());
     if args.batch == 0 || args.runs == 0 {
         return Err(Error::Other("--batch and --runs must be at least 1".into()));
     }

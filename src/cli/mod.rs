@@ -224,19 +224,10 @@ impl ModelArgs {
 /// `resnet info` for a DenseNet.
 fn densenet_info(
     config: crate::model::DenseNetConfig,
-    classes: Option<usize>,
     size: Option<usize>,
     json: bool,
 ) -> Result<(), Error> {
-    let config = match classes {
-        Some(n) => config.with_num_classes(n),
-        None => config,
-    };
-    config.validate()?;
-    let size = size.unwrap_or(match config.stem {
-        crate::model::Stem::ImageNet => 224,
-        crate::model::Stem::Cifar => 32,
-    });
+    let size = size.unwrap_or(config.stem.input_size());
     let stats = config.stats(size);
     if json {
         let mut value = serde_json::to_value(&stats).expect("stats serialise");
@@ -308,18 +299,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error> {
-    if let Some(dense) = model
-        .arch
-        .as_deref()
-        .and_then(crate::model::densenet::parse)
-    {
-        return densenet_info(dense, model.classes, size, json);
+    if let Some(dense) = model.densenet()? {
+        return densenet_info(dense, size, json);
     }
     let config = model.required_config()?;
-    let size = size.unwrap_or(match config.stem {
-        crate::model::Stem::ImageNet => 224,
-        crate::model::Stem::Cifar => 32,
-    });
+    let size = size.unwrap_or(config.stem.input_size());
     let stats = config.stats(size);
     if json {
         let mut value = serde_json::to_value(&stats).expect("stats serialise");

@@ -53,10 +53,11 @@ impl ModelCard {
     /// The defaults for a configuration: ImageNet preprocessing for ImageNet nets, CIFAR-10's
     /// for CIFAR nets.
     pub fn for_config(config: ResNetConfig) -> Self {
-        let (normalization, input_size) = match config.stem {
-            crate::model::Stem::ImageNet => (Normalization::IMAGENET, 224),
-            crate::model::Stem::Cifar => (Normalization::CIFAR10, 32),
+        let normalization = match config.stem {
+            crate::model::Stem::ImageNet => Normalization::IMAGENET,
+            crate::model::Stem::Cifar => Normalization::CIFAR10,
         };
+        let input_size = config.stem.input_size();
         Self {
             config,
             labels: None,

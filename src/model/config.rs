@@ -65,6 +65,17 @@ pub enum Stem {
     Cifar,
 }
 
+impl Stem {
+    /// The input side the family is built for: 224 (ImageNet) or 32 (CIFAR), where `resnet
+    /// info` counts multiply-adds unless told otherwise.
+    pub fn input_size(self) -> usize {
+        match self {
+            Stem::ImageNet => 224,
+            Stem::Cifar => 32,
+        }
+    }
+}
+
 /// What ResNet's successors change inside a block: ResNeXt's grouped 3x3 (Xie et al. 2017),
 /// Wide ResNet's wider bottleneck (Zagoruyko & Komodakis 2016), squeeze-excitation (Hu et
 /// al. 2018) and pre-activation (He et al. 2016). [BlockVariant::RESNET] is the 2015 block.
