@@ -118,6 +118,14 @@ fn info_reports_exact_parameter_counts_as_json() {
             .to_string(),
     ]);
     assert!(err.contains("densenet121 is a DenseNet"), "{err}");
+    let text = ok(&["info", "--arch", "wrn16_4"]);
+    assert!(
+        text.contains("wrn16_4: 2,748,890 parameters")
+            && text.contains("14 weighted layers")
+            && text.contains("16-channel stem under 64-plane first stage")
+            && text.contains("named by Wide ResNet's depth 6n + 4"),
+        "{text}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["info", "--arch", "wrn28_10", "--json"])).unwrap();
     assert_eq!(

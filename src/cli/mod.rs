@@ -339,6 +339,10 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
                 config.stem_channels(),
                 config.base_width
             ));
+            if variant.preactivation {
+                // The name's depth is Zagoruyko & Komodakis's count, not the main path's.
+                extras.push_str(", named by Wide ResNet's depth 6n + 4");
+            }
         }
         println!(
             "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \
