@@ -221,6 +221,18 @@ impl ModelArgs {
     }
 }
 
+/// The line `resnet info` prints: the counts every architecture has, then its own `details`.
+fn stats_line(stats: &crate::model::ModelStats, details: &str) -> String {
+    let size = stats.input_size;
+    format!(
+        "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers ({details})",
+        stats.arch,
+        thousands(stats.params as u64),
+        stats.macs as f64 / 1e9,
+        stats.depth,
+    )
+}
+
 /// `resnet info` for a DenseNet.
 fn densenet_info(
     config: crate::model::DenseNetConfig,
@@ -236,18 +248,11 @@ fn densenet_info(
         value["growth_rate"] = config.growth_rate.into();
         println!("{value}");
     } else {
-        println!(
-            "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \
-             (dense blocks {:?}, growth rate {}, bottleneck {}k, compression 0.5, {} classes)",
-            stats.arch,
-            thousands(stats.params as u64),
-            stats.macs as f64 / 1e9,
-            stats.depth,
-            config.block_config,
-            config.growth_rate,
-            config.bn_size,
-            config.num_classes
+        let details = format!(
+            "dense blocks {:?}, growth rate {}, bottleneck {}k, compression 0.5, {} classes",
+            config.block_config, config.growth_rate, config.bn_size, config.num_classes
         );
+        println!("{}", stats_line(&stats, &details));
     }
     Ok(())
 }
@@ -344,18 +349,11 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
                 extras.push_str(", named by Wide ResNet's depth 6n + 4");
             }
         }
-        println!(
-            "{}: {} parameters, {:.3} G multiply-adds at {size}x{size}, {} weighted layers \
-             ({:?} blocks {:?}, shortcut option {:?}{extras}, {} classes)",
-            stats.arch,
-            thousands(stats.params as u64),
-            stats.macs as f64 / 1e9,
-            stats.depth,
-            config.block,
-            config.layers,
-            config.shortcut,
-            config.num_classes
+        let details = format!(
+            "{:?} blocks {:?}, shortcut option {:?}{extras}, {} classes",
+            config.block, config.layers, config.shortcut, config.num_classes
         );
+        println!("{}", stats_line(&stats, &details));
     }
     Ok(())
 }
