@@ -132,6 +132,25 @@ fn info_reports_exact_parameter_counts_as_json() {
         (&json["params"], &json["preactivation"], &json["stem_width"]),
         (&36_479_194.into(), &true.into(), &16.into())
     );
+    let text = ok(&["info", "--arch", "resnest50d"]);
+    assert!(
+        text.contains("resnest50d: 27,483,240 parameters")
+            && text.contains("split attention of radix 2")
+            && text.contains("deep stem of 3x3 convolutions (32, 32")
+            && text.contains("average-pooled projections"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--arch", "resnet50d", "--json"])).unwrap();
+    assert_eq!(
+        (
+            &json["params"],
+            &json["deep_stem"],
+            &json["avg_down"],
+            &json["radix"]
+        ),
+        (&25_576_264.into(), &32.into(), &true.into(), &0.into())
+    );
 }
 
 #[test]

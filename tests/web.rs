@@ -820,3 +820,73 @@ async fn dense_concatenation_matches_the_cpu_on_webgpu() {
         assert_close(name, &results[1][i], &results[0][i]);
     }
 }
+
+/// ResNeSt's ops on WebGPU against the CPU (flex) in the same page: a split-attention
+/// bottleneck (radix 2 in 2 groups: the grouped softmax over the splits; avd's 3x3 average
+/// pool; ResNet-D's ceil-mode 2x2 pool before the projection, on an odd 9x9 map) forward in
+/// train mode, and the gradients of its input, of the split 3x3 and of the gate.
+#[wasm_bindgen_test]
+async fn split_attention_matches_the_cpu_on_webgpu() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::model::{BlockConfig, BlockKind, BlockVariant, Joining};
+
+    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
+        .await
+        .unwrap();
+    let variant = BlockVariant::new()
+        .with_groups(2)
+        .with_width_per_group(32)
+        .with_split_attention(2, true)
+        .with_avg_down(true);
+    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
+        .with_stride(2)
+        .with_joining(Joining {
+            variant,
+            ..Joining::DEFAULT
+        });
+    let block = config.init(&Device::flex());
+    // 16 channels in 2 groups, computed as 2 splits: 32 outputs in 4 groups.
+    assert_eq!(block.conv2.weight.dims(), [32, 4, 3, 3]);
+    let x = Tensor::<4>::random(
+        [2, 24, 9, 9],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let weights = Tensor::<4>::random(
+        [2, 64, 5, 5],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let (x_data, weights_data) = (x.to_data(), weights.to_data());
+
+    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    for device in [Device::flex().autodiff(), gpu.autodiff()] {
+        let block = block.clone().fork(&device).train();
+        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
+        let weights = Tensor::<4>::from_data(weights_data.clone(), &device);
+        let y = block.forward(x.clone());
+        let grads = (y.clone() * weights).sum().backward();
+        let attn = block.attn.as_ref().unwrap();
+        let projection = block.downsample.as_ref().unwrap();
+        results.push(vec![
+            read(y).await,
+            read(x.grad(&grads).unwrap()).await,
+            read(block.conv2.weight.grad(&grads).unwrap()).await,
+            read(attn.fc1.weight.grad(&grads).unwrap()).await,
+            read(attn.fc2.weight.grad(&grads).unwrap()).await,
+            read(projection.conv.weight.grad(&grads).unwrap()).await,
+        ]);
+    }
+    let names = [
+        "output",
+        "input gradient",
+        "split 3x3 gradient",
+        "attn.fc1 gradient",
+        "attn.fc2 gradient",
+        "pooled projection gradient",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        assert_close(name, &results[1][i], &results[0][i]);
+    }
+}

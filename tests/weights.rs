@@ -107,6 +107,24 @@ fn timm_resnetv2_matches_pytorch() {
     }
 }
 
+/// timm's ResNeSt (resnest50d's settings with cardinality 2, a deep stem of 8): split
+/// attention with its grouped softmax, avd, ResNet-D's deep stem and pooled projections
+/// (ceil mode at the odd input size), and timm's keys for all of them.
+#[test]
+fn timm_resnest_matches_pytorch() {
+    let variant = BlockVariant::new()
+        .with_split_attention(2, true)
+        .with_avg_down(true)
+        .with_groups(2)
+        .with_width_per_group(32);
+    let config = narrow(BlockKind::Bottleneck)
+        .with_deep_stem(Some(8))
+        .with_variant(Some(variant));
+    // make_fixtures.py prints the fixture's count.
+    assert_eq!(config.stats(65).params, 432_322);
+    assert_parity("timm_resnest.pth", "timm_resnest", config);
+}
+
 /// torchvision's DenseNet (dense concatenation, transitions, norm5 + ReLU): its key names
 /// (`denseblockB.denselayerL`) load into the second module tree.
 #[test]

@@ -322,6 +322,10 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         value["squeeze_excitation"] = variant.squeeze_excitation.into();
         value["preactivation"] = variant.preactivation.into();
         value["stem_width"] = config.stem_channels().into();
+        value["deep_stem"] = config.deep_stem.into();
+        value["radix"] = variant.radix.into();
+        value["avd"] = variant.avd.into();
+        value["avg_down"] = variant.avg_down.into();
         println!("{value}");
     } else {
         let variant = config.block_variant();
@@ -337,6 +341,20 @@ fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error>
         }
         if variant.preactivation {
             extras.push_str(", pre-activation");
+        }
+        if variant.radix > 0 {
+            extras.push_str(&format!(", split attention of radix {}", variant.radix));
+        }
+        if variant.avd {
+            extras.push_str(", strides on 3x3 average pools (avd)");
+        }
+        if let Some(w) = config.deep_stem {
+            extras.push_str(&format!(
+                ", deep stem of 3x3 convolutions ({w}, {w}, then the stem width)"
+            ));
+        }
+        if variant.avg_down {
+            extras.push_str(", average-pooled projections");
         }
         if config.stem_channels() != config.base_width {
             extras.push_str(&format!(

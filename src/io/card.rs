@@ -142,8 +142,13 @@ mod tests {
         let card: ModelCard = serde_json::from_str(&resnext_card).unwrap();
         let variant = card.config.block_variant();
         assert_eq!((variant.groups, variant.preactivation), (32, false));
-        let resnext = ModelCard::for_config(crate::model::arch::parse("resnext50_32x4d").unwrap());
-        let json = serde_json::to_string(&resnext).unwrap();
-        assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), resnext);
+        // (and before split attention and ResNet-D: no radix, no pooled projections, 7x7 stem)
+        assert_eq!((variant.radix, variant.avg_down), (0, false));
+        assert_eq!(card.config.deep_stem, None);
+        for arch in ["resnext50_32x4d", "resnest50d", "resnet50d"] {
+            let card = ModelCard::for_config(crate::model::arch::parse(arch).unwrap());
+            let json = serde_json::to_string(&card).unwrap();
+            assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), card);
+        }
     }
 }

@@ -394,13 +394,28 @@ fn foreign_global(value: &burn::store::pytorch_reader::PickleValue) -> Option<St
 ///
 /// - `num_batches_tracked` buffers have no counterpart (Burn's BN keeps no such counter);
 /// - `module.` prefixes come from `nn.DataParallel`;
-/// - torchvision's `downsample` is an `nn.Sequential(conv, bn)`: `.0`/`.1` → `.conv`/`.bn`;
+/// - torchvision's `downsample` is an `nn.Sequential(conv, bn)`: `.0`/`.1` → `.conv`/`.bn`
+///   (timm's ResNet-D: `(pool, conv, bn)`, `.1`/`.2`);
+/// - timm's deep stem (`conv1.0` … `conv1.6`) and ResNeSt's split-attention `conv2`
+///   (`conv2.conv`, `bn0`, `fc1`, `bn1`, `fc2`), see [deep_stem_key] and the table below;
 /// - popular CIFAR ports name the projection `shortcut` and the classifier `linear`;
 /// - pre-activation nets: timm's `resnetv2` names the stem `stem.conv`, the blocks
 ///   `stages.I.blocks.J` with `normK` BNs and its classifier a 1x1 convolution `head.fc`
 ///   (mapped onto `conv1`, `layer{I+1}.J`, `bnK` and a `fc` matrix); the CIFAR ports name the
 ///   final BN `bn` (this crate and timm: `norm`).
 fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
+    // ResNet-D's projections are `nn.Sequential(pool, conv, bn)`: `.1`/`.2` → `.conv`/`.bn`.
+    let avg_down = tensors.iter().any(|t| t.name.contains(".downsample.2."));
+    let downsample: [(&str, &str); 2] = match avg_down {
+        true => [
+            (".downsample.1.", ".downsample.conv."),
+            (".downsample.2.", ".downsample.bn."),
+        ],
+        false => [
+            (".downsample.0.", ".downsample.conv."),
+            (".downsample.1.", ".downsample.bn."),
+        ],
+    };
     tensors
         .into_iter()
         .filter(|t| !t.name.ends_with("num_batches_tracked"))
@@ -410,14 +425,20 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
                 .strip_prefix("module.")
                 .unwrap_or(&t.name)
                 .to_string();
-            for (from, to) in [
-                (".downsample.0.", ".downsample.conv."),
-                (".downsample.1.", ".downsample.bn."),
+            for (from, to) in downsample.into_iter().chain([
                 (".shortcut.0.", ".downsample.conv."),
                 (".shortcut.1.", ".downsample.bn."),
-            ] {
+                // ResNeSt's split-attention `conv2`: its convolution and BN are the block's
+                // conv2 and bn2, its gate the block's `attn`.
+                (".conv2.conv.", ".conv2."),
+                (".conv2.bn0.", ".bn2."),
+                (".conv2.fc1.", ".attn.fc1."),
+                (".conv2.bn1.", ".attn.bn1."),
+                (".conv2.fc2.", ".attn.fc2."),
+            ]) {
                 name = name.replace(from, to);
             }
+            name = deep_stem_key(name);
             if let Some(rest) = name.strip_prefix("linear.") {
                 name = format!("fc.{rest}");
             }
@@ -433,6 +454,23 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             t
         })
         .collect()
+}
+
+/// timm's deep stem `conv1.{0,1,3,4,6}` (an `nn.Sequential` of conv, BN, ReLU, conv, BN,
+/// ReLU, conv) for this crate's `deep_stem.{conv1,bn1,conv2,bn2}` and `conv1`.
+fn deep_stem_key(name: String) -> String {
+    for (from, to) in [
+        ("conv1.0.", "deep_stem.conv1."),
+        ("conv1.1.", "deep_stem.bn1."),
+        ("conv1.3.", "deep_stem.conv2."),
+        ("conv1.4.", "deep_stem.bn2."),
+        ("conv1.6.", "conv1."),
+    ] {
+        if let Some(rest) = name.strip_prefix(from) {
+            return format!("{to}{rest}");
+        }
+    }
+    name
 }
 
 /// torchvision's DenseNet key for this crate's: `denseblockB.denselayerL.` is the Vec

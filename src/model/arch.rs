@@ -3,7 +3,9 @@
 //! `resnext50_32x4d` (any `resnext{D}_{C}x{d}d`), `wide_resnet50_2`, `seresnet50`,
 //! `seresnext50_32x4d`, and the CIFAR ResNeXt `resnext29_8x64d` (any 9n+2); the
 //! pre-activation nets (He et al. 2016): timm's `resnetv2_50`, the CIFAR `preact_resnet110`
-//! and `preact_resnet164`, and Wide ResNet's CIFAR `wrn28_10` (any `wrn{6n+4}_{k}`).
+//! and `preact_resnet164`, and Wide ResNet's CIFAR `wrn28_10` (any `wrn{6n+4}_{k}`); ResNeSt
+//! (`resnest50d`, Zhang et al. 2020) and the deep stems of ResNet-C/D/S/E (`resnet50d`, He et
+//! al. 2019) by timm's names.
 
 use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem};
 
@@ -18,8 +20,10 @@ use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem}
      CIFAR ResNeXt resnext29_8x64d / resnext29_16x64d (any resnext{{9n+2}}_{{C}}x{{d}}d), the \
      pre-activation nets resnetv2_18 … resnetv2_152 (ImageNet), preact_resnet110 and \
      preact_resnet164 (any preact_resnet{{6n+2}} or {{9n+2}}, CIFAR) and Wide ResNet's CIFAR \
-     wrn16_4, wrn28_10 (any wrn{{6n+4}}_{{k}}); a plain- prefix removes the shortcuts of any of \
-     them. DenseNets (densenet121/169/201/161, densenet_bc{{6n+4}}_{{k}}) are counted by \
+     wrn16_4, wrn28_10 (any wrn{{6n+4}}_{{k}}), ResNeSt's resnest14d, resnest26d, resnest50d, \
+     resnest101e, resnest200e, resnest269e (and resnest50d_{{R}}s{{C}}x{{W}}d), and ResNet-C/D/S/E's \
+     deep stems with a letter after any ImageNet depth (resnet50d, resnext50d_32x4d); a plain- \
+     prefix removes the shortcuts of any of them. DenseNets (densenet121/169/201/161, densenet_bc{{6n+4}}_{{k}}) are counted by \
      `resnet info` and loaded through the Rust API only, so far"
 )]
 pub struct UnknownArch(pub String);
@@ -119,6 +123,77 @@ fn number(digits: &str) -> Option<usize> {
     digits.parse().ok().filter(|&n| n > 0)
 }
 
+/// Splits ResNet-C/D/S/E's letter off a depth: `50d` → (`50`, Some('d')).
+fn stem_letter(digits: &str) -> (&str, Option<char>) {
+    match digits.char_indices().last() {
+        Some((i, letter @ ('c' | 'd' | 's' | 'e'))) => (&digits[..i], Some(letter)),
+        _ => (digits, None),
+    }
+}
+
+/// `config` with the deep stem and projections its letter names (timm's ResNet-C/D/S/E): `c`
+/// and `d` a deep stem of 32, `s` and `e` of 64 (its stem then ends on 128 channels); `d` and
+/// `e` also pool before each projection. ImageNet nets only.
+fn with_stem_letter(config: ResNetConfig, letter: Option<char>) -> Option<ResNetConfig> {
+    let Some(letter) = letter else {
+        return Some(config);
+    };
+    if config.stem != Stem::ImageNet {
+        return None;
+    }
+    let w = if matches!(letter, 'c' | 'd') { 32 } else { 64 };
+    let variant = config
+        .block_variant()
+        .with_avg_down(matches!(letter, 'd' | 'e'));
+    let stem_width = (2 * w != config.base_width).then_some(2 * w);
+    Some(
+        config
+            .with_deep_stem(Some(w))
+            .with_stem_width(stem_width)
+            .with_variant(Some(variant)),
+    )
+}
+
+/// Blocks per stage of timm's ResNeSt nets (Zhang et al. 2020), by depth.
+fn resnest_layers(depth: usize) -> Option<[usize; 4]> {
+    match depth {
+        14 => Some([1, 1, 1, 1]),
+        26 => Some([2, 2, 2, 2]),
+        50 => Some([3, 4, 6, 3]),
+        101 => Some([3, 4, 23, 3]),
+        200 => Some([3, 24, 36, 3]),
+        269 => Some([3, 30, 48, 8]),
+        _ => None,
+    }
+}
+
+/// `resnest{D}{d|e}` (radix 2, avd, one group) and `resnest{D}{d|e}_{R}s{C}x{W}d` (radix R,
+/// cardinality C, width W per group), timm's ResNeSt names.
+fn resnest(rest: &str) -> Option<ResNetConfig> {
+    let rest = rest.strip_prefix("resnest")?;
+    let (depth, shape) = match rest.split_once('_') {
+        Some((depth, shape)) => (depth, Some(shape)),
+        None => (rest, None),
+    };
+    let (digits, letter) = stem_letter(depth);
+    let layers = resnest_layers(number(digits)?)?;
+    let (radix, groups, width) = match shape {
+        None => (2, 1, 64),
+        Some(shape) => {
+            let (radix, shape) = shape.split_once('s')?;
+            let (groups, width) = shape.strip_suffix('d')?.split_once('x')?;
+            (number(radix)?, number(groups)?, number(width)?)
+        }
+    };
+    let variant = BlockVariant::new()
+        .with_split_attention(radix, true)
+        .with_groups(groups)
+        .with_width_per_group(width);
+    let config = ResNetConfig::new(layers.to_vec(), BlockKind::Bottleneck, Stem::ImageNet, 64)
+        .with_variant(Some(variant));
+    with_stem_letter(config, Some(letter.filter(|l| matches!(l, 'd' | 'e'))?))
+}
+
 /// The successors' names: `resnext{D}_{C}x{d}d` and `wide_resnet{D}_{k}`, after any `se`.
 fn successor(rest: &str, se: bool, force_cifar: bool) -> Option<ResNetConfig> {
     let (depth, variant) = if let Some(rest) = rest.strip_prefix("resnext") {
@@ -127,18 +202,24 @@ fn successor(rest: &str, se: bool, force_cifar: bool) -> Option<ResNetConfig> {
         let variant = BlockVariant::new()
             .with_groups(number(groups)?)
             .with_width_per_group(number(width)?);
-        (number(depth)?, variant)
+        (depth, variant)
     } else {
         let (depth, factor) = rest.strip_prefix("wide_resnet")?.split_once('_')?;
         let variant = BlockVariant::new().with_width_per_group(64 * number(factor)?);
-        (number(depth)?, variant)
+        (depth, variant)
     };
+    let (digits, letter) = stem_letter(depth);
+    let depth = number(digits)?;
     let variant = variant.with_squeeze_excitation(se);
     match imagenet_preset(depth) {
         Some((BlockKind::Bottleneck, _)) if !force_cifar => {
-            Some(imagenet(depth)?.with_variant(Some(variant)))
+            with_stem_letter(imagenet(depth)?.with_variant(Some(variant)), letter)
         }
-        _ if !rest.starts_with("wide") && depth >= 11 && (depth - 2) % 9 == 0 => {
+        _ if letter.is_none()
+            && !rest.starts_with("wide")
+            && depth >= 11
+            && (depth - 2) % 9 == 0 =>
+        {
             Some(cifar_resnext((depth - 2) / 9, variant))
         }
         _ => None,
@@ -173,6 +254,11 @@ pub fn parse(name: &str) -> Result<ResNetConfig, UnknownArch> {
         let config = preactivation(rest).ok_or_else(unknown)?;
         return Ok(config.with_residual(!plain));
     }
+    if rest.starts_with("resnest") {
+        // timm's ResNeSt block takes no SE gate, and ResNeSt has no CIFAR family.
+        let config = resnest(rest).filter(|_| !se && !force_cifar);
+        return Ok(config.ok_or_else(unknown)?.with_residual(!plain));
+    }
     if rest.starts_with("resnext") || rest.starts_with("wide_resnet") {
         let config = successor(rest, se, force_cifar).ok_or_else(unknown)?;
         return Ok(config.with_residual(!plain));
@@ -184,6 +270,7 @@ pub fn parse(name: &str) -> Result<ResNetConfig, UnknownArch> {
     } else {
         return Err(unknown());
     };
+    let (digits, letter) = stem_letter(digits);
     let depth = number(digits).ok_or_else(unknown)?;
     let config = match imagenet(depth) {
         Some(config) if !force_cifar => config,
@@ -194,6 +281,7 @@ pub fn parse(name: &str) -> Result<ResNetConfig, UnknownArch> {
         true => config.with_variant(Some(BlockVariant::new().with_squeeze_excitation(true))),
         false => config,
     };
+    let config = with_stem_letter(config, letter).ok_or_else(unknown)?;
     Ok(config.with_residual(residual))
 }
 
@@ -213,7 +301,7 @@ pub const KNOWN: [&str; 10] = [
 
 /// The successors with published weights or results (torchvision, timm and the ResNeXt
 /// paper's CIFAR nets), for listings and help texts.
-pub const SUCCESSORS: [&str; 16] = [
+pub const SUCCESSORS: [&str; 19] = [
     "resnext50_32x4d",
     "resnext101_32x8d",
     "resnext101_64x4d",
@@ -230,6 +318,9 @@ pub const SUCCESSORS: [&str; 16] = [
     "preact_resnet164",
     "wrn16_4",
     "wrn28_10",
+    "resnest50d",
+    "resnest101e",
+    "resnet50d",
 ];
 
 #[cfg(test)]
@@ -310,6 +401,19 @@ mod tests {
             (vec![4, 4, 4], 160, 16)
         );
         assert!(wrn.preactivation() && !parse("plain-wrn28_10").unwrap().residual);
+        let st = parse("resnest50d").unwrap();
+        let v = st.block_variant();
+        assert_eq!(
+            (st.layers.clone(), st.deep_stem, st.stem_channels()),
+            (vec![3, 4, 6, 3], Some(32), 64)
+        );
+        assert_eq!((v.radix, v.avd, v.avg_down, v.groups), (2, true, true, 1));
+        let e = parse("resnest101e").unwrap();
+        assert_eq!((e.deep_stem, e.stem_channels()), (Some(64), 128));
+        let d = parse("resnet50d").unwrap();
+        assert_eq!((d.deep_stem, d.block_variant().avg_down), (Some(32), true));
+        let c = parse("resnet50c").unwrap();
+        assert_eq!((c.deep_stem, c.block_variant().avg_down), (Some(32), false));
         // The 2015 nets carry no variant, as their weights files written before it existed.
         assert_eq!(parse("resnet50").unwrap().variant, None);
     }
@@ -329,6 +433,17 @@ mod tests {
             "resnetv2_101",
             "preact_resnet1001",
             "preact_resnet29",
+            "resnest14d",
+            "resnest269e",
+            "resnest50d_4s2x40d",
+            "resnest50d_1s4x24d",
+            "resnet18d",
+            "resnet34c",
+            "resnet152s",
+            "resnext50d_32x4d",
+            "plain-resnet50d",
+            "seresnet50d",
+            "wide_resnet50e_2",
         ]) {
             assert_eq!(parse(name).unwrap().name(), *name);
         }
@@ -362,6 +477,17 @@ mod tests {
             "seresnetv2_50",
             "cifar-resnetv2_50",
             "preact_resnet",
+            "resnest50",
+            "resnest50c",
+            "resnest34d",
+            "resnest50d_2s1x64",
+            "seresnest50d",
+            "cifar-resnest50d",
+            "resnet20d",
+            "cifar-resnet50d",
+            "resnet50x",
+            "resnext29d_8x64d",
+            "plain20d",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(

@@ -8,6 +8,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
@@ -16,6 +17,25 @@ use burn::tensor::{Device, Tensor, s};
 use super::config::BlockVariant;
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
 use super::se::SqueezeExcitation;
+use super::split_attn::SplitAttention;
+
+/// ResNeSt's avd: a 3x3 average pool of `stride`, padding 1 counted (PyTorch's default).
+pub(crate) fn avd_pool(stride: usize) -> AvgPool2d {
+    AvgPool2dConfig::new([3, 3])
+        .with_strides([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init()
+}
+
+/// ResNet-D's projection pool: 2x2 of `stride`, ceil mode, averaging only the pixels inside
+/// the map (timm's `AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)`).
+pub(crate) fn avg_down_pool(stride: usize) -> AvgPool2d {
+    AvgPool2dConfig::new([2, 2])
+        .with_strides([stride, stride])
+        .with_count_include_pad(false)
+        .with_ceil_mode(true)
+        .init()
+}
 
 /// He et al. 2015 ("Delving deep into rectifiers") normal init, fan-out mode, ReLU gain —
 /// torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
@@ -140,10 +160,21 @@ impl BlockConfig {
                     StridePlacement::V1 => (self.stride, 1),
                     StridePlacement::V1_5 => (1, self.stride),
                 };
-                let groups = self.joining.variant.groups;
+                let variant = self.joining.variant;
+                // avd moves the 3x3's stride to a pool after it; split attention computes
+                // `radix` splits in `radix` times the groups.
+                let stride_3x3 = if variant.avd { 1 } else { stride_3x3 };
+                let splits = variant.radix.max(1);
                 (
                     conv(self.in_channels, width, 1, stride_1x1, device),
-                    grouped_conv(width, width, 3, stride_3x3, groups, device),
+                    grouped_conv(
+                        width,
+                        width * splits,
+                        3,
+                        stride_3x3,
+                        variant.groups * splits,
+                        device,
+                    ),
                     Some(conv(width, out, 1, 1, device)),
                 )
             }
@@ -165,14 +196,31 @@ impl BlockConfig {
             let bn3 = bottleneck.then(|| batch_norm(out, zero, device));
             (
                 batch_norm(width, false, device),
-                batch_norm(width, zero && !bottleneck, device),
+                batch_norm(conv2.weight.dims()[0], zero && !bottleneck, device),
                 bn3,
             )
         };
+        let variant = self.joining.variant;
+        let avg_down = variant.avg_down && self.stride > 1;
         let downsample = self.has_projection().then(|| Downsample {
-            conv: conv(self.in_channels, out, 1, self.stride, device),
+            pool: avg_down.then(|| avg_down_pool(self.stride)),
+            conv: conv(
+                self.in_channels,
+                out,
+                1,
+                if variant.avg_down { 1 } else { self.stride },
+                device,
+            ),
             bn: (!preact).then(|| batch_norm(out, false, device)),
         });
+        let (attn, avd) = match bottleneck {
+            true => (
+                (variant.radix > 0)
+                    .then(|| SplitAttention::new(width, variant.radix, variant.groups, device)),
+                (variant.avd && self.stride > 1).then(|| avd_pool(self.stride)),
+            ),
+            false => (None, None),
+        };
         let se = self
             .joining
             .variant
@@ -185,6 +233,8 @@ impl BlockConfig {
             bn2,
             conv3,
             bn3,
+            attn,
+            avd,
             se,
             downsample,
             stride: self.stride,
@@ -195,9 +245,12 @@ impl BlockConfig {
 }
 
 /// The projection shortcut (options B and C): 1x1 conv with the block's stride, then BN.
-/// torchvision calls these `downsample.0` and `downsample.1`; see [crate::io] for the remap.
+/// torchvision calls these `downsample.0` and `downsample.1` (ResNet-D: `downsample.1` and
+/// `downsample.2` after the pool); see [crate::io] for the remap.
 #[derive(Module, Debug)]
 pub struct Downsample {
+    /// ResNet-D: the 2x2 average pool that takes the stride, before a stride-1 `conv`.
+    pub pool: Option<AvgPool2d>,
     /// 1x1 projection to the block's output channels.
     pub conv: Conv2d,
     /// BatchNorm after the projection; none in a pre-activation block, whose projection
@@ -212,6 +265,10 @@ impl Downsample {
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = match &self.pool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
         let x = self.conv.forward(x);
         match &self.bn {
             Some(bn) => bn.forward(x),
@@ -238,6 +295,12 @@ pub struct Block {
     pub conv3: Option<Conv2d>,
     /// Bottleneck only: BN after `conv3` (pre-activation: before it).
     pub bn3: Option<BatchNorm>,
+    /// ResNeSt only: the split-attention gate that weighs and sums `conv2`'s splits (timm's
+    /// `conv2.fc1`, `conv2.bn1`, `conv2.fc2`).
+    pub attn: Option<SplitAttention>,
+    /// ResNeSt's avd: the 3x3 average pool that takes a downsampling block's stride after
+    /// its 3x3.
+    pub avd: Option<AvgPool2d>,
     /// SE-nets only: the gate on F(x), after its last BN.
     pub se: Option<SqueezeExcitation>,
     /// Projection shortcut, where the option calls for one.
@@ -263,10 +326,21 @@ impl Block {
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
         let out = self.bn2.forward(self.conv2.forward(out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
+            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(self.mix(relu(out)))),
             _ => out,
         };
         self.gate(out)
+    }
+
+    /// ResNeSt's step between a bottleneck's activated 3x3 and its 1x1 expansion: the split
+    /// attention that weighs and sums the splits, then the avd pool; the identity in other
+    /// blocks.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, radix · width, h, w]`
+    /// - output: `[batch, width, h / stride, w / stride]` (rounded up) with avd, else `h`, `w`
+    pub(crate) fn mix(&self, x: Tensor<4>) -> Tensor<4> {
+        split_and_pool(self.attn.as_ref(), self.avd.as_ref(), x)
     }
 
     /// A pre-activation block's `relu(bn1(x))`, shared by its branch and its projection.
@@ -334,6 +408,24 @@ impl Block {
         let out = self.residual_branch(x.clone());
         let out_channels = out.dims()[1];
         relu(out + self.shortcut(x, out_channels))
+    }
+}
+
+/// [Block::mix] from its parts (shared with the folded block).
+pub(crate) fn split_and_pool(
+    attn: Option<&SplitAttention>,
+    avd: Option<&AvgPool2d>,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    // The gate's weights are a softmax (or a sigmoid) of non-negative splits, so the sum is
+    // non-negative and ResNeSt's missing ReLU after it changes nothing.
+    let x = match attn {
+        Some(attn) => attn.forward(x),
+        None => x,
+    };
+    match avd {
+        Some(pool) => pool.forward(x),
+        None => x,
     }
 }
 

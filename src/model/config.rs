@@ -106,6 +106,17 @@ pub struct BlockVariant {
     /// The stem is a bare convolution; a projection shortcut is a bare 1x1 convolution of the
     /// block's pre-activated input (timm's `resnetv2`).
     pub preactivation: bool,
+    /// Split attention (ResNeSt, Zhang et al. 2020): each bottleneck's 3x3 computes `radix`
+    /// splits that a gate weighs per channel ([crate::model::SplitAttention]); 0 is the plain
+    /// 3x3 (timm's `radix`, 2 in resnest50d).
+    pub radix: usize,
+    /// ResNeSt's "avd": a downsampling bottleneck keeps its 3x3 at stride 1 and subsamples
+    /// with a 3x3 average pool (padding 1) after it.
+    pub avd: bool,
+    /// ResNet-D's projection (He et al. 2019, "Bag of Tricks"): a 2x2 average pool of the
+    /// block's stride, then a stride-1 1x1 convolution and BN, so that the projection sees
+    /// every input pixel (timm's `avg_down`; keys `downsample.1`, `downsample.2`).
+    pub avg_down: bool,
 }
 
 impl BlockVariant {
@@ -115,6 +126,9 @@ impl BlockVariant {
         width_per_group: 64,
         squeeze_excitation: false,
         preactivation: false,
+        radix: 0,
+        avd: false,
+        avg_down: false,
     };
 
     /// [BlockVariant::RESNET], to build on with the `with_` methods.
@@ -149,6 +163,16 @@ impl BlockVariant {
             preactivation,
             ..self
         }
+    }
+
+    /// With split attention of `radix` splits (0: none) and ResNeSt's avd pooling.
+    pub fn with_split_attention(self, radix: usize, avd: bool) -> Self {
+        Self { radix, avd, ..self }
+    }
+
+    /// With or without ResNet-D's average-pooled projections.
+    pub fn with_avg_down(self, avg_down: bool) -> Self {
+        Self { avg_down, ..self }
     }
 
     /// Inner width of a bottleneck with `planes` planes (torchvision's
@@ -239,6 +263,11 @@ pub struct ResNetConfig {
     /// Channels of the stem convolution where they differ from `base_width`: Wide ResNet's
     /// CIFAR nets keep a 16-channel stem under stages of 16·k planes. `None`: `base_width`.
     pub stem_width: Option<usize>,
+    /// ResNet-C/D's deep stem (He et al. 2019; timm's `stem_type='deep'`, `stem_width`) in
+    /// place of the 7x7: three 3x3 convolutions (the first of stride 2) of `w`, `w` and
+    /// [stem_channels](Self::stem_channels) channels, each with BN, then the max-pool. 32 in
+    /// resnet50d and resnest50d, 64 in resnest101e. ImageNet stem only.
+    pub deep_stem: Option<usize>,
 }
 
 impl ResNetConfig {
@@ -287,13 +316,27 @@ impl ResNetConfig {
         stem << self.layers.len().saturating_sub(1)
     }
 
+    /// ResNet-C/D/E/S's letter after the depth (timm's names): a deep stem of 32 (`c`, with
+    /// average-pooled projections `d`) or of 64 (`s`, `e`); empty for the 7x7 stem.
+    fn stem_letter(&self) -> &'static str {
+        let avg_down = self.block_variant().avg_down;
+        match (self.deep_stem, avg_down) {
+            (Some(32), false) => "c",
+            (Some(32), true) => "d",
+            (Some(64), false) => "s",
+            (Some(64), true) => "e",
+            _ => "",
+        }
+    }
+
     /// A short human name: `resnet50`, `plain20`, `resnet20-B`, `resnet50-v1`,
-    /// `resnext50_32x4d`, `wide_resnet50_2`, `seresnet50`; [crate::model::arch::parse] reads
-    /// it back.
+    /// `resnext50_32x4d`, `wide_resnet50_2`, `seresnet50`, `resnet50d`, `resnest50d`;
+    /// [crate::model::arch::parse] reads it back.
     pub fn name(&self) -> String {
         let variant = self.block_variant();
         let depth = self.depth();
         let se = if variant.squeeze_excitation { "se" } else { "" };
+        let letter = self.stem_letter();
         let mut name = if variant.preactivation {
             let plain = if self.residual { "" } else { "plain-" };
             match self.stem {
@@ -306,19 +349,33 @@ impl ResNetConfig {
                 ),
                 Stem::Cifar => format!("{plain}preact_resnet{depth}"),
             }
+        } else if variant.radix > 0 {
+            // timm: resnest50d, and resnest50d_4s2x40d for other radices, cardinalities and
+            // widths.
+            let shape = (variant.radix, variant.groups, variant.width_per_group);
+            match shape {
+                (2, 1, 64) if variant.avd => format!("{se}resnest{depth}{letter}"),
+                (r, c, w) => format!("{se}resnest{depth}{letter}_{r}s{c}x{w}d"),
+            }
         } else if variant.groups > 1 || !variant.width_per_group.is_multiple_of(64) {
             format!(
-                "{se}resnext{depth}_{}x{}d",
+                "{se}resnext{depth}{letter}_{}x{}d",
                 variant.groups, variant.width_per_group
             )
         } else if variant.width_per_group != 64 {
-            format!("{se}wide_resnet{depth}_{}", variant.width_per_group / 64)
-        } else if self.residual || variant.squeeze_excitation {
-            format!("{se}resnet{depth}")
+            format!(
+                "{se}wide_resnet{depth}{letter}_{}",
+                variant.width_per_group / 64
+            )
+        } else if self.residual || variant != BlockVariant::RESNET || self.deep_stem.is_some() {
+            format!("{se}resnet{depth}{letter}")
         } else {
             format!("plain{depth}")
         };
-        if !self.residual && variant != BlockVariant::RESNET && !variant.preactivation {
+        if !self.residual
+            && (variant != BlockVariant::RESNET || self.deep_stem.is_some())
+            && !variant.preactivation
+        {
             name = format!("plain-{name}");
         }
         if self.stem == Stem::Cifar

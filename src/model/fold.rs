@@ -19,16 +19,17 @@ use burn::module::Param;
 use burn::nn::BatchNorm;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2d;
+use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
-use super::block::{Block, parameter_free_shortcut};
+use super::block::{Block, Downsample, parameter_free_shortcut, split_and_pool};
 use super::resnet::{ResNet, pool_and_classify};
 use super::se::SqueezeExcitation;
+use super::split_attn::SplitAttention;
 
 /// `bn(conv(x))` as one convolution with a bias.
-fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {
+pub(crate) fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv2d {
     let channels = bn.gamma.shape().dims::<1>()[0];
     let sigma = bn.running_var.value().add_scalar(bn.epsilon).sqrt();
     let scale = bn.gamma.val() / sigma;
@@ -80,6 +81,30 @@ impl Affine {
     }
 }
 
+/// A projection shortcut with its BN folded: (ResNet-D) pool, then the 1x1 convolution.
+#[derive(Debug, Clone)]
+struct Projection {
+    pool: Option<AvgPool2d>,
+    conv: Conv2d,
+}
+
+impl Projection {
+    fn new(downsample: &Downsample) -> Self {
+        Self {
+            pool: downsample.pool.clone(),
+            conv: fold_if(&downsample.conv, downsample.bn.as_ref()),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = match &self.pool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
+        self.conv.forward(x)
+    }
+}
+
 /// A [Block] with its BNs folded.
 #[derive(Debug, Clone)]
 struct FoldedBlock {
@@ -87,9 +112,12 @@ struct FoldedBlock {
     pre: Option<Affine>,
     conv1: Conv2d,
     conv2: Conv2d,
+    /// ResNeSt: the split-attention gate (its BN folded into `fc1`) and the avd pool.
+    attn: Option<SplitAttention>,
+    avd: Option<AvgPool2d>,
     conv3: Option<Conv2d>,
     se: Option<SqueezeExcitation>,
-    downsample: Option<Conv2d>,
+    downsample: Option<Projection>,
     stride: usize,
     residual: bool,
     out_channels: usize,
@@ -109,12 +137,15 @@ impl FoldedBlock {
             pre: block.preactivation.then(|| Affine::new(&block.bn1)),
             conv1: fold_if(&block.conv1, after1),
             conv2: fold_if(&block.conv2, after2),
+            attn: block.attn.as_ref().map(|attn| SplitAttention {
+                fc1: fold_if(&attn.fc1, attn.bn1.as_ref()),
+                bn1: None,
+                ..attn.clone()
+            }),
+            avd: block.avd.clone(),
             conv3: block.conv3.as_ref().map(|conv| fold_if(conv, after3)),
             se: block.se.clone(),
-            downsample: block
-                .downsample
-                .as_ref()
-                .map(|d| fold_if(&d.conv, d.bn.as_ref())),
+            downsample: block.downsample.as_ref().map(Projection::new),
             stride: block.stride,
             residual: block.residual,
             out_channels: block.conv3.as_ref().unwrap_or(&block.conv2).weight.dims()[0],
@@ -152,7 +183,10 @@ impl FoldedBlock {
     fn branch(&self, input: Tensor<4>) -> Tensor<4> {
         let out = self.conv2.forward(relu(self.conv1.forward(input)));
         let out = match &self.conv3 {
-            Some(conv3) => conv3.forward(relu(out)),
+            Some(conv3) => {
+                let mixed = split_and_pool(self.attn.as_ref(), self.avd.as_ref(), relu(out));
+                conv3.forward(mixed)
+            }
             None => out,
         };
         match &self.se {
@@ -183,6 +217,8 @@ impl FoldedBlock {
 /// [crate::infer::Classifier] runs.
 #[derive(Debug, Clone)]
 pub struct FoldedResNet {
+    /// ResNet-C/D's deep stem: two convolutions (BNs folded), each followed by a ReLU.
+    deep_stem: Vec<Conv2d>,
     conv1: Conv2d,
     /// Whether the stem has a (folded) BN and ReLU: not in pre-activation nets.
     stem_relu: bool,
@@ -196,7 +232,12 @@ pub struct FoldedResNet {
 impl FoldedResNet {
     /// Folds `model`'s running statistics into its convolutions.
     pub fn new(model: &ResNet) -> Self {
+        let deep_stem = match &model.deep_stem {
+            Some(stem) => vec![fold(&stem.conv1, &stem.bn1), fold(&stem.conv2, &stem.bn2)],
+            None => Vec::new(),
+        };
         Self {
+            deep_stem,
             conv1: fold_if(&model.conv1, model.bn1.as_ref()),
             stem_relu: model.bn1.is_some(),
             maxpool: model.maxpool.clone(),
@@ -231,6 +272,10 @@ impl FoldedResNet {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self
+            .deep_stem
+            .iter()
+            .fold(x, |x, conv| relu(conv.forward(x)));
         let x = self.conv1.forward(x);
         let x = if self.stem_relu { relu(x) } else { x };
         let x = match &self.maxpool {
@@ -265,6 +310,10 @@ mod tests {
     fn trained_like(config: &ResNetConfig) -> ResNet {
         let mut model = config.init(&device());
         model.bn1.iter_mut().for_each(randomize);
+        if let Some(stem) = model.deep_stem.as_mut() {
+            randomize(&mut stem.bn1);
+            randomize(&mut stem.bn2);
+        }
         model.norm.iter_mut().for_each(randomize);
         for stage in [
             &mut model.layer1,
@@ -276,6 +325,10 @@ mod tests {
                 randomize(&mut block.bn1);
                 randomize(&mut block.bn2);
                 block.bn3.iter_mut().for_each(randomize);
+                block
+                    .attn
+                    .iter_mut()
+                    .for_each(|a| a.bn1.iter_mut().for_each(randomize));
                 block
                     .downsample
                     .iter_mut()
@@ -307,9 +360,14 @@ mod tests {
             "resnet18",
             "preact_resnet20",
             "resnetv2_18",
+            "resnest14d",
         ] {
             let model = trained_like(&parse(arch).unwrap());
-            let size = if arch.ends_with("18") { 64 } else { 32 };
+            let size = if arch.ends_with("18") || arch.starts_with("resnest") {
+                64
+            } else {
+                32
+            };
             let x = Tensor::<4>::random(
                 [2, 3, size, size],
                 Distribution::Normal(0.0, 1.0),
@@ -364,16 +422,21 @@ mod tests {
             ("plain-preact_resnet20", None),
             ("resnetv2_50", None),
             ("wrn16_2", None),
+            ("resnest14d", None),
+            ("resnest14d_4s2x40d", None),
+            ("resnet18d", None),
         ];
         for (arch, shortcut) in cases {
             let mut config = parse(arch).unwrap();
             if let Some(option) = shortcut {
                 config = config.with_shortcut(option);
             }
-            let size = if arch.contains("50") || arch.ends_with("resnet18") {
-                64
-            } else {
-                32
+            // ImageNet nets at 64 (or an odd 65, where ResNet-D's ceil-mode pools and the avd
+            // pools round), CIFAR nets at 32.
+            let size = match arch {
+                "resnest14d" | "resnet18d" => 65,
+                a if a.contains("50") || a.ends_with("resnet18") || a.starts_with("resnest") => 64,
+                _ => 32,
             };
             let model = trained_like(&config);
             let x = Tensor::<4>::random(

@@ -1,6 +1,7 @@
 //! The ResNet family: ImageNet nets (18–152), CIFAR nets (6n+2), their plain twins, and the
 //! successors that change the block (ResNeXt, Wide ResNet, squeeze-excitation,
-//! pre-activation), and DenseNet, the successor that concatenates ([densenet]).
+//! pre-activation, ResNeSt's split attention) or the stem and projections (ResNet-D), and
+//! DenseNet, the successor that concatenates ([densenet]).
 
 pub mod arch;
 mod block;
@@ -9,7 +10,9 @@ pub mod densenet;
 mod fold;
 mod resnet;
 mod se;
+mod split_attn;
 mod stats;
+mod stem;
 
 pub use block::{Block, BlockConfig, Downsample};
 pub use config::{
@@ -19,4 +22,6 @@ pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
 pub use resnet::{ConfigError, ResNet};
 pub use se::SqueezeExcitation;
+pub use split_attn::SplitAttention;
 pub use stats::{ModelStats, training_bytes};
+pub use stem::DeepStem;

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
 use super::config::{BlockKind, Joining, ResNetConfig, Stem};
+use super::stem::DeepStem;
 
 /// Why a configuration cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,9 +55,40 @@ impl ResNetConfig {
         if variant.preactivation && (variant.reshapes_bottleneck() || variant.squeeze_excitation) {
             // timm's resnetv2 and the pre-activation papers define neither.
             return Err(ConfigError::Variant(
-                "pre-activation blocks are built without groups, wider bottlenecks or                  squeeze-excitation (widen a pre-activation net with base_width, as Wide                  ResNet does)"
+                "pre-activation blocks are built without groups, wider bottlenecks or \
+                 squeeze-excitation (widen a pre-activation net with base_width, as Wide \
+                 ResNet does)"
                     .into(),
             ));
+        }
+        if (variant.radix > 0 || variant.avd)
+            && (self.block == BlockKind::Basic
+                || variant.preactivation
+                || self.stride_placement == super::config::StridePlacement::V1)
+        {
+            // ResNeSt defines split attention and avd for v1.5 bottlenecks only (avd takes
+            // the 3x3's stride, which v1 puts on the first 1x1).
+            return Err(ConfigError::Variant(
+                "split attention and avd pooling need bottleneck blocks in the 2015 order with \
+                 the stride on the 3x3 (v1.5), as in ResNeSt"
+                    .into(),
+            ));
+        }
+        if variant.radix > 64 {
+            return Err(ConfigError::TooLarge(format!("radix {}", variant.radix)));
+        }
+        match self.deep_stem {
+            Some(0) => return Err(ConfigError::Zero("deep_stem")),
+            Some(w) if w > 1 << 16 => {
+                return Err(ConfigError::TooLarge(format!("a deep stem of width {w}")));
+            }
+            Some(_) if self.stem != Stem::ImageNet => {
+                return Err(ConfigError::Variant(
+                    "a deep stem replaces the ImageNet stem's 7x7; CIFAR nets have a 3x3 stem"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
         if self.block == BlockKind::Basic && variant.reshapes_bottleneck() {
             // torchvision refuses the same ("BasicBlock only supports groups=1 and
@@ -93,6 +125,19 @@ impl ResNetConfig {
                 "stages {:?}, width {}, {} input channels, {} classes",
                 self.layers, self.base_width, self.in_channels, self.num_classes
             )));
+        }
+        if variant.radix > 0 {
+            for planes in self.stage_planes() {
+                let width = variant.bottleneck_width(planes);
+                let hidden = super::split_attn::attention_channels(width, variant.radix);
+                if !width.is_multiple_of(variant.groups) || !hidden.is_multiple_of(variant.groups) {
+                    return Err(ConfigError::Variant(format!(
+                        "split attention over {width} channels (gate {hidden}) cannot be cut \
+                         into {} groups",
+                        variant.groups
+                    )));
+                }
+            }
         }
         let params = self.stats(32).params as u64;
         if params > MAX_PARAMS {
@@ -145,9 +190,15 @@ impl ResNetConfig {
             panic!("invalid ResNet configuration: {err}");
         }
         let width = self.stem_channels();
+        let deep_stem = self
+            .deep_stem
+            .map(|w| DeepStem::new(self.in_channels, w, device));
         let (conv1, maxpool) = match self.stem {
             Stem::ImageNet => (
-                conv(self.in_channels, width, 7, 2, device),
+                match self.deep_stem {
+                    Some(w) => conv(w, width, 3, 1, device),
+                    None => conv(self.in_channels, width, 7, 2, device),
+                },
                 Some(
                     MaxPool2dConfig::new([3, 3])
                         .with_strides([2, 2])
@@ -164,6 +215,7 @@ impl ResNetConfig {
         let mut next = || stages.next().unwrap_or_default();
         let preact = self.preactivation();
         ResNet {
+            deep_stem,
             conv1,
             bn1: (!preact).then(|| batch_norm(width, false, device)),
             maxpool,
@@ -194,7 +246,9 @@ pub(crate) fn pool_and_classify(fc: &Linear, features: Tensor<4>) -> Tensor<2> {
 /// name) before the pool.
 #[derive(Module, Debug)]
 pub struct ResNet {
-    /// Stem convolution: 7x7/2 (ImageNet) or 3x3/1 (CIFAR).
+    /// ResNet-C/D's deep stem: the two 3x3 convolutions before `conv1`.
+    pub deep_stem: Option<DeepStem>,
+    /// Stem convolution: 7x7/2 (ImageNet), 3x3/1 (CIFAR, and the last of a deep stem).
     pub conv1: Conv2d,
     /// BN (and ReLU) after the stem convolution; none in a pre-activation net, whose first
     /// block normalises its own input.
@@ -245,6 +299,10 @@ impl ResNet {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, stem_channels, height / s, width / s]`, s = 4 (ImageNet) or 1 (CIFAR)
     pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = match &self.deep_stem {
+            Some(stem) => stem.forward(x),
+            None => x,
+        };
         let x = self.conv1.forward(x);
         let x = match &self.bn1 {
             Some(bn1) => relu(bn1.forward(x)),

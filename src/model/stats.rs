@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::config::{ResNetConfig, Stem};
 use super::se::{SqueezeExcitation, reduced_channels};
+use super::split_attn::SplitAttention;
 
 /// What `resnet info` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -111,7 +112,14 @@ impl ResNetConfig {
         let width = self.stem_channels();
         let mut size = match self.stem {
             Stem::ImageNet => {
-                let s = c.conv_bn(input_size, self.in_channels, width, 7, 2);
+                let s = match self.deep_stem {
+                    Some(w) => {
+                        let s = c.conv_bn(input_size, self.in_channels, w, 3, 2);
+                        let s = c.conv_bn(s, w, w, 3, 1);
+                        c.conv_bn(s, w, width, 3, 1)
+                    }
+                    None => c.conv_bn(input_size, self.in_channels, width, 7, 2),
+                };
                 out_size(s, 3, 2, 1)
             }
             Stem::Cifar => c.conv_bn(input_size, self.in_channels, width, 3, 1),
@@ -135,7 +143,19 @@ impl ResNetConfig {
                         super::config::StridePlacement::V1_5 => (1, block.stride),
                     };
                     let s = c.conv_bn(input, block.in_channels, p, 1, s1);
-                    let s = c.grouped_conv_bn(s, p, p, 3, s3, variant.groups);
+                    // ResNeSt: `radix` splits from one grouped conv, its gate, then (avd) the
+                    // pool that takes the stride.
+                    let splits = variant.radix.max(1);
+                    let s3 = if variant.avd { 1 } else { s3 };
+                    let s = c.grouped_conv_bn(s, p, p * splits, 3, s3, variant.groups * splits);
+                    if variant.radix > 0 {
+                        c.params += SplitAttention::params(p, variant.radix, variant.groups);
+                        c.macs += SplitAttention::macs(p, variant.radix, variant.groups);
+                    }
+                    let s = match variant.avd {
+                        true => out_size(s, 3, block.stride, 1),
+                        false => s,
+                    };
                     c.conv_bn(s, p, out, 1, 1)
                 }
             };
@@ -146,6 +166,8 @@ impl ResNetConfig {
                 c.macs += (se - reduced_channels(out) - out) as u64;
             }
             if block.has_projection() {
+                // ResNet-D pools first (ceil mode) and projects at stride 1: the same output
+                // size, the same parameters and multiply-adds.
                 c.conv_bn(input, block.in_channels, out, 1, block.stride);
             }
         }
@@ -221,6 +243,23 @@ mod tests {
             ("resnetv2_50", 25_549_352),
             ("resnetv2_101", 44_541_480),
             ("resnetv2_152", 60_185_128),
+            ("resnest14d", 10_611_688),
+            ("resnest26d", 17_069_448),
+            ("resnest50d", 27_483_240),
+            ("resnest101e", 48_275_016),
+            ("resnest200e", 70_201_544),
+            ("resnest269e", 110_929_480),
+            ("resnest50d_4s2x40d", 30_417_592),
+            ("resnest50d_1s4x24d", 25_677_000),
+            ("resnet18d", 11_708_744),
+            ("resnet34d", 21_816_904),
+            ("resnet50d", 25_576_264),
+            ("resnet101d", 44_568_392),
+            ("resnet152d", 60_212_040),
+            ("resnet50c", 25_576_264),
+            ("resnet50s", 25_680_808),
+            ("resnet152s", 60_316_584),
+            ("resnext50d_32x4d", 25_048_136),
         ] {
             assert_eq!(parse(arch).unwrap().stats(224).params, params, "{arch}");
         }
@@ -282,8 +321,11 @@ mod tests {
                 "{arch} v1: {macs} vs {gmacs}"
             );
         }
-        // torchvision's GFLOPS for the successors.
+        // torchvision's GFLOPS for the successors; timm's table for resnet50d; the ResNeSt
+        // paper's Table 1 for ResNeSt-50 (5.39 G, which also counts the pooling and the gate).
         for (arch, gmacs) in [
+            ("resnet50d", 4.35),
+            ("resnest50d", 5.39),
             ("resnext50_32x4d", 4.23),
             ("resnext101_32x8d", 16.41),
             ("resnext101_64x4d", 15.46),
