@@ -132,6 +132,23 @@ fn info_reports_exact_parameter_counts_as_json() {
         (&json["params"], &json["preactivation"], &json["stem_width"]),
         (&36_479_194.into(), &true.into(), &16.into())
     );
+    let text = ok(&["info", "--arch", "inception_resnet_v2"]);
+    assert!(
+        text.contains("inception_resnet_v2: 55,843,464 parameters, 13.1")
+            && text.contains("at 299x299"),
+        "{text}"
+    );
+    let err = refused(&["info", "--arch", "inception_resnet_v2", "--size", "64"]);
+    assert!(err.contains("at least 75x75"), "{err}");
+    let err = refused(&[
+        "import",
+        &format!("{fixtures}tv_basic.pth"),
+        "--arch",
+        "inception_resnet_v2",
+        "--out",
+        &std::env::temp_dir().join("irv2.bpk").display().to_string(),
+    ]);
+    assert!(err.contains("is an Inception-ResNet"), "{err}");
     let text = ok(&["info", "--arch", "resnest50d"]);
     assert!(
         text.contains("resnest50d: 27,483,240 parameters")

@@ -890,3 +890,64 @@ async fn split_attention_matches_the_cpu_on_webgpu() {
         assert_close(name, &results[1][i], &results[0][i]);
     }
 }
+
+/// Inception-ResNet-v2's ops on WebGPU against the CPU (flex) in the same page: `mixed_5b`
+/// (four concatenated branches, a 5x5, the 3x3 average pool that does not count padding) and
+/// an Inception-ResNet-B unit (1x7 and 7x1 kernels, the residual scaled by 0.1), forward in
+/// train mode and the gradients of their inputs and of the asymmetric kernels.
+#[wasm_bindgen_test]
+async fn inception_resnet_units_match_the_cpu_on_webgpu() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::model::inception_resnet::{Mixed, Residual, units};
+
+    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
+        .await
+        .unwrap();
+    let mixed = Mixed::new(&units::MIXED_5B, &Device::flex());
+    let block17 = Residual::new(&units::BLOCK17, 1088, 0.1, &Device::flex());
+    let random =
+        |shape| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
+    let (x5, w5) = (
+        random([2, 192, 5, 5]).to_data(),
+        random([2, 320, 5, 5]).to_data(),
+    );
+    let (x17, w17) = (
+        random([2, 1088, 4, 4]).to_data(),
+        random([2, 1088, 4, 4]).to_data(),
+    );
+
+    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    for device in [Device::flex().autodiff(), gpu.autodiff()] {
+        let mixed = mixed.clone().fork(&device).train();
+        let block17 = block17.clone().fork(&device).train();
+        let x5 = Tensor::<4>::from_data(x5.clone(), &device).require_grad();
+        let x17 = Tensor::<4>::from_data(x17.clone(), &device).require_grad();
+        let y5 = mixed.forward(x5.clone());
+        let y17 = block17.forward(x17.clone());
+        let loss = (y5.clone() * Tensor::from_data(w5.clone(), &device)).sum()
+            + (y17.clone() * Tensor::from_data(w17.clone(), &device)).sum();
+        let grads = loss.backward();
+        results.push(vec![
+            read(y5).await,
+            read(y17).await,
+            read(x5.grad(&grads).unwrap()).await,
+            read(x17.grad(&grads).unwrap()).await,
+            read(mixed.branch3[0].conv.weight.grad(&grads).unwrap()).await,
+            read(block17.branch1[1].conv.weight.grad(&grads).unwrap()).await,
+            read(block17.branch1[2].conv.weight.grad(&grads).unwrap()).await,
+        ]);
+    }
+    let names = [
+        "mixed_5b output",
+        "block17 output",
+        "mixed_5b input gradient",
+        "block17 input gradient",
+        "branch3 (after the average pool) gradient",
+        "1x7 gradient",
+        "7x1 gradient",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        assert_close(name, &results[1][i], &results[0][i]);
+    }
+}

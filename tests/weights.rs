@@ -440,3 +440,81 @@ fn a_pickle_naming_os_system_is_refused_by_name() {
         assert!(WeightsFile::open(&fixture(name)).is_ok(), "{name}");
     }
 }
+
+/// make_fixtures.py's `formula`: a tensor's values from its name, in f64 then rounded to f32.
+fn formula(key: &str, shape: &[usize], batch_norm: bool) -> Vec<f32> {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let phase = (hash % 10007) as f64 * 1e-3;
+    let leaf = key.rsplit('.').next().unwrap();
+    let fan_in: usize = shape[1..].iter().product();
+    let (offset, scale) = match leaf {
+        "running_var" => (1.0, 0.5),
+        "running_mean" => (0.0, 0.3),
+        "weight" if batch_norm => (1.0, 0.25),
+        "bias" if batch_norm => (0.0, 0.2),
+        "weight" if shape.len() == 4 => (0.0, 2.0 / (fan_in as f64).sqrt()),
+        "weight" => (0.0, 1.0 / (fan_in as f64).sqrt()),
+        _ => (0.0, 0.1),
+    };
+    let n: usize = shape.iter().product();
+    (0..n)
+        .map(|j| (offset + scale * (phase + j as f64 * 0.618034).sin()) as f32)
+        .collect()
+}
+
+/// timm's full inception_resnet_v2 (55.8M parameters; 224 MB of weights are not committed:
+/// every tensor follows a formula of its name that make_fixtures.py and [formula] share): its
+/// names (single-unit branches, `mixed_5b.branch3.1` after the pool), its scaled residuals,
+/// BN ε = 0.001, 1x7 / 7x1 kernels and valid windows at an odd 99x99 input, against timm's
+/// logits.
+#[test]
+fn timm_inception_resnet_v2_matches_pytorch() {
+    use resnet::model::InceptionResNetConfig;
+
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixture("timm_inception_resnet_v2_keys.json")).unwrap(),
+    )
+    .unwrap();
+    let keys: Vec<(String, Vec<usize>)> = serde_json::from_value(spec["keys"].clone()).unwrap();
+    let classifier_scale = spec["classifier_scale"].as_f64().unwrap() as f32;
+    let names: std::collections::HashSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    // A safetensors file in memory: header, then the tensors back to back.
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
+    for (key, shape) in &keys {
+        let prefix = key.rsplit_once('.').unwrap().0;
+        let batch_norm = names.contains(format!("{prefix}.running_mean").as_str());
+        let mut values = formula(key, shape, batch_norm);
+        if key.starts_with("classif.") {
+            values.iter_mut().for_each(|v| *v *= classifier_scale);
+        }
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            key.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut header = serde_json::to_vec(&header).unwrap();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+
+    let device = Device::flex();
+    let config = InceptionResNetConfig::new();
+    assert_eq!(config.stats(299).params, 55_843_464);
+    let file = WeightsFile::from_bytes(bytes, "inception_resnet_v2.safetensors").unwrap();
+    let net = file
+        .apply_inception_resnet(config.init(&device), &config)
+        .unwrap();
+    let input = NpyF32::read(&fixture("timm_inception_resnet_v2_input.npy")).unwrap();
+    let expected = NpyF32::read(&fixture("timm_inception_resnet_v2_logits.npy")).unwrap();
+    let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(input.data.clone(), shape), &device);
+    let got = net.forward(x).into_data().try_into_vec::<f32>().unwrap();
+    let diff = max_abs_diff(&got, &expected.data);
+    println!("inception_resnet_v2: max |Δlogit| = {diff:e}");
+    assert!(diff <= 1e-4, "max |Δlogit| = {diff}");
+}

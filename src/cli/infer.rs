@@ -1,5 +1,5 @@
 //! `resnet import`, `resnet logits`, `resnet classify`: weights from elsewhere brought in,
-//! and a model applied to arrays or image files (`logits` also runs torchvision's DenseNets).
+//! and a model applied to arrays or image files (`logits` also runs torchvision's DenseNets and timm's Inception-ResNet-v2).
 
 use std::path::{Path, PathBuf};
 
@@ -68,10 +68,31 @@ pub(super) fn logits(
             array.shape
         )));
     }
-    // A DenseNet (torchvision layout) runs as it is; the ResNet family through the classifier.
+    // A DenseNet (torchvision layout) or Inception-ResNet (timm's) runs as it is; the ResNet
+    // family through the classifier.
     type Forward = Box<dyn Fn(Tensor<4>) -> Tensor<2>>;
-    let (forward, classes, device): (Forward, usize, Device) = match model.densenet()? {
-        Some(config) => {
+    let inception = model.inception_resnet()?;
+    let min = crate::model::InceptionResNetConfig::MIN_INPUT;
+    if inception.is_some() && (h < min || w < min) {
+        return Err(Error::Shape(format!(
+            "{}: Inception-ResNet's unpadded windows need images of at least {min}x{min}, got \
+             {h}x{w}",
+            input.display()
+        )));
+    }
+    let (forward, classes, device): (Forward, usize, Device) = match (inception, model.densenet()?)
+    {
+        (Some(config), _) => {
+            let device = device.device.device().map_err(Error::Device)?;
+            let net = WeightsFile::open(weights)?
+                .apply_inception_resnet(config.init(&device), &config)?;
+            (
+                Box::new(move |x| net.forward(x)),
+                config.num_classes,
+                device,
+            )
+        }
+        (None, Some(config)) => {
             let device = device.device.device().map_err(Error::Device)?;
             let net = WeightsFile::open(weights)?.apply_densenet(config.init(&device), &config)?;
             (
@@ -80,7 +101,7 @@ pub(super) fn logits(
                 device,
             )
         }
-        None => {
+        (None, None) => {
             let classifier = model.classifier(weights, device)?;
             let classes = classifier.card().config.num_classes;
             let device = classifier.device().clone();

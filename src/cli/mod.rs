@@ -118,7 +118,9 @@ enum Command {
 struct ModelArgs {
     /// resnet18/34/50/101/152, resnet20/32/44/56/110 (any 6n+2), plain18, plain20, …,
     /// resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, seresnet50, seresnext50_32x4d,
-    /// resnext29_8x64d (CIFAR), … (optional when a .bpk weights file names its own).
+    /// resnext29_8x64d (CIFAR), resnetv2_50, preact_resnet110, wrn28_10, resnest50d, resnet50d,
+    /// … (optional when a .bpk weights file names its own); `info` and `logits` also take
+    /// densenet121 … and inception_resnet_v2.
     #[arg(long)]
     arch: Option<String>,
     /// Number of classes [default: 1000 for ImageNet nets, 10 for CIFAR nets].
@@ -173,6 +175,14 @@ impl ModelArgs {
                      takes the ResNet family only for now"
                 )));
             }
+            Err(_) if crate::model::inception_resnet::parse(name).is_some() => {
+                return Err(Error::Other(format!(
+                    "{name} is an Inception-ResNet: `resnet info` and `resnet logits` take it \
+                     (and the Rust API: InceptionResNetConfig, \
+                     WeightsFile::apply_inception_resnet), but this command takes the ResNet \
+                     family only for now"
+                )));
+            }
             Err(err) => return Err(err.into()),
         };
         if let Some(classes) = self.classes {
@@ -196,6 +206,28 @@ impl ModelArgs {
         if self.shortcut.is_some() || self.variant.is_some() {
             return Err(Error::Other(
                 "--shortcut and --variant are ResNet options: a DenseNet has neither".into(),
+            ));
+        }
+        let config = match self.classes {
+            Some(n) => config.with_num_classes(n),
+            None => config,
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+
+    /// The Inception-ResNet named on the command line, if `--arch` names one.
+    fn inception_resnet(&self) -> Result<Option<crate::model::InceptionResNetConfig>, Error> {
+        let Some(config) = self
+            .arch
+            .as_deref()
+            .and_then(crate::model::inception_resnet::parse)
+        else {
+            return Ok(None);
+        };
+        if self.shortcut.is_some() || self.variant.is_some() {
+            return Err(Error::Other(
+                "--shortcut and --variant are ResNet options: Inception-ResNet has neither".into(),
             ));
         }
         let config = match self.classes {
@@ -257,6 +289,37 @@ fn densenet_info(
     Ok(())
 }
 
+/// `resnet info` for Inception-ResNet-v2.
+fn inception_info(
+    config: crate::model::InceptionResNetConfig,
+    size: Option<usize>,
+    json: bool,
+) -> Result<(), Error> {
+    let size = size.unwrap_or(config.input_size());
+    let min = crate::model::InceptionResNetConfig::MIN_INPUT;
+    if size < min {
+        return Err(Error::Other(format!(
+            "--size {size}: Inception-ResNet's unpadded windows need at least {min}x{min}"
+        )));
+    }
+    let stats = config.stats(size);
+    if json {
+        let mut value = serde_json::to_value(&stats).expect("stats serialise");
+        value["block"] = "inception-resnet".into();
+        value["layers"] = serde_json::json!(config.repeats);
+        println!("{value}");
+    } else {
+        let [a, b, c] = config.repeats;
+        let details = format!(
+            "Inception-ResNet units {a} A (x0.17), {b} B (x0.1), {c} + 1 C (x0.2, the last x1), \
+             {} classes",
+            config.num_classes
+        );
+        println!("{}", stats_line(&stats, &details));
+    }
+    Ok(())
+}
+
 /// Runs the command line; errors are returned for `main` to print.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
@@ -306,6 +369,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error> {
     if let Some(dense) = model.densenet()? {
         return densenet_info(dense, size, json);
+    }
+    if let Some(config) = model.inception_resnet()? {
+        return inception_info(config, size, json);
     }
     let config = model.required_config()?;
     let size = size.unwrap_or(config.stem.input_size());

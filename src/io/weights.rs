@@ -15,7 +15,9 @@ use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::card::ModelCard;
-use crate::model::{DenseNet, DenseNetConfig, ResNet, ResNetConfig};
+use crate::model::{
+    DenseNet, DenseNetConfig, InceptionResNet, InceptionResNetConfig, ResNet, ResNetConfig,
+};
 
 /// Metadata key under which a Burnpack file carries its [ModelCard].
 pub(crate) const CARD_KEY: &str = "resnet.card";
@@ -281,6 +283,27 @@ impl WeightsFile {
         config: &DenseNetConfig,
     ) -> Result<DenseNet, WeightsError> {
         let arch = format!("{} ({} classes)", config.name(), config.num_classes);
+        self.apply_without_card(model, arch)
+    }
+
+    /// Loads a timm-layout file into an [InceptionResNet] built from `config`, with the same
+    /// strictness as [apply](Self::apply); a file with a model card is refused.
+    pub fn apply_inception_resnet(
+        self,
+        model: InceptionResNet,
+        config: &InceptionResNetConfig,
+    ) -> Result<InceptionResNet, WeightsError> {
+        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
+        self.apply_without_card(model, arch)
+    }
+
+    /// [apply_module](Self::apply_module) for the trees whose files this crate does not write
+    /// (cards describe ResNets only): a file with a card is another model.
+    fn apply_without_card<M: ModuleSnapshot>(
+        self,
+        model: M,
+        arch: String,
+    ) -> Result<M, WeightsError> {
         if let Some(card) = &self.card {
             return Err(WeightsError::Mismatch {
                 path: self.path,
@@ -444,6 +467,7 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             }
             name = resnetv2_key(name);
             name = densenet_key(name);
+            name = inception_key(name);
             if name == "fc.weight"
                 && let [out, features, 1, 1] = t.shape.as_slice()
             {
@@ -454,6 +478,25 @@ fn torch_keys(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             t
         })
         .collect()
+}
+
+/// timm's Inception-ResNet-v2 key for this crate's, where every branch is a `Vec`: its
+/// single-unit branches `X.branchB.conv` / `.bn` are `X.branchB.0.conv` / `.bn`, and
+/// `mixed_5b.branch3.1` (after its parameter-free pool `.0`) is `mixed_5b.branch3.0`.
+fn inception_key(name: String) -> String {
+    if let Some(rest) = name.strip_prefix("mixed_5b.branch3.1.") {
+        return format!("mixed_5b.branch3.0.{rest}");
+    }
+    let Some((head, rest)) = name.split_once(".branch") else {
+        return name;
+    };
+    let Some((branch, tail)) = rest.split_once('.') else {
+        return name;
+    };
+    if branch.parse::<usize>().is_ok() && (tail.starts_with("conv.") || tail.starts_with("bn.")) {
+        return format!("{head}.branch{branch}.0.{tail}");
+    }
+    name
 }
 
 /// timm's deep stem `conv1.{0,1,3,4,6}` (an `nn.Sequential` of conv, BN, ReLU, conv, BN,

@@ -23,8 +23,9 @@ use super::config::{BlockKind, BlockVariant, ResNetConfig, ShortcutOption, Stem}
      wrn16_4, wrn28_10 (any wrn{{6n+4}}_{{k}}), ResNeSt's resnest14d, resnest26d, resnest50d, \
      resnest101e, resnest200e, resnest269e (and resnest50d_{{R}}s{{C}}x{{W}}d), and ResNet-C/D/S/E's \
      deep stems with a letter after any ImageNet depth (resnet50d, resnext50d_32x4d); a plain- \
-     prefix removes the shortcuts of any of them. DenseNets (densenet121/169/201/161, densenet_bc{{6n+4}}_{{k}}) are counted by \
-     `resnet info` and loaded through the Rust API only, so far"
+     prefix removes the shortcuts of any of them. DenseNets (densenet121/169/201/161, \
+     densenet_bc{{6n+4}}_{{k}}) and inception_resnet_v2 are counted by `resnet info`, run by `resnet logits` and loaded through \
+     the Rust API only, so far"
 )]
 pub struct UnknownArch(pub String);
 

@@ -1,13 +1,15 @@
 //! The ResNet family: ImageNet nets (18–152), CIFAR nets (6n+2), their plain twins, and the
 //! successors that change the block (ResNeXt, Wide ResNet, squeeze-excitation,
 //! pre-activation, ResNeSt's split attention) or the stem and projections (ResNet-D), and
-//! DenseNet, the successor that concatenates ([densenet]).
+//! DenseNet, the successor that concatenates ([densenet]), and Inception-ResNet-v2, Inception's
+//! multi-branch units made residual ([inception_resnet]).
 
 pub mod arch;
 mod block;
 mod config;
 pub mod densenet;
 mod fold;
+pub mod inception_resnet;
 mod resnet;
 mod se;
 mod split_attn;
@@ -20,6 +22,7 @@ pub use config::{
 };
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
+pub use inception_resnet::{InceptionResNet, InceptionResNetConfig};
 pub use resnet::{ConfigError, ResNet};
 pub use se::SqueezeExcitation;
 pub use split_attn::SplitAttention;
