@@ -52,7 +52,7 @@ pub fn weights(data: &[u8]) {
     };
     let config = match file.card {
         Some(_) => None,
-        None => arch::parse("resnet20").ok(),
+        None => arch::parse("resnet20").ok().map(Into::into),
     };
     let _ = Classifier::load(file, config, &Device::flex());
 }

@@ -13,6 +13,9 @@ pub enum Error {
     /// An architecture name that is not one.
     #[error(transparent)]
     UnknownArch(#[from] UnknownArch),
+    /// A DenseNet or Inception-ResNet given where only the ResNet tree goes.
+    #[error(transparent)]
+    NotResNet(#[from] crate::model::network::NotResNet),
     /// A configuration that cannot be built.
     #[error("invalid model configuration: {0}")]
     Config(#[from] ConfigError),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::data::views::{TestView, views};
 use crate::io::{ModelCard, WeightsFile};
-use crate::model::{FoldedResNet, ResNet, ResNetConfig};
+use crate::model::{FoldedResNet, NetConfig, Network};
 use crate::readback::read_f32;
 
 /// The 1000 ImageNet class names, in torchvision's order.
@@ -39,10 +39,11 @@ pub struct Classification {
 
 /// A model ready to classify, in eval mode (its BN layers use their running statistics).
 pub struct Classifier {
-    model: ResNet,
-    /// What classifies: `model` with its BNs folded into the convolutions (the same logits
-    /// with fewer passes over the activations). `model` stays for export and fine-tuning.
-    folded: FoldedResNet,
+    model: Network,
+    /// What classifies a ResNet: `model` with its BNs folded into the convolutions (the same
+    /// logits with fewer passes over the activations). `model` stays for export and
+    /// fine-tuning, and classifies the other trees itself.
+    folded: Option<FoldedResNet>,
     card: ModelCard,
     labels: Vec<String>,
     device: Device,
@@ -53,7 +54,7 @@ impl Classifier {
     /// file's card if it has one) on `device` and loads the weights into it.
     pub fn load(
         file: WeightsFile,
-        config: Option<ResNetConfig>,
+        config: Option<NetConfig>,
         device: &Device,
     ) -> Result<Self, Error> {
         let card = match (&file.card, config) {
@@ -69,20 +70,21 @@ impl Classifier {
         };
         card.config.validate()?;
         let model = card.config.init(device);
-        let model = file.apply(model, &card.config)?;
+        let model = file.apply_network(model, &card.config)?;
         Ok(Self::new(model, card, device))
     }
 
     /// Wraps a model already in memory (e.g. just trained).
-    pub fn new(model: ResNet, card: ModelCard, device: &Device) -> Self {
-        let num_classes = card.config.num_classes;
+    pub fn new(model: impl Into<Network>, card: ModelCard, device: &Device) -> Self {
+        let model = model.into();
+        let num_classes = card.config.num_classes();
         let labels = match &card.labels {
             Some(labels) if labels.len() == num_classes => labels.clone(),
             _ if num_classes == 1000 => IMAGENET_CLASSES.lines().map(str::to_string).collect(),
             _ => (0..num_classes).map(|i| format!("class {i}")).collect(),
         };
         Self {
-            folded: FoldedResNet::new(&model),
+            folded: model.resnet().map(FoldedResNet::new),
             model,
             card,
             labels,
@@ -92,10 +94,10 @@ impl Classifier {
 
     /// Replaces the class names (their count must equal the number of classes).
     pub fn set_labels(&mut self, labels: Vec<String>) -> Result<(), Error> {
-        if labels.len() != self.card.config.num_classes {
+        if labels.len() != self.card.config.num_classes() {
             return Err(Error::Labels {
                 given: labels.len(),
-                classes: self.card.config.num_classes,
+                classes: self.card.config.num_classes(),
             });
         }
         self.card.labels = Some(labels.clone());
@@ -114,7 +116,7 @@ impl Classifier {
     }
 
     /// The network.
-    pub fn model(&self) -> &ResNet {
+    pub fn model(&self) -> &Network {
         &self.model
     }
 
@@ -129,7 +131,10 @@ impl Classifier {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.folded.forward(x)
+        match &self.folded {
+            Some(folded) => folded.forward(x),
+            None => self.model.forward(x),
+        }
     }
 
     /// Classifies an image, averaging the softmax over the views of `mode`; one read-back.
@@ -203,7 +208,7 @@ pub struct ExamplePrediction {
 /// The `k` most probable classes of `model` (eval mode) for images `indices` of a 32x32
 /// dataset, normalised as `card` says; one read-back, sorted on the CPU.
 pub async fn top_classes(
-    model: &ResNet,
+    model: &crate::model::ResNet,
     card: &ModelCard,
     data: &crate::data::dataset::Dataset,
     indices: &[usize],
@@ -218,7 +223,7 @@ pub async fn top_classes(
     let x =
         crate::data::augment::normalize(pixels, [indices.len(), 3, 32, 32], n.mean, n.std, device);
     let p = read_f32(softmax(model.forward(x), 1)).await?;
-    let classes = card.config.num_classes;
+    let classes = card.config.num_classes();
     Ok(indices
         .iter()
         .zip(labels)

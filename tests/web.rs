@@ -951,3 +951,41 @@ async fn inception_resnet_units_match_the_cpu_on_webgpu() {
         assert_close(name, &results[1][i], &results[0][i]);
     }
 }
+
+/// The npm `Classifier.load` takes a DenseNet: a DenseNet-BC written as a Burnpack file with
+/// its card (in the page, on the CPU) loads on WebGPU without being told its architecture,
+/// names it, and gives the logits the CPU model gives.
+#[wasm_bindgen_test]
+async fn classifier_load_takes_a_densenet_card() {
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::io::{ModelCard, Precision};
+    use resnet::model::network;
+
+    let config = network::parse("densenet_bc16_4").unwrap();
+    let model = config.init(&Device::flex());
+    let card = ModelCard::for_config(config.clone());
+    let bytes = resnet::io::to_bytes_async(&model, &card, Precision::F32)
+        .await
+        .unwrap();
+    let classifier = Classifier::load(
+        Uint8Array::from(&bytes[..]),
+        options(&[("device", "webgpu".into())]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(classifier.arch(), "densenet_bc16_4");
+    let x = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let input = read(x.clone()).await;
+    let want = read(model.forward(x).unsqueeze_dims(&[2, 3])).await;
+    let got = JsFuture::from(classifier.logits(Float32Array::from(&input[..]), vec![2, 3, 32, 32]))
+        .await
+        .unwrap()
+        .dyn_into::<Float32Array>()
+        .unwrap()
+        .to_vec();
+    assert_close("DenseNet logits on WebGPU", &got, &want);
+}

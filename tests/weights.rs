@@ -51,7 +51,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn assert_parity(weights: &str, stem: &str, config: ResNetConfig) {
     let device = Device::flex();
     let file = WeightsFile::open(&fixture(weights)).unwrap();
-    let classifier = Classifier::load(file, Some(config), &device).unwrap();
+    let classifier = Classifier::load(file, Some(config.into()), &device).unwrap();
     let input = NpyF32::read(&fixture(&format!("{stem}_input.npy"))).unwrap();
     let expected = NpyF32::read(&fixture(&format!("{stem}_logits.npy"))).unwrap();
     let diff = max_abs_diff(&logits(&classifier, &input), &expected.data);
@@ -161,6 +161,47 @@ fn torchvision_densenet_matches_pytorch() {
     );
 }
 
+/// A DenseNet classifies, saves with its card and reloads through the same classifier as a
+/// ResNet: the logits of the PyTorch fixture, a Burnpack file whose tensors carry DenseNet's
+/// own names (no enum variant in the path) and a card that names it, bit-exact after the
+/// round trip; a ResNet named for that file is refused by its card.
+#[test]
+fn densenet_classifies_and_round_trips_through_the_classifier() {
+    use resnet::model::NetConfig;
+
+    let device = Device::flex();
+    let config: NetConfig = DenseNetConfig::new(vec![2, 2, 2, 2], 8, 16, Stem::ImageNet)
+        .with_bn_size(2)
+        .with_num_classes(10)
+        .into();
+    let file = WeightsFile::open(&fixture("tv_densenet.pth")).unwrap();
+    let classifier = Classifier::load(file, Some(config.clone()), &device).unwrap();
+    let input = NpyF32::read(&fixture("tv_densenet_input.npy")).unwrap();
+    let expected = NpyF32::read(&fixture("tv_densenet_logits.npy")).unwrap();
+    let got = logits(&classifier, &input);
+    assert!(max_abs_diff(&got, &expected.data) <= 1e-4);
+
+    let bytes =
+        resnet::io::to_bytes(classifier.model(), classifier.card(), Precision::F32).unwrap();
+    let file = WeightsFile::from_bytes(bytes.clone(), "densenet.bpk").unwrap();
+    let keys = file.keys();
+    assert!(
+        keys.contains(&"features.denseblock1.0.conv1.weight".to_string())
+            && keys.iter().all(|k| !k.starts_with("DenseNet")),
+        "{keys:?}"
+    );
+    assert_eq!(file.card.as_ref().unwrap().config, config);
+    let reloaded = Classifier::load(file, None, &device).unwrap();
+    assert_eq!(logits(&reloaded, &input), got);
+
+    let file = WeightsFile::from_bytes(bytes, "densenet.bpk").unwrap();
+    let err = Classifier::load(file, Some(arch::parse("resnet18").unwrap().into()), &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("the file holds densenet"), "{err}");
+}
+
 #[test]
 fn cifar_resnet20_option_a_matches_pytorch_from_pth_and_safetensors() {
     assert_parity("cifar20.pth", "cifar20", arch::parse("resnet20").unwrap());
@@ -176,7 +217,7 @@ fn burnpack_round_trip_is_bit_exact_and_carries_the_card() {
     let device = Device::flex();
     let config = arch::parse("resnet20").unwrap();
     let file = WeightsFile::open(&fixture("cifar20.pth")).unwrap();
-    let original = Classifier::load(file, Some(config.clone()), &device).unwrap();
+    let original = Classifier::load(file, Some(config.clone().into()), &device).unwrap();
     let card = ModelCard {
         labels: Some((0..10).map(|i| format!("label {i}")).collect()),
         description: Some("round trip".into()),
@@ -217,7 +258,7 @@ fn f16_burnpack_is_half_the_size_and_close() {
     let device = Device::flex();
     let config = arch::parse("resnet20").unwrap();
     let file = WeightsFile::open(&fixture("cifar20.pth")).unwrap();
-    let original = Classifier::load(file, Some(config), &device).unwrap();
+    let original = Classifier::load(file, Some(config.into()), &device).unwrap();
     let card = original.card().clone();
     let f32_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F32).unwrap();
     let f16_bytes = resnet::io::to_bytes(original.model(), &card, Precision::F16).unwrap();
@@ -247,7 +288,7 @@ fn f16_burnpack_is_half_the_size_and_close() {
 
 fn mismatch(weights: &str, config: ResNetConfig) -> String {
     let file = WeightsFile::open(&fixture(weights)).unwrap();
-    match Classifier::load(file, Some(config), &Device::flex()) {
+    match Classifier::load(file, Some(config.into()), &Device::flex()) {
         Err(resnet::Error::Weights(err @ WeightsError::Mismatch { .. })) => err.to_string(),
         Err(other) => panic!("expected a mismatch, got {other}"),
         Ok(_) => panic!("{weights} loaded into the wrong architecture"),
@@ -355,7 +396,7 @@ fn a_burnpack_card_for_another_model_is_refused_before_loading() {
     )
     .unwrap();
     let file = WeightsFile::open(&path).unwrap();
-    let err = Classifier::load(file, Some(arch::parse("resnet56").unwrap()), &device)
+    let err = Classifier::load(file, Some(arch::parse("resnet56").unwrap().into()), &device)
         .err()
         .unwrap();
     assert!(
@@ -385,7 +426,7 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
         std::fs::write(&path, &bytes).unwrap();
         let err = match WeightsFile::open(&path) {
             Err(err) => err.to_string(),
-            Ok(file) => Classifier::load(file, Some(config.clone()), &device)
+            Ok(file) => Classifier::load(file, Some(config.clone().into()), &device)
                 .err()
                 .expect("must fail")
                 .to_string(),
@@ -398,7 +439,7 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
     std::fs::write(&path, &pth[..pth.len() / 3]).unwrap();
     let err = match WeightsFile::open(&path) {
         Err(err) => err.to_string(),
-        Ok(file) => Classifier::load(file, Some(config.clone()), &device)
+        Ok(file) => Classifier::load(file, Some(config.clone().into()), &device)
             .err()
             .expect("must fail")
             .to_string(),

@@ -45,16 +45,24 @@ pub fn analyse(args: AnalyseArgs) -> Result<(), Error> {
     let data = args.data.load()?;
     let device = args.device.device.device().map_err(Error::Device)?;
     let (model, card) = match &args.weights {
-        Some(weights) => load_model(weights, &args.model, &device)?,
+        Some(weights) => {
+            let (model, card) = load_model(weights, &args.model, &device)?;
+            match model {
+                crate::model::Network::ResNet(model) => (model, card),
+                // Lesions delete residual blocks; a DenseNet or Inception-ResNet has none of
+                // this tree's blocks.
+                _ => return Err(super::not_a_resnet(&card.config.name())),
+            }
+        }
         None => {
             let config = args.model.required_config()?;
             (config.init(&device), ModelCard::for_config(config))
         }
     };
-    if card.config.num_classes != data.test.classes().len() {
+    if card.config.num_classes() != data.test.classes().len() {
         return Err(Error::Other(format!(
             "the model has {} classes, the data {}",
-            card.config.num_classes,
+            card.config.num_classes(),
             data.test.classes().len()
         )));
     }

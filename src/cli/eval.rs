@@ -41,11 +41,11 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
     let data = args.data.load()?;
     let device = args.device.device.device().map_err(Error::Device)?;
     let (model, card) = load_model(&args.weights, &args.model, &device)?;
-    if card.config.num_classes != data.test.classes().len() {
+    if card.config.num_classes() != data.test.classes().len() {
         return Err(Error::Other(format!(
             "{}: the model has {} classes, the data {}",
             args.weights.display(),
-            card.config.num_classes,
+            card.config.num_classes(),
             data.test.classes().len()
         )));
     }
@@ -116,7 +116,7 @@ pub fn load_model(
     path: &Path,
     args: &ModelArgs,
     device: &burn::tensor::Device,
-) -> Result<(crate::model::ResNet, ModelCard), Error> {
+) -> Result<(crate::model::Network, ModelCard), Error> {
     let path = if path.is_dir() {
         RunDir(path.to_path_buf()).checkpoint()
     } else {
@@ -130,10 +130,10 @@ pub fn load_model(
             trainer.config().model.name(),
             trainer.step_count()
         )));
-        return Ok((trainer.model().to_device(device), card));
+        return Ok((trainer.model().to_device(device).into(), card));
     }
     let classifier =
-        crate::infer::Classifier::load(WeightsFile::open(&path)?, args.config()?, device)?;
+        crate::infer::Classifier::load(WeightsFile::open(&path)?, args.net_config()?, device)?;
     Ok((classifier.model().clone(), classifier.card().clone()))
 }
 

@@ -1,9 +1,9 @@
 //! `resnet import`, `resnet logits`, `resnet classify`: weights from elsewhere brought in,
-//! and a model applied to arrays or image files (`logits` also runs torchvision's DenseNets and timm's Inception-ResNet-v2).
+//! and a model applied to arrays or image files (every tree: the ResNet family, DenseNet, Inception-ResNet-v2).
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use super::{DeviceArgs, ModelArgs, thousands};
 use crate::Error;
@@ -20,7 +20,7 @@ pub(super) fn import(
     out: &Path,
     f16: bool,
 ) -> Result<(), Error> {
-    let config = model.required_config()?;
+    let config = model.required_net_config()?;
     let weights = WeightsFile::open(file)?;
     let tensors = weights.keys().len();
     let mut classifier = Classifier::load(weights, Some(config), &burn::tensor::Device::flex())?;
@@ -68,46 +68,18 @@ pub(super) fn logits(
             array.shape
         )));
     }
-    // A DenseNet (torchvision layout) or Inception-ResNet (timm's) runs as it is; the ResNet
-    // family through the classifier.
-    type Forward = Box<dyn Fn(Tensor<4>) -> Tensor<2>>;
-    let inception = model.inception_resnet()?;
-    let min = crate::model::InceptionResNetConfig::MIN_INPUT;
-    if inception.is_some() && (h < min || w < min) {
+    let classifier = model.classifier(weights, device)?;
+    let min = classifier.card().config.min_input_size();
+    if h < min || w < min {
         return Err(Error::Shape(format!(
-            "{}: Inception-ResNet's unpadded windows need images of at least {min}x{min}, got \
-             {h}x{w}",
-            input.display()
+            "{}: {} needs images of at least {min}x{min} (its windows are unpadded), got {h}x{w}",
+            input.display(),
+            classifier.card().config.name()
         )));
     }
-    let (forward, classes, device): (Forward, usize, Device) = match (inception, model.densenet()?)
-    {
-        (Some(config), _) => {
-            let device = device.device.device().map_err(Error::Device)?;
-            let net = WeightsFile::open(weights)?
-                .apply_inception_resnet(config.init(&device), &config)?;
-            (
-                Box::new(move |x| net.forward(x)),
-                config.num_classes,
-                device,
-            )
-        }
-        (None, Some(config)) => {
-            let device = device.device.device().map_err(Error::Device)?;
-            let net = WeightsFile::open(weights)?.apply_densenet(config.init(&device), &config)?;
-            (
-                Box::new(move |x| net.forward(x)),
-                config.num_classes,
-                device,
-            )
-        }
-        (None, None) => {
-            let classifier = model.classifier(weights, device)?;
-            let classes = classifier.card().config.num_classes;
-            let device = classifier.device().clone();
-            (Box::new(move |x| classifier.logits(x)), classes, device)
-        }
-    };
+    let classes = classifier.card().config.num_classes();
+    let device = classifier.device().clone();
+    let forward = |x| classifier.logits(x);
     let mut out = Vec::with_capacity(n * classes);
     for (i, chunk) in array.data.chunks(LOGITS_CHUNK * c * h * w).enumerate() {
         let batch = chunk.len() / (c * h * w);

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::data::views::TestView;
 use crate::infer::Classifier;
 use crate::io::WeightsFile;
-use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};
+use crate::model::{NetConfig, ResNetConfig, ShortcutOption, StridePlacement};
 pub use device::Backend;
 
 /// ResNet (He et al. 2015) on Burn: inspect, import, run and train ResNets.
@@ -161,81 +161,46 @@ fn parse_variant(s: &str) -> Result<StridePlacement, String> {
 }
 
 impl ModelArgs {
-    /// The configuration named on the command line, if an architecture was given.
-    fn config(&self) -> Result<Option<ResNetConfig>, Error> {
+    /// The architecture named on the command line, of any tree, if one was given.
+    fn net_config(&self) -> Result<Option<NetConfig>, Error> {
         let Some(name) = &self.arch else {
             return Ok(None);
         };
-        let mut config = match arch::parse(name) {
-            Ok(config) => config,
-            Err(_) if crate::model::densenet::parse(name).is_some() => {
-                return Err(Error::Other(format!(
-                    "{name} is a DenseNet: `resnet info` and `resnet logits` take it (and the \
-                     Rust API: DenseNetConfig, WeightsFile::apply_densenet), but this command \
-                     takes the ResNet family only for now"
-                )));
-            }
-            Err(_) if crate::model::inception_resnet::parse(name).is_some() => {
-                return Err(Error::Other(format!(
-                    "{name} is an Inception-ResNet: `resnet info` and `resnet logits` take it \
-                     (and the Rust API: InceptionResNetConfig, \
-                     WeightsFile::apply_inception_resnet), but this command takes the ResNet \
-                     family only for now"
-                )));
-            }
-            Err(err) => return Err(err.into()),
-        };
-        if let Some(classes) = self.classes {
-            config = config.with_num_classes(classes);
-        }
-        if let Some(shortcut) = self.shortcut {
-            config = config.with_shortcut(shortcut);
-        }
-        if let Some(variant) = self.variant {
-            config = config.with_stride_placement(variant);
-        }
-        config.validate()?;
-        Ok(Some(config))
-    }
-
-    /// The DenseNet named on the command line, if `--arch` names one.
-    fn densenet(&self) -> Result<Option<crate::model::DenseNetConfig>, Error> {
-        let Some(config) = self.arch.as_deref().and_then(crate::model::densenet::parse) else {
-            return Ok(None);
-        };
-        if self.shortcut.is_some() || self.variant.is_some() {
-            return Err(Error::Other(
-                "--shortcut and --variant are ResNet options: a DenseNet has neither".into(),
-            ));
-        }
+        let config = crate::model::network::parse(name)?;
         let config = match self.classes {
-            Some(n) => config.with_num_classes(n),
+            Some(classes) => config.with_num_classes(classes),
             None => config,
+        };
+        let config = match config {
+            NetConfig::ResNet(mut config) => {
+                if let Some(shortcut) = self.shortcut {
+                    config = config.with_shortcut(shortcut);
+                }
+                if let Some(variant) = self.variant {
+                    config = config.with_stride_placement(variant);
+                }
+                NetConfig::ResNet(config)
+            }
+            other if self.shortcut.is_some() || self.variant.is_some() => {
+                return Err(Error::Other(format!(
+                    "--shortcut and --variant are ResNet options: {} has neither",
+                    other.name()
+                )));
+            }
+            other => other,
         };
         config.validate()?;
         Ok(Some(config))
     }
 
-    /// The Inception-ResNet named on the command line, if `--arch` names one.
-    fn inception_resnet(&self) -> Result<Option<crate::model::InceptionResNetConfig>, Error> {
-        let Some(config) = self
-            .arch
-            .as_deref()
-            .and_then(crate::model::inception_resnet::parse)
-        else {
-            return Ok(None);
-        };
-        if self.shortcut.is_some() || self.variant.is_some() {
-            return Err(Error::Other(
-                "--shortcut and --variant are ResNet options: Inception-ResNet has neither".into(),
-            ));
+    /// The ResNet named on the command line, if an architecture was given; the other trees
+    /// are refused with the commands that take them.
+    fn config(&self) -> Result<Option<ResNetConfig>, Error> {
+        match self.net_config()? {
+            None => Ok(None),
+            Some(NetConfig::ResNet(config)) => Ok(Some(config)),
+            Some(other) => Err(not_a_resnet(&other.name())),
         }
-        let config = match self.classes {
-            Some(n) => config.with_num_classes(n),
-            None => config,
-        };
-        config.validate()?;
-        Ok(Some(config))
     }
 
     fn required_config(&self) -> Result<ResNetConfig, Error> {
@@ -243,14 +208,25 @@ impl ModelArgs {
             .ok_or_else(|| Error::Other("--arch is required (e.g. --arch resnet50)".into()))
     }
 
+    fn required_net_config(&self) -> Result<NetConfig, Error> {
+        self.net_config()?
+            .ok_or_else(|| Error::Other("--arch is required (e.g. --arch resnet50)".into()))
+    }
+
     /// Loads weights into the model they describe.
     fn classifier(&self, weights: &Path, device: DeviceArgs) -> Result<Classifier, Error> {
         // The arguments first: a bad architecture is named before any file is read.
-        let config = self.config()?;
+        let config = self.net_config()?;
         let device = device.device.device().map_err(Error::Device)?;
         let file = WeightsFile::open(weights)?;
         Classifier::load(file, config, &device)
     }
+}
+
+/// Why a command that trains or analyses residual blocks refuses a DenseNet or an
+/// Inception-ResNet, and which commands take it.
+pub(crate) fn not_a_resnet(name: &str) -> Error {
+    crate::model::network::NotResNet::OtherTree(name.to_string()).into()
 }
 
 /// The line `resnet info` prints: the counts every architecture has, then its own `details`.
@@ -367,13 +343,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn info(model: &ModelArgs, size: Option<usize>, json: bool) -> Result<(), Error> {
-    if let Some(dense) = model.densenet()? {
-        return densenet_info(dense, size, json);
-    }
-    if let Some(config) = model.inception_resnet()? {
-        return inception_info(config, size, json);
-    }
-    let config = model.required_config()?;
+    let config = match model.required_net_config()? {
+        NetConfig::ResNet(config) => config,
+        NetConfig::DenseNet(config) => return densenet_info(config, size, json),
+        NetConfig::InceptionResNet(config) => return inception_info(config, size, json),
+    };
     let size = size.unwrap_or(config.stem.input_size());
     let stats = config.stats(size);
     if json {

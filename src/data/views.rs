@@ -140,7 +140,7 @@ fn resize_shorter(image: &RgbImage, shorter: usize) -> RgbImage {
 /// Side the shorter edge is resized to before cropping: 256 for a 224 ImageNet crop (the
 /// paper's and torchvision's ratio), the crop itself for CIFAR nets.
 pub fn resize_size(card: &ModelCard) -> usize {
-    match card.config.stem {
+    match card.config.stem() {
         Stem::ImageNet => (card.input_size * 8).div_ceil(7),
         Stem::Cifar => card.input_size,
     }
@@ -149,7 +149,7 @@ pub fn resize_size(card: &ModelCard) -> usize {
 /// Shorter sides of the multi-scale test: the paper's {224, 256, 384, 480, 640} for ImageNet
 /// nets (scaled to the crop size), {32, 40, 48} for CIFAR nets.
 pub fn multi_scales(card: &ModelCard) -> Vec<usize> {
-    let ratios: &[f64] = match card.config.stem {
+    let ratios: &[f64] = match card.config.stem() {
         Stem::ImageNet => &[224.0, 256.0, 384.0, 480.0, 640.0],
         Stem::Cifar => &[224.0, 280.0, 336.0],
     };

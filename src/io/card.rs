@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ResNetConfig;
+use crate::model::{NetConfig, Stem};
 
 /// Per-channel input normalisation: `(pixel / 255 - mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,11 @@ impl Normalization {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
     };
+    /// Inception's (timm's `IMAGENET_INCEPTION_MEAN` / `_STD`): pixels mapped to [-1, 1].
+    pub const INCEPTION: Self = Self {
+        mean: [0.5, 0.5, 0.5],
+        std: [0.5, 0.5, 0.5],
+    };
     /// The CIFAR-10 training set's statistics.
     pub const CIFAR10: Self = Self {
         mean: [0.4914, 0.4822, 0.4465],
@@ -32,8 +37,9 @@ impl Normalization {
 /// without being told the architecture, and refuse it when told a different one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
-    /// The architecture the tensors belong to.
-    pub config: ResNetConfig,
+    /// The architecture the tensors belong to (a bare ResNet configuration in cards written
+    /// before the other trees could be carded; it reads the same).
+    pub config: NetConfig,
     /// Class names, index by index.
     #[serde(default)]
     pub labels: Option<Vec<String>>,
@@ -51,13 +57,15 @@ pub struct ModelCard {
 
 impl ModelCard {
     /// The defaults for a configuration: ImageNet preprocessing for ImageNet nets, CIFAR-10's
-    /// for CIFAR nets.
-    pub fn for_config(config: ResNetConfig) -> Self {
-        let normalization = match config.stem {
-            crate::model::Stem::ImageNet => Normalization::IMAGENET,
-            crate::model::Stem::Cifar => Normalization::CIFAR10,
+    /// for CIFAR nets, Inception's for Inception-ResNet.
+    pub fn for_config(config: impl Into<NetConfig>) -> Self {
+        let config = config.into();
+        let normalization = match (&config, config.stem()) {
+            (NetConfig::InceptionResNet(_), _) => Normalization::INCEPTION,
+            (_, Stem::ImageNet) => Normalization::IMAGENET,
+            (_, Stem::Cifar) => Normalization::CIFAR10,
         };
-        let input_size = config.stem.input_size();
+        let input_size = config.input_size();
         Self {
             config,
             labels: None,
@@ -80,10 +88,12 @@ impl ModelCard {
     /// [MIN_INPUT_SIZE, MAX_INPUT_SIZE] (0 would divide by zero, 100,000 would ask for tens of
     /// gigabytes per view) or a normalisation with a non-finite mean or a non-positive std.
     pub fn validate(&self) -> Result<(), String> {
-        if !(MIN_INPUT_SIZE..=MAX_INPUT_SIZE).contains(&self.input_size) {
+        let min = MIN_INPUT_SIZE.max(self.config.min_input_size());
+        if !(min..=MAX_INPUT_SIZE).contains(&self.input_size) {
             return Err(format!(
-                "input size {} is out of range: it must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} pixels",
-                self.input_size
+                "input size {} is out of range: {} takes {min} to {MAX_INPUT_SIZE} pixels",
+                self.input_size,
+                self.config.name()
             ));
         }
         let n = &self.normalization;
@@ -133,18 +143,22 @@ mod tests {
             "normalization":{"mean":[0.4914,0.4822,0.4465],"std":[0.247,0.2435,0.2616]},
             "input_size":32,"description":null}"#;
         let card: ModelCard = serde_json::from_str(old).unwrap();
-        assert_eq!(card.config, crate::model::arch::parse("resnet20").unwrap());
+        assert_eq!(
+            card.config,
+            crate::model::arch::parse("resnet20").unwrap().into()
+        );
         // ... and one written before pre-activation existed, as the ResNeXt it was.
         let resnext_card = old.replace(
             r#""in_channels":3}"#,
             r#""in_channels":3,"variant":{"groups":32,"width_per_group":4,"squeeze_excitation":false}}"#,
         );
         let card: ModelCard = serde_json::from_str(&resnext_card).unwrap();
-        let variant = card.config.block_variant();
+        let config = card.config.resnet().unwrap();
+        let variant = config.block_variant();
         assert_eq!((variant.groups, variant.preactivation), (32, false));
         // (and before split attention and ResNet-D: no radix, no pooled projections, 7x7 stem)
         assert_eq!((variant.radix, variant.avg_down), (0, false));
-        assert_eq!(card.config.deep_stem, None);
+        assert_eq!(config.deep_stem, None);
         for arch in ["resnext50_32x4d", "resnest50d", "resnet50d"] {
             let card = ModelCard::for_config(crate::model::arch::parse(arch).unwrap());
             let json = serde_json::to_string(&card).unwrap();

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::card::ModelCard;
 use crate::model::{
-    DenseNet, DenseNetConfig, InceptionResNet, InceptionResNetConfig, ResNet, ResNetConfig,
+    DenseNet, DenseNetConfig, InceptionResNet, InceptionResNetConfig, NetConfig, Network, ResNet,
+    ResNetConfig,
 };
 
 /// Metadata key under which a Burnpack file carries its [ModelCard].
@@ -254,9 +255,19 @@ impl WeightsFile {
     }
 
     /// Loads the tensors into `model`, which must be built from `config`; every tensor of the
-    /// model must be in the file with its shape, and nothing else may be.
-    pub fn apply(self, model: ResNet, config: &ResNetConfig) -> Result<ResNet, WeightsError> {
-        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
+    /// model must be in the file with its shape, and nothing else may be; a file whose card
+    /// describes another model is refused.
+    pub fn apply_network(
+        self,
+        model: Network,
+        config: &NetConfig,
+    ) -> Result<Network, WeightsError> {
+        self.apply_as(model, config)
+    }
+
+    /// [apply_network](Self::apply_network) for one tree's module.
+    fn apply_as<M: ModuleSnapshot>(self, model: M, config: &NetConfig) -> Result<M, WeightsError> {
+        let arch = format!("{} ({} classes)", config.name(), config.num_classes());
         if let Some(card) = &self.card
             && card.config != *config
         {
@@ -266,7 +277,7 @@ impl WeightsFile {
                 summary: format!(
                     "the file holds {} ({} classes)",
                     card.config.name(),
-                    card.config.num_classes
+                    card.config.num_classes()
                 ),
                 details: String::new(),
             });
@@ -274,45 +285,27 @@ impl WeightsFile {
         self.apply_module(model, arch)
     }
 
-    /// Loads a torchvision-layout file into a [DenseNet] built from `config`, with the same
-    /// strictness as [apply](Self::apply). Files written by this crate describe ResNets only,
-    /// so a file with a model card is refused.
+    /// [apply_network](Self::apply_network) for a ResNet.
+    pub fn apply(self, model: ResNet, config: &ResNetConfig) -> Result<ResNet, WeightsError> {
+        self.apply_as(model, &config.clone().into())
+    }
+
+    /// [apply_network](Self::apply_network) for a DenseNet (torchvision's layout).
     pub fn apply_densenet(
         self,
         model: DenseNet,
         config: &DenseNetConfig,
     ) -> Result<DenseNet, WeightsError> {
-        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
-        self.apply_without_card(model, arch)
+        self.apply_as(model, &config.clone().into())
     }
 
-    /// Loads a timm-layout file into an [InceptionResNet] built from `config`, with the same
-    /// strictness as [apply](Self::apply); a file with a model card is refused.
+    /// [apply_network](Self::apply_network) for Inception-ResNet-v2 (timm's layout).
     pub fn apply_inception_resnet(
         self,
         model: InceptionResNet,
         config: &InceptionResNetConfig,
     ) -> Result<InceptionResNet, WeightsError> {
-        let arch = format!("{} ({} classes)", config.name(), config.num_classes);
-        self.apply_without_card(model, arch)
-    }
-
-    /// [apply_module](Self::apply_module) for the trees whose files this crate does not write
-    /// (cards describe ResNets only): a file with a card is another model.
-    fn apply_without_card<M: ModuleSnapshot>(
-        self,
-        model: M,
-        arch: String,
-    ) -> Result<M, WeightsError> {
-        if let Some(card) = &self.card {
-            return Err(WeightsError::Mismatch {
-                path: self.path,
-                arch,
-                summary: format!("the file holds {}", card.config.name()),
-                details: String::new(),
-            });
-        }
-        self.apply_module(model, arch)
+        self.apply_as(model, &config.clone().into())
     }
 
     /// Every tensor of `model` from the file, and nothing else; `arch` names it in errors.

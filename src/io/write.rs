@@ -11,7 +11,6 @@ use burn::tensor::Tensor;
 
 use super::card::ModelCard;
 use super::weights::{CARD_KEY, Precision, WeightsError};
-use crate::model::ResNet;
 
 /// The pack writer over a model's tensors and its card.
 fn writer(tensors: Vec<PackTensor>, card: &ModelCard) -> Writer {
@@ -32,13 +31,14 @@ fn precision_adapter(precision: Precision) -> Option<Box<dyn ModuleAdapter>> {
 /// Writes `model` with its card as a Burnpack file, atomically: a crash mid-write leaves
 /// any previous file at `path` intact. Reads tensors synchronously (native only).
 #[cfg(not(target_family = "wasm"))]
-pub fn save(
-    model: &ResNet,
+pub fn save<M: Module + ModuleSnapshot>(
+    model: &M,
     card: &ModelCard,
     path: &std::path::Path,
     precision: Precision,
 ) -> Result<(), WeightsError> {
-    let tensors = model.collect(None, precision_adapter(precision), false);
+    // Tensors are named by the tree's own paths, not under [crate::model::Network]'s variant.
+    let tensors = model.collect(None, precision_adapter(precision), true);
     writer(tensors, card)
         .auto_extension(false)
         .write_to_file(path)
@@ -50,19 +50,19 @@ pub fn save(
 
 /// Burnpack bytes of `model` with its card, read synchronously (native only).
 #[cfg(not(target_family = "wasm"))]
-pub fn to_bytes(
-    model: &ResNet,
+pub fn to_bytes<M: Module + ModuleSnapshot>(
+    model: &M,
     card: &ModelCard,
     precision: Precision,
 ) -> Result<Vec<u8>, WeightsError> {
-    let tensors = model.collect(None, precision_adapter(precision), false);
+    let tensors = model.collect(None, precision_adapter(precision), true);
     pack(tensors, card)
 }
 
 /// Burnpack bytes of `model` with its card, reading every tensor with an async read-back:
 /// the only way that works on WebGPU in a browser, and fine on any other device.
-pub async fn to_bytes_async(
-    model: &ResNet,
+pub async fn to_bytes_async<M: Module>(
+    model: &M,
     card: &ModelCard,
     precision: Precision,
 ) -> Result<Vec<u8>, WeightsError> {
@@ -71,8 +71,8 @@ pub async fn to_bytes_async(
 
 /// Every tensor of `model` (BN running statistics included), read back asynchronously and
 /// named by its module path.
-pub async fn read_tensors(
-    model: &ResNet,
+pub async fn read_tensors<M: Module>(
+    model: &M,
     precision: Precision,
 ) -> Result<Vec<PackTensor>, WeightsError> {
     let mut params = ParamList::default();
@@ -109,7 +109,8 @@ fn pack(tensors: Vec<PackTensor>, card: &ModelCard) -> Result<Vec<u8>, WeightsEr
         })
 }
 
-/// Every float tensor of a module with its path, flattened so that one type holds all ranks.
+/// Every float tensor of a module with its path, flattened so that one type holds all ranks;
+/// an enum's variant (as in [crate::model::Network]) is no part of the path.
 #[derive(Default)]
 struct ParamList {
     path: Vec<String>,
@@ -117,12 +118,16 @@ struct ParamList {
 }
 
 impl ModuleVisitor for ParamList {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

@@ -10,6 +10,7 @@ mod config;
 pub mod densenet;
 mod fold;
 pub mod inception_resnet;
+pub mod network;
 mod resnet;
 mod se;
 mod split_attn;
@@ -23,6 +24,7 @@ pub use config::{
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
 pub use inception_resnet::{InceptionResNet, InceptionResNetConfig};
+pub use network::{NetConfig, Network};
 pub use resnet::{ConfigError, ResNet};
 pub use se::SqueezeExcitation;
 pub use split_attn::SplitAttention;

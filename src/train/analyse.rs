@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use super::config::TrainError;
-use super::evaluate::evaluate_folded;
+use super::evaluate::{Logits, evaluate_logits};
 use crate::data::dataset::Dataset;
 use crate::data::views::TestView;
 use crate::io::Normalization;
@@ -58,8 +58,13 @@ pub async fn lesion(
         .collect();
     let folded = FoldedResNet::new(model);
     let evaluate = async |net: &FoldedResNet| {
-        evaluate_folded(
-            net,
+        let forward = |x| net.forward(x);
+        let logits = Logits {
+            forward: &forward,
+            classes: net.num_classes(),
+        };
+        evaluate_logits(
+            &logits,
             normalization,
             data,
             limit,
@@ -181,8 +186,13 @@ mod tests {
         let report = pollster::block_on(lesion(&model, &norm, &data, None, 64, &device)).unwrap();
         let folded = FoldedResNet::new(&model);
         let error = |net: &FoldedResNet| {
-            pollster::block_on(evaluate_folded(
-                net,
+            let forward = |x| net.forward(x);
+            let logits = Logits {
+                forward: &forward,
+                classes: net.num_classes(),
+            };
+            pollster::block_on(evaluate_logits(
+                &logits,
                 &norm,
                 &data,
                 None,

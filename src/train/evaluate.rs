@@ -10,7 +10,7 @@ use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
 use crate::data::dataset::Dataset;
 use crate::data::views::{TestView, crop_origins, ten_crop_padding};
 use crate::io::Normalization;
-use crate::model::{FoldedResNet, ResNet};
+use crate::model::{FoldedResNet, Network};
 use crate::readback::read_f32;
 
 impl Trainer {
@@ -24,7 +24,7 @@ impl Trainer {
     ) -> Result<EvalReport, TrainError> {
         let device = self.device.clone().inner();
         evaluate_views(
-            &self.model(),
+            &self.model().into(),
             &self.config.normalization,
             data,
             limit,
@@ -71,7 +71,7 @@ pub fn loss_and_hits(
 /// over the test views: the center (the whole 32x32 image) or the paper's 10-crop (corner and
 /// center crops of the image padded by 4, and their mirrors).
 pub async fn evaluate_views(
-    model: &ResNet,
+    model: &Network,
     normalization: &Normalization,
     data: &Dataset,
     limit: Option<usize>,
@@ -79,23 +79,35 @@ pub async fn evaluate_views(
     views: TestView,
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
-    // Eval mode with BN folded into the convolutions: the same logits, fewer passes.
-    let folded = FoldedResNet::new(model);
-    evaluate_folded(
-        &folded,
-        normalization,
-        data,
-        limit,
-        batch_size,
-        views,
-        device,
-    )
-    .await
+    // A ResNet in eval mode with BN folded into the convolutions: the same logits, fewer
+    // passes; the other trees as they are.
+    let folded = model.resnet().map(FoldedResNet::new);
+    let forward = |x| match &folded {
+        Some(folded) => folded.forward(x),
+        None => model.forward(x),
+    };
+    let classes = match &folded {
+        Some(folded) => folded.num_classes(),
+        None => model.num_classes(),
+    };
+    let net = Logits {
+        forward: &forward,
+        classes,
+    };
+    evaluate_logits(&net, normalization, data, limit, batch_size, views, device).await
 }
 
-/// [evaluate_views] of a folded net (also a lesioned one).
-pub(crate) async fn evaluate_folded(
-    folded: &FoldedResNet,
+/// What [evaluate_logits] evaluates: logits of a normalised batch, and their count.
+pub(crate) struct Logits<'a> {
+    /// Eval-mode logits of a `[batch, 3, h, w]` batch.
+    pub forward: &'a dyn Fn(Tensor<4>) -> Tensor<2>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// [evaluate_views] of any logits.
+pub(crate) async fn evaluate_logits(
+    net: &Logits<'_>,
     normalization: &Normalization,
     data: &Dataset,
     limit: Option<usize>,
@@ -123,7 +135,7 @@ pub(crate) async fn evaluate_folded(
         _ => 0,
     };
     let crops = crop_origins(views, size + 2 * pad, size + 2 * pad, size);
-    let classes = folded.num_classes();
+    let classes = net.classes;
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..total).collect();
@@ -154,7 +166,7 @@ pub(crate) async fn evaluate_folded(
                 };
                 pad_crop_flip(x.clone(), &plan)
             };
-            let p = softmax(folded.forward(view), 1);
+            let p = softmax((net.forward)(view), 1);
             probabilities = Some(match probabilities {
                 Some(sum) => sum + p,
                 None => p,

@@ -3,7 +3,7 @@
 //! and the npm package alike.
 
 use super::recipe::RunSpec;
-use crate::model::{ResNetConfig, arch};
+use crate::model::ResNetConfig;
 
 /// The most nets one run trains side by side: they step in turn, so each one more slows
 /// every net down, and three is what one chart can still tell apart.
@@ -35,7 +35,7 @@ impl RunSpec {
             *name = config.name();
         }
         for other in &self.compare_with {
-            let config = arch::parse(other)?.with_num_classes(classes);
+            let config = crate::model::network::parse_resnet(other)?.with_num_classes(classes);
             config.validate()?;
             let name = config.name();
             if nets.iter().any(|(n, _)| *n == name) {

@@ -12,7 +12,7 @@ use super::schedule::{ErrorWarmup, LrPolicy, Schedule, paper_cifar_iterations};
 use super::sgd::SgdConfig;
 use crate::data::spec::DataSpec;
 use crate::io::Normalization;
-use crate::model::{ResNetConfig, ShortcutOption, StridePlacement, arch};
+use crate::model::{ResNetConfig, ShortcutOption, StridePlacement};
 
 /// Everything a training run is made of. Absent fields take the defaults documented here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ pub struct FineTuneSpec {
 impl RunSpec {
     /// The network: `arch`, made plain if asked, with `classes` outputs.
     pub fn model(&self, classes: usize) -> Result<ResNetConfig, crate::Error> {
-        let mut model = arch::parse(&self.arch)?;
+        let mut model = crate::model::network::parse_resnet(&self.arch)?;
         if let Some(shortcut) = self.shortcut {
             model = model.with_shortcut(shortcut);
         }

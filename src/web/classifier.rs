@@ -14,7 +14,6 @@ use super::js::{now_ms, options, to_js};
 use crate::data::views::TestView;
 use crate::infer::{self, Prediction};
 use crate::io::{Normalization, WeightsFile};
-use crate::model::arch;
 use crate::readback::read_f32;
 
 /// Options of `Classifier.load`.
@@ -78,19 +77,19 @@ impl Classifier {
             WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
         let config = match &opts.arch {
             Some(name) => {
-                let mut config = arch::parse(name).map_err(crate::Error::from)?;
+                let mut config = crate::model::network::parse(name).map_err(crate::Error::from)?;
                 if let Some(classes) = opts.num_classes {
                     config = config.with_num_classes(classes);
                 }
                 Some(config)
             }
             None => match (&file.card, opts.num_classes) {
-                (Some(card), Some(n)) if card.config.num_classes != n => {
+                (Some(card), Some(n)) if card.config.num_classes() != n => {
                     return Err(js_error(
                         Kind::Weights,
                         format!(
                             "the weights have {} classes, not {n}",
-                            card.config.num_classes
+                            card.config.num_classes()
                         ),
                     ));
                 }
@@ -141,7 +140,7 @@ impl Classifier {
         let name = opts
             .arch
             .ok_or_else(|| js_error(Kind::Input, "arch is required"))?;
-        let mut config = arch::parse(&name).map_err(crate::Error::from)?;
+        let mut config = crate::model::network::parse(&name).map_err(crate::Error::from)?;
         if let Some(classes) = opts.num_classes {
             config = config.with_num_classes(classes);
         }
@@ -239,7 +238,7 @@ impl Classifier {
     /// Number of classes.
     #[wasm_bindgen(getter, js_name = numClasses)]
     pub fn num_classes(&self) -> usize {
-        self.inner.card().config.num_classes
+        self.inner.card().config.num_classes()
     }
 
     /// The model card (architecture, preprocessing, description) as a plain object.

@@ -49,7 +49,10 @@ pub fn js_error(kind: Kind, message: impl std::fmt::Display) -> JsValue {
 impl From<Error> for JsValue {
     fn from(err: Error) -> JsValue {
         let kind = match &err {
-            Error::UnknownArch(_) | Error::Config(_) | Error::NoArchitecture { .. } => Kind::Arch,
+            Error::UnknownArch(_)
+            | Error::NotResNet(_)
+            | Error::Config(_)
+            | Error::NoArchitecture { .. } => Kind::Arch,
             Error::Weights(_) => Kind::Weights,
             Error::Image(_) => Kind::Image,
             Error::Npy(_) | Error::Labels { .. } | Error::Shape(_) | Error::Other(_) => Kind::Input,

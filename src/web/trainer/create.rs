@@ -110,13 +110,26 @@ impl Trainer {
         // The architecture: given, or the file's own.
         let source = match (raw.get("arch").and_then(|a| a.as_str()), &file.card) {
             (Some(name), _) => {
-                let mut c = crate::model::arch::parse(name).map_err(crate::Error::from)?;
+                let mut c =
+                    crate::model::network::parse_resnet(name).map_err(crate::Error::from)?;
                 if let Some(n) = o.num_classes {
                     c = c.with_num_classes(n);
                 }
                 c
             }
-            (None, Some(card)) => card.config.clone(),
+            (None, Some(card)) => match &card.config {
+                crate::model::NetConfig::ResNet(config) => config.clone(),
+                other => {
+                    return Err(js_error(
+                        Kind::Arch,
+                        format!(
+                            "{} is not of the ResNet tree: the trainer fine-tunes ResNets only \
+                             for now (Classifier.load takes it)",
+                            other.name()
+                        ),
+                    ));
+                }
+            },
             (None, None) => {
                 return Err(js_error(
                     Kind::Arch,
@@ -148,9 +161,12 @@ impl Trainer {
         let (device, backend) = backend::device(preference)
             .await
             .map_err(|e| js_error(Kind::Device, e))?;
-        let loaded = crate::infer::Classifier::load(file, Some(source.clone()), &device)?;
+        let loaded = crate::infer::Classifier::load(file, Some(source.clone().into()), &device)?;
         let target = source.with_num_classes(classes);
-        let model = crate::train::finetune::replace_head(loaded.model().clone(), &target, &device);
+        let Some(backbone) = loaded.model().resnet() else {
+            return Err(js_error(Kind::Arch, "the weights are not a ResNet's"));
+        };
+        let model = crate::train::finetune::replace_head(backbone.clone(), &target, &device);
         let train_len = dataset.train_size();
         let config = spec
             .train_config(target, train_len, loaded.card().normalization.clone())
