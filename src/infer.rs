@@ -12,8 +12,19 @@ use crate::io::{ModelCard, WeightsFile};
 use crate::model::{FoldedResNet, NetConfig, Network};
 use crate::readback::read_f32;
 
-/// The 1000 ImageNet class names, in torchvision's order.
+/// The 1000 ImageNet class names, in torchvision's order: the default names of a 1000-class
+/// model natively. The browser package leaves them out (10 KB of its 3 MB budget): `resnet
+/// import` writes them into the card of the files it makes, so those carry their names.
+#[cfg(not(target_family = "wasm"))]
 const IMAGENET_CLASSES: &str = include_str!("data/imagenet_classes.txt");
+
+/// [IMAGENET_CLASSES], one name per class (none in the browser package).
+pub fn imagenet_labels() -> Option<Vec<String>> {
+    #[cfg(not(target_family = "wasm"))]
+    return Some(IMAGENET_CLASSES.lines().map(str::to_string).collect());
+    #[cfg(target_family = "wasm")]
+    None
+}
 
 /// One class and its probability.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,7 +91,7 @@ impl Classifier {
         let num_classes = card.config.num_classes();
         let labels = match &card.labels {
             Some(labels) if labels.len() == num_classes => labels.clone(),
-            _ if num_classes == 1000 => IMAGENET_CLASSES.lines().map(str::to_string).collect(),
+            _ if let Some(names) = imagenet_labels().filter(|_| num_classes == 1000) => names,
             _ => (0..num_classes).map(|i| format!("class {i}")).collect(),
         };
         Self {
@@ -208,7 +219,7 @@ pub struct ExamplePrediction {
 /// The `k` most probable classes of `model` (eval mode) for images `indices` of a 32x32
 /// dataset, normalised as `card` says; one read-back, sorted on the CPU.
 pub async fn top_classes(
-    model: &crate::model::ResNet,
+    model: &Network,
     card: &ModelCard,
     data: &crate::data::dataset::Dataset,
     indices: &[usize],

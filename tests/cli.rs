@@ -158,14 +158,14 @@ fn info_reports_exact_parameter_counts_as_json() {
     let err = refused(&[
         "train",
         "--arch",
-        "densenet_bc100_12",
+        "inception_resnet_v2",
         "--data",
         "synthetic",
         "--out",
         &out,
     ]);
     assert!(
-        err.contains("densenet_bc100_12 is not of the ResNet tree"),
+        err.contains("inception_resnet_v2 is not of the ResNet tree"),
         "{err}"
     );
     let text = ok(&["info", "--arch", "resnest50d"]);

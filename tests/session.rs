@@ -36,6 +36,9 @@ fn session(spec: RunSpec, names: &[&str], train: &Dataset) -> Session {
             let model = spec
                 .model(classes)
                 .unwrap()
+                .resnet()
+                .unwrap()
+                .clone()
                 .with_residual(name == "residual");
             let config = spec
                 .train_config(model, train.len(), Normalization::CIFAR10)

@@ -10,7 +10,7 @@ use resnet::train::{LrPolicy, Schedule, SgdConfig, TrainConfig, TrainError, Trai
 
 fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainConfig {
     TrainConfig {
-        model: arch::parse(arch_name).unwrap(),
+        model: arch::parse(arch_name).unwrap().into(),
         sgd: SgdConfig::default(),
         lr: LrPolicy::new(lr, Schedule::Constant),
         batch_size,
@@ -245,12 +245,12 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
         set
     });
     let mut c = config("resnet8", 16, 0.1, false);
-    c.model = target;
+    c.model = target.into();
     c.freeze_backbone = true;
     let mut trainer = Trainer::with_model(c, model, four.classes(), four.len(), &device).unwrap();
     let losses = losses(&mut trainer, &four, 30);
     assert!(losses[29] < losses[0], "{losses:?}");
-    let after = trainer.model();
+    let after = trainer.resnet().unwrap();
     let conv_before = base.layer2[0].conv1.weight.val().into_data();
     assert_eq!(
         after.layer2[0].conv1.weight.val().into_data(),
@@ -273,7 +273,11 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
     let next = pollster::block_on(restored.step(&four)).unwrap();
     assert_eq!(next.grad_norms[0], 0.0, "the restored backbone is frozen");
     assert_eq!(
-        restored.model().layer2[0].conv1.weight.val().into_data(),
+        restored.resnet().unwrap().layer2[0]
+            .conv1
+            .weight
+            .val()
+            .into_data(),
         conv_before,
         "the restored backbone moved"
     );
@@ -307,7 +311,7 @@ fn exported_weights_classify_like_the_trainer() {
         resnet::data::augment::normalize(pixels.clone(), [3, 3, 32, 32], n.mean, n.std, &device);
     // The classifier folds BN into the convolutions; so does this side, so that any
     // difference is the export's (model/fold.rs tests folding against the unfolded net).
-    let a = resnet::model::FoldedResNet::new(&trainer.model())
+    let a = resnet::model::FoldedResNet::new(&trainer.resnet().unwrap())
         .forward(x.clone())
         .into_data()
         .try_into_vec::<f32>()
@@ -360,7 +364,7 @@ fn exported_weights_classify_like_the_trainer() {
 #[test]
 fn a_batch_over_the_memory_budget_is_refused_with_the_largest_that_fits() {
     use resnet::train::check_batch_memory;
-    let model = resnet::model::arch::parse("resnet20").unwrap();
+    let model = resnet::model::arch::parse("resnet20").unwrap().into();
     let budget = resnet::model::training_bytes(&model, 32, 10);
     assert!(check_batch_memory(&model, 10, budget, "the test budget").is_ok());
     let message = check_batch_memory(&model, 64, budget, "the test budget")
@@ -375,4 +379,39 @@ fn a_batch_over_the_memory_budget_is_refused_with_the_largest_that_fits() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("even one image does not fit"), "{message}");
+}
+
+/// A DenseNet-BC trains on the same core as the ResNets: it memorises a small batch, its
+/// layers are named by DenseNet's own paths (no enum level), a snapshot restores it to the
+/// uninterrupted run's next losses (momentum keyed by those paths), and the lesion study it
+/// has no blocks for is refused by name.
+#[test]
+fn a_densenet_trains_snapshots_and_restores_like_a_resnet() {
+    let device = Device::flex();
+    let data = shapes(16);
+    let mut c = config("resnet8", 16, 0.05, false);
+    c.model = resnet::model::network::parse("densenet_bc16_4")
+        .unwrap()
+        .with_num_classes(10);
+    let mut trainer = Trainer::new(c, &data, &device).unwrap();
+    assert_eq!(trainer.layers()[0], "features.conv0");
+    let first = losses(&mut trainer, &data, 5);
+    let snapshot = pollster::block_on(trainer.snapshot()).unwrap();
+    let mut restored = Trainer::restore(snapshot, &device).unwrap();
+    let (a, b) = (
+        losses(&mut trainer, &data, 3),
+        losses(&mut restored, &data, 3),
+    );
+    assert_eq!(
+        a, b,
+        "the restored DenseNet diverged from the uninterrupted run"
+    );
+    let rest = losses(&mut trainer, &data, 52);
+    println!("densenet_bc16_4: loss {:.3} → {:.4}", first[0], rest[51]);
+    assert!(rest[51] < 0.3 * first[0], "{first:?} … {:?}", &rest[45..]);
+    let err = trainer.resnet().unwrap_err().to_string();
+    assert!(
+        err.contains("densenet_bc16_4 has no residual blocks"),
+        "{err}"
+    );
 }

@@ -24,8 +24,13 @@ pub(super) fn import(
     let weights = WeightsFile::open(file)?;
     let tensors = weights.keys().len();
     let mut classifier = Classifier::load(weights, Some(config), &burn::tensor::Device::flex())?;
-    if let Some(labels) = labels {
-        classifier.set_labels(read_labels(labels)?)?;
+    match labels {
+        Some(labels) => classifier.set_labels(read_labels(labels)?)?,
+        // The file carries ImageNet's names, which the browser package does not have.
+        None if classifier.card().config.num_classes() == 1000 => {
+            classifier.set_labels(crate::infer::imagenet_labels().unwrap_or_default())?
+        }
+        None => {}
     }
     let card = ModelCard {
         description: Some(format!("imported from {}", file.display())),

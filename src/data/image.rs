@@ -1,4 +1,6 @@
-//! Decoding user images (JPEG, PNG, WebP, GIF, BMP) with bounded memory.
+//! Decoding user images (JPEG, PNG, WebP, GIF; BMP natively) with bounded memory. The
+//! browser package leaves the BMP decoder out (its 3 MB budget): a page decodes BMP itself
+//! (`createImageBitmap`) and passes the pixels.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
@@ -18,6 +20,9 @@ pub enum ImageError {
     /// The first bytes match no supported format.
     #[error("not an image: the bytes are not JPEG, PNG, WebP, GIF or BMP")]
     UnknownFormat,
+    /// A format this build does not decode.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// Too many pixels to decode safely.
     #[error("image is {width}x{height} ({} MP); the limit is {} MP: downscale it first", (*.width as u64 * *.height as u64) / 1_000_000, MAX_PIXELS / 1_000_000)]
     TooLarge {
@@ -55,6 +60,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         .with_guessed_format()
         .map_err(|_| ImageError::UnknownFormat)?;
     let format = reader.format().ok_or(ImageError::UnknownFormat)?;
+    #[cfg(target_family = "wasm")]
+    if format == image::ImageFormat::Bmp {
+        return Err(ImageError::Unsupported(
+            "BMP is not decoded by the browser package: decode it with createImageBitmap and \
+             pass the ImageData",
+        ));
+    }
     let corrupt = |e: image::ImageError| ImageError::Corrupt {
         format: format!("{format:?}").to_uppercase(),
         detail: e.to_string(),

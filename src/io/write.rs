@@ -119,13 +119,13 @@ struct ParamList {
 
 impl ModuleVisitor for ParamList {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
+        if !crate::model::network::is_variant(container_type) {
             self.path.push(name.to_string());
         }
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
+        if !crate::model::network::is_variant(container_type) {
             self.path.pop();
         }
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::config::{ResNetConfig, Stem};
+use super::network::NetConfig;
 use super::se::{SqueezeExcitation, reduced_channels};
 use super::split_attn::SplitAttention;
 
@@ -76,9 +77,17 @@ impl Counter {
 /// Bytes one training step needs, roughly: every conv output is kept several times for the
 /// backward pass (conv, BN and ReLU outputs, their gradients), plus parameters, gradients and
 /// momentum. An estimate for refusing hopeless batch sizes up front, not an exact figure.
-pub fn training_bytes(config: &ResNetConfig, input_size: usize, batch: usize) -> u64 {
+pub fn training_bytes(config: &NetConfig, input_size: usize, batch: usize) -> u64 {
     const COPIES_PER_ACTIVATION: u64 = 6;
-    let (activations, params) = config.activation_and_param_counts(input_size);
+    let (activations, params) = match config {
+        NetConfig::ResNet(config) => config.activation_and_param_counts(input_size),
+        NetConfig::DenseNet(config) => (
+            config.activations(input_size),
+            config.stats(input_size).params,
+        ),
+        // Not trained here (TrainConfig refuses it); counted as never fitting.
+        NetConfig::InceptionResNet(_) => (u64::MAX / (1 << 40), usize::MAX / (1 << 10)),
+    };
     batch as u64 * activations * 4 * COPIES_PER_ACTIVATION + params as u64 * 4 * 4
 }
 
@@ -192,6 +201,7 @@ mod tests {
     fn training_memory_grows_with_the_batch() {
         let r20 = parse("resnet20").unwrap();
         let one = 188_416 * 4 * 6 + 269_722 * 16;
+        let r20 = r20.into();
         assert_eq!(training_bytes(&r20, 32, 1), one);
         assert_eq!(
             training_bytes(&r20, 32, 128) - training_bytes(&r20, 32, 64),

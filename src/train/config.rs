@@ -6,14 +6,16 @@ use serde::{Deserialize, Serialize};
 use super::schedule::LrPolicy;
 use super::sgd::SgdConfig;
 use crate::io::Normalization;
-use crate::model::ResNetConfig;
+use crate::model::NetConfig;
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainConfig {
-    /// The network (residual or plain, classes included).
-    pub model: ResNetConfig,
+    /// The network (residual or plain, classes included): the ResNet tree or a DenseNet
+    /// (a bare ResNet configuration in runs written before DenseNets trained; it reads the
+    /// same).
+    pub model: NetConfig,
     /// Optimizer hyper-parameters.
     pub sgd: SgdConfig,
     /// Learning rate and its schedule.
@@ -102,7 +104,7 @@ pub enum TrainError {
 /// [crate::model::training_bytes]) and names the largest batch that fits. `limit` says where
 /// the budget comes from, for the message.
 pub fn check_batch_memory(
-    model: &crate::model::ResNetConfig,
+    model: &NetConfig,
     batch: usize,
     budget: u64,
     limit: &str,
@@ -128,6 +130,12 @@ impl TrainConfig {
     /// momentum, weight decay or label smoothing out of range, an impossible normalisation.
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| e.to_string())?;
+        if let NetConfig::InceptionResNet(_) = self.model {
+            return Err(format!(
+                "{} is trained at 299x299, not on this crate's 32x32 data: it classifies only",
+                self.model.name()
+            ));
+        }
         if self.batch_size == 0 {
             return Err("the batch size must be at least 1".into());
         }

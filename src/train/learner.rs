@@ -231,9 +231,9 @@ fn resume(dir: &RunDir, config: &TrainConfig, device: &Device) -> Result<Trainer
             reason: format!(
                 "holds a {} run ({} classes); refusing to resume it as {} ({} classes)",
                 had.name(),
-                had.num_classes,
+                had.num_classes(),
                 config.model.name(),
-                config.model.num_classes
+                config.model.num_classes()
             ),
         });
     }

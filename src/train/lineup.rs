@@ -3,7 +3,7 @@
 //! and the npm package alike.
 
 use super::recipe::RunSpec;
-use crate::model::ResNetConfig;
+use crate::model::NetConfig;
 
 /// The most nets one run trains side by side: they step in turn, so each one more slows
 /// every net down, and three is what one chart can still tell apart.
@@ -16,17 +16,24 @@ impl RunSpec {
     /// page's sessions were saved under); with `compareWith`, each net is named by its
     /// architecture (`resnet20`, `plain20`, `preact_resnet20`, …). All nets get `classes`
     /// outputs; `shortcut` and `stridePlacement` apply to `arch` and its twin only.
-    pub fn nets(&self, classes: usize) -> Result<Vec<(String, ResNetConfig)>, crate::Error> {
+    /// `compareWith` also takes DenseNets (DenseNet-BC, `densenet_bc100_12`), the successor
+    /// that concatenates.
+    pub fn nets(&self, classes: usize) -> Result<Vec<(String, NetConfig)>, crate::Error> {
         let model = self.model(classes)?;
-        let mut nets = match self.compare {
-            true => vec![
-                ("residual".to_string(), model.clone().with_residual(true)),
-                ("plain".to_string(), model.with_residual(false)),
+        let mut nets: Vec<(String, NetConfig)> = match (self.compare, model) {
+            (true, NetConfig::ResNet(model)) => vec![
+                (
+                    "residual".to_string(),
+                    model.clone().with_residual(true).into(),
+                ),
+                ("plain".to_string(), model.with_residual(false).into()),
             ],
-            false => {
+            (_, NetConfig::ResNet(model)) => {
                 let name = if model.residual { "residual" } else { "plain" };
-                vec![(name.to_string(), model)]
+                vec![(name.to_string(), model.into())]
             }
+            // RunSpec::model refuses `compare` for the other trees.
+            (_, other) => vec![(other.name(), other)],
         };
         if self.compare_with.is_empty() {
             return Ok(nets);
@@ -35,7 +42,10 @@ impl RunSpec {
             *name = config.name();
         }
         for other in &self.compare_with {
-            let config = crate::model::network::parse_resnet(other)?.with_num_classes(classes);
+            let config = crate::model::network::parse(other)?.with_num_classes(classes);
+            if let NetConfig::InceptionResNet(_) = config {
+                return Err(crate::model::network::NotResNet::OtherTree(config.name()).into());
+            }
             config.validate()?;
             let name = config.name();
             if nets.iter().any(|(n, _)| *n == name) {
@@ -80,15 +90,32 @@ mod tests {
         };
         assert_eq!(names(&twin), ["residual", "plain"]);
         let nets = twin.nets(10).unwrap();
-        assert!(nets[0].1.residual && !nets[1].1.residual);
+        let resnet = |i: usize| nets[i].1.resnet().unwrap().clone();
+        assert!(resnet(0).residual && !resnet(1).residual);
         let family: RunSpec = serde_json::from_str(
             r#"{"arch":"resnet20","compareWith":["plain20","preact_resnet20"]}"#,
         )
         .unwrap();
         assert_eq!(names(&family), ["resnet20", "plain20", "preact_resnet20"]);
         let nets = family.nets(7).unwrap();
-        assert!(nets.iter().all(|(_, c)| c.num_classes == 7));
-        assert!(nets[2].1.preactivation() && !nets[1].1.residual);
+        assert!(nets.iter().all(|(_, c)| c.num_classes() == 7));
+        let resnet = |i: usize| nets[i].1.resnet().unwrap().clone();
+        assert!(resnet(2).preactivation() && !resnet(1).residual);
+        // DenseNet-BC beside a ResNet and its plain twin; Inception-ResNet is refused.
+        let dense = RunSpec {
+            compare: true,
+            compare_with: vec!["densenet_bc40_12".into()],
+            ..RunSpec::default()
+        };
+        assert_eq!(names(&dense), ["resnet20", "plain20", "densenet_bc40_12"]);
+        let err = RunSpec {
+            compare_with: vec!["inception_resnet_v2".into()],
+            ..RunSpec::default()
+        }
+        .nets(10)
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not of the ResNet tree"), "{err}");
     }
 
     #[test]

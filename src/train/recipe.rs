@@ -12,7 +12,7 @@ use super::schedule::{ErrorWarmup, LrPolicy, Schedule, paper_cifar_iterations};
 use super::sgd::SgdConfig;
 use crate::data::spec::DataSpec;
 use crate::io::Normalization;
-use crate::model::{ResNetConfig, ShortcutOption, StridePlacement};
+use crate::model::{NetConfig, ResNetConfig, ShortcutOption, StridePlacement};
 
 /// Everything a training run is made of. Absent fields take the defaults documented here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,17 +199,35 @@ pub struct FineTuneSpec {
 }
 
 impl RunSpec {
-    /// The network: `arch`, made plain if asked, with `classes` outputs.
-    pub fn model(&self, classes: usize) -> Result<ResNetConfig, crate::Error> {
-        let mut model = crate::model::network::parse_resnet(&self.arch)?;
-        if let Some(shortcut) = self.shortcut {
-            model = model.with_shortcut(shortcut);
-        }
-        if let Some(placement) = self.stride_placement {
-            model = model.with_stride_placement(placement);
-        }
-        let residual = model.residual && !self.plain;
-        let model = model.with_num_classes(classes).with_residual(residual);
+    /// The network: `arch`, made plain if asked, with `classes` outputs. A DenseNet trains
+    /// as it is (it has no shortcuts to remove or change); Inception-ResNet is not trained here.
+    pub fn model(&self, classes: usize) -> Result<NetConfig, crate::Error> {
+        let model = match crate::model::network::parse(&self.arch)? {
+            NetConfig::ResNet(mut model) => {
+                if let Some(shortcut) = self.shortcut {
+                    model = model.with_shortcut(shortcut);
+                }
+                if let Some(placement) = self.stride_placement {
+                    model = model.with_stride_placement(placement);
+                }
+                let residual = model.residual && !self.plain;
+                NetConfig::ResNet(model.with_residual(residual))
+            }
+            NetConfig::InceptionResNet(model) => {
+                return Err(crate::model::network::NotResNet::OtherTree(model.name()).into());
+            }
+            other => {
+                if self.plain || self.compare || self.shortcut.is_some() {
+                    return Err(crate::Error::Other(format!(
+                        "{} has no shortcuts: plain, compare (its plain twin) and shortcut are \
+                         ResNet options (compare a DenseNet with compareWith)",
+                        other.name()
+                    )));
+                }
+                other
+            }
+        };
+        let model = model.with_num_classes(classes);
         model.validate()?;
         Ok(model)
     }
@@ -285,12 +303,15 @@ impl RunSpec {
     /// by `normalization`.
     pub fn train_config(
         &self,
-        model: ResNetConfig,
+        model: impl Into<NetConfig>,
         train_len: usize,
         normalization: Normalization,
     ) -> Result<TrainConfig, String> {
+        let model = model.into();
+        // The depth decides the paper's ResNet-110 warm-up: a ResNet-tree rule.
+        let depth = model.resnet().map_or(0, ResNetConfig::depth);
         let config = TrainConfig {
-            lr: self.lr_policy(model.depth(), train_len),
+            lr: self.lr_policy(depth, train_len),
             model,
             sgd: self.sgd(),
             batch_size: self.batch_size,

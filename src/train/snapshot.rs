@@ -99,7 +99,7 @@ impl Trainer {
         let device = device.clone().autodiff();
         let model = state.config.model.init(&device);
         let model = crate::io::WeightsFile::from_tensors("snapshot", params)
-            .apply(model, &state.config.model)
+            .apply_network(model, &state.config.model)
             .map_err(|e| bad(&e))?;
         let mut trainer = Self::with_model(
             state.config,
@@ -162,11 +162,11 @@ impl TrainerState {
                 s.len
             ));
         }
-        if self.classes.len() != self.config.model.num_classes {
+        if self.classes.len() != self.config.model.num_classes() {
             return Err(format!(
                 "{} class names for a network with {} outputs",
                 self.classes.len(),
-                self.config.model.num_classes
+                self.config.model.num_classes()
             ));
         }
         Ok(())
@@ -174,18 +174,22 @@ impl TrainerState {
 }
 
 /// Number of values of every parameter, by the path the optimizer keys its state with.
-fn parameter_counts(model: &crate::model::ResNet) -> BTreeMap<String, usize> {
+fn parameter_counts(model: &crate::model::Network) -> BTreeMap<String, usize> {
     #[derive(Default)]
     struct Counter {
         path: Vec<String>,
         counts: BTreeMap<String, usize>,
     }
     impl ModuleVisitor for Counter {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            if !crate::model::network::is_variant(container_type) {
+                self.path.push(name.to_string());
+            }
         }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
+        fn exit_module(&mut self, _name: &str, container_type: &str) {
+            if !crate::model::network::is_variant(container_type) {
+                self.path.pop();
+            }
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let count = param.shape().num_elements();

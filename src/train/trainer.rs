@@ -14,13 +14,13 @@ use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
 use crate::data::dataset::{Dataset, Sampler};
 use crate::data::rng::Rng;
 use crate::io::ModelCard;
-use crate::model::ResNet;
+use crate::model::{Network, ResNet};
 use crate::readback::read_f32;
 
 /// A network being trained, with its optimizer, data order and augmentation stream.
 pub struct Trainer {
     pub(super) config: TrainConfig,
-    pub(super) model: ResNet,
+    pub(super) model: Network,
     pub(super) sgd: Sgd,
     pub(super) sampler: Sampler,
     pub(super) rng: Rng,
@@ -48,12 +48,17 @@ struct LayerCollector {
 }
 
 impl ModuleVisitor for LayerCollector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    // [Network]'s variant is no part of a layer's name.
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !crate::model::network::is_variant(container_type) {
+            self.path.push(name.to_string());
+        }
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !crate::model::network::is_variant(container_type) {
+            self.path.pop();
+        }
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -86,7 +91,7 @@ impl Trainer {
     /// Continues from an existing model (fine-tuning); its config must match `config.model`.
     pub fn with_model(
         config: TrainConfig,
-        model: ResNet,
+        model: impl Into<Network>,
         classes: Vec<String>,
         dataset_len: usize,
         device: &Device,
@@ -98,14 +103,15 @@ impl Trainer {
                 config.batch_size
             )));
         }
-        if classes.len() != config.model.num_classes {
+        if classes.len() != config.model.num_classes() {
             return Err(TrainError::Invalid(format!(
                 "the data has {} classes but the network has {} outputs",
                 classes.len(),
-                config.model.num_classes
+                config.model.num_classes()
             )));
         }
         let device = device.clone().autodiff();
+        let model = model.into();
         let model = if config.freeze_backbone {
             super::finetune::freeze_backbone(model)
         } else {
@@ -191,8 +197,21 @@ impl Trainer {
     }
 
     /// The network in eval mode (BN running statistics, no autodiff).
-    pub fn model(&self) -> ResNet {
+    pub fn model(&self) -> Network {
         self.model.valid()
+    }
+
+    /// The network as a ResNet, for the analyses of residual blocks (lesions, gradient
+    /// correlation per block); a DenseNet has no such blocks and is refused by name.
+    pub fn resnet(&self) -> Result<ResNet, TrainError> {
+        match self.model() {
+            Network::ResNet(model) => Ok(model),
+            _ => Err(TrainError::Invalid(format!(
+                "{} has no residual blocks to delete or probe: the lesion study and the \
+                 gradient correlation take the ResNet tree (residual or plain)",
+                self.config.model.name()
+            ))),
+        }
     }
 
     /// A model card for the network as it is now.
@@ -231,7 +250,7 @@ impl Trainer {
         } else {
             x
         };
-        let classes = self.config.model.num_classes;
+        let classes = self.config.model.num_classes();
         let mut one_hot = vec![0.0f32; indices.len() * classes];
         for (i, &label) in labels.iter().enumerate() {
             one_hot[i * classes + label] = 1.0;

@@ -3,7 +3,7 @@
 // fault this test injects) and continue on the CPU, run Why residuals work (the gradient
 // correlation and the lesion study of both nets) and see their plots, export, reload and
 // restore the saved session; train three members of the family side by side (ResNet-20,
-// plain-20, pre-activation ResNet-20); then the exported weights evaluated
+// pre-activation ResNet-20, DenseNet-BC-40); then the exported weights evaluated
 // natively by `resnet eval` give the test error the page reported.
 //   node tests/e2e/train.mjs [path/to/resnet]      (needs pkg/ built and the native binary)
 import { execFileSync } from "node:child_process";
@@ -346,14 +346,15 @@ try {
   }
   await screenshot(page, "train-depth56");
 
-  // Three members of the family side by side (ResNet-20, plain-20 and the pre-activation
-  // ResNet-20 of He et al. 2016), on the same data order: three heatmaps, three falling losses.
+  // Three members of the family side by side (ResNet-20, the pre-activation ResNet-20 of He et
+  // al. 2016 and DenseNet-BC-40, the successor that concatenates), on the same data order:
+  // three heatmaps, three falling losses.
   await page.click("#train-reset");
   await page.selectOption("#train-mode", "family");
   await page.selectOption("#train-depth", "20");
   await page.selectOption("#train-net1", "resnet");
-  await page.selectOption("#train-net2", "plain");
-  await page.selectOption("#train-net3", "preact");
+  await page.selectOption("#train-net2", "preact");
+  await page.selectOption("#train-net3", "densenet_bc40_12");
   await page.fill("#train-iterations", "16");
   await page.click("#train-start");
   await page.waitForFunction(() => {
@@ -362,8 +363,8 @@ try {
   }, null, { timeout: TIMEOUT, polling: 500 });
   const family = await page.evaluate(() => Object.values(window.__observed.nets).map((n) => ({ name: n.info.name, arch: n.info.arch, loss: n.loss.filter((v) => v != null) })));
   const captions = await page.evaluate(() => [...document.querySelectorAll("#heatmaps figcaption, .heatmap-caption")].map((c) => c.textContent));
-  check(family.map((n) => n.arch).join() === "resnet20,plain20,preact_resnet20" && family.every((n) => n.name === n.arch), `family run: ${family.map((n) => n.arch).join(", ")} side by side, each named by its architecture`);
-  check(captions.length === 3 && captions.some((c) => c.includes("pre-act ResNet-20")), `three heatmaps, captioned ${captions.map((c) => c.split(" — ")[0].trim()).join(" / ")}`);
+  check(family.map((n) => n.arch).join() === "resnet20,preact_resnet20,densenet_bc40_12" && family.every((n) => n.name === n.arch), `family run: ${family.map((n) => n.arch).join(", ")} side by side, each named by its architecture`);
+  check(captions.length === 3 && captions.some((c) => c.includes("pre-act ResNet-20")) && captions.some((c) => c.includes("DenseNet-BC-40 (k=12)")), `three heatmaps, captioned ${captions.map((c) => c.split(" — ")[0].trim()).join(" / ")}`);
   for (const n of family) {
     const [a, b] = [mean(n.loss.slice(0, 4)), mean(n.loss.slice(-4))];
     check(n.loss.length === 16 && n.loss.every(Number.isFinite) && b < a, `${n.arch}: loss fell over ${n.loss.length} steps, ${a.toFixed(3)} → ${b.toFixed(3)}`);

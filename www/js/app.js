@@ -23,6 +23,18 @@ $("tta-select").addEventListener("change", async (e) => {
 // ---------- images ----------
 async function setImageBytes(bytes, type) {
   state.image = { kind: "bytes", bytes };
+  // The wasm package decodes JPEG, PNG, WebP and GIF; the browser decodes BMP for it.
+  if (type === "image/bmp" || (bytes.byteLength > 2 && new TextDecoder().decode(new Uint8Array(bytes, 0, 2)) === "BM")) {
+    try {
+      const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/bmp" }));
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const context = canvas.getContext("2d");
+      context.drawImage(bitmap, 0, 0);
+      state.image = { kind: "pixels", imageData: context.getImageData(0, 0, bitmap.width, bitmap.height) };
+    } catch {
+      // Not a BMP the browser can read: the crate names the problem.
+    }
+  }
   const preview = $("preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(new Blob([bytes], { type: type || "application/octet-stream" }));

@@ -153,6 +153,31 @@ impl DenseNetConfig {
         plan
     }
 
+    /// Elements per image a training step keeps for the backward pass, counted like the
+    /// ResNets' conv outputs: each layer's BN-ReLU input (a fresh concatenation of `cin`
+    /// channels: the memory grows with the square of the block's depth), its bottleneck and
+    /// its k new maps; each transition's input.
+    pub fn activations(&self, input_size: usize) -> u64 {
+        let (k, width) = (self.growth_rate, self.bn_size * self.growth_rate);
+        let mut size = match self.stem {
+            Stem::ImageNet => ((input_size + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1,
+            Stem::Cifar => input_size,
+        };
+        let mut total = (self.num_init_features * size * size) as u64;
+        let plan = self.channel_plan();
+        for (i, &(input, out)) in plan.iter().enumerate() {
+            for j in 0..self.block_config[i] {
+                let cin = input + j * k;
+                total += ((cin + width + k) * size * size) as u64;
+            }
+            if i + 1 < plan.len() {
+                total += (out * size * size) as u64;
+                size /= 2;
+            }
+        }
+        total
+    }
+
     /// Parameters and multiply-adds of one `input_size`x`input_size` image.
     pub fn stats(&self, input_size: usize) -> ModelStats {
         let (k, width) = (self.growth_rate, self.bn_size * self.growth_rate);

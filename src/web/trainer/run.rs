@@ -181,7 +181,7 @@ impl Trainer {
                 let normalization = t.config().normalization.clone();
                 let limit = limit.or(s.cadence.eval_limit);
                 (
-                    t.model(),
+                    t.resnet().map_err(train_error)?,
                     normalization,
                     limit,
                     s.cadence.eval_batch,
@@ -216,7 +216,11 @@ impl Trainer {
             let (model, normalization, device) = {
                 let s = session.try_borrow().map_err(|_| busy())?;
                 let t = &s.nets[index].trainer;
-                (t.model(), t.config().normalization.clone(), t.device())
+                (
+                    t.resnet().map_err(train_error)?,
+                    t.config().normalization.clone(),
+                    t.device(),
+                )
             };
             let report = gradient_correlation(
                 &model,

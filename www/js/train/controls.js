@@ -23,6 +23,8 @@ const NET_CHOICES = [
   ["wrn16_2", "Wide ResNet-16-2 (2.5× ResNet-20's work)"],
   ["wrn16_4", "Wide ResNet-16-4 (10×)"],
   ["resnext29_8x4d", "ResNeXt-29, 8×4d (6×)"],
+  ["densenet_bc40_12", "DenseNet-BC-40, k = 12 (1.8×)"],
+  ["densenet_bc100_12", "DenseNet-BC-100, k = 12 (7×)"],
 ];
 NET_SELECTS.forEach((id, i) => {
   const choices = i === 2 ? [["", "(none)"], ...NET_CHOICES] : NET_CHOICES;

@@ -37,13 +37,16 @@ function pretty(arch) {
   const m = /^(resnet|plain|preact_resnet)(\d+)$/.exec(a);
   const wrn = /^wrn(\d+)_(\d+)$/.exec(a);
   const resnext = /^resnext(\d+)_(\d+x\d+d)$/.exec(a);
+  const dense = /^densenet_bc(\d+)_(\d+)$/.exec(a);
   const name = m
     ? `${{ resnet: "ResNet", plain: "plain", preact_resnet: "pre-act ResNet" }[m[1]]}-${m[2]}`
     : wrn
       ? `WRN-${wrn[1]}-${wrn[2]}`
       : resnext
         ? `ResNeXt-${resnext[1]} (${resnext[2]})`
-        : a;
+        : dense
+          ? `DenseNet-BC-${dense[1]} (k=${dense[2]})`
+          : a;
   return plain ? `plain ${name}` : name;
 }
 
