@@ -24,7 +24,7 @@ impl Trainer {
     ) -> Result<EvalReport, TrainError> {
         let device = self.device.clone().inner();
         evaluate_views(
-            &self.model().into(),
+            &self.model(),
             &self.config.normalization,
             data,
             limit,

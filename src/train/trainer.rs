@@ -217,7 +217,7 @@ impl Trainer {
     /// A model card for the network as it is now.
     pub fn card(&self, description: Option<String>) -> ModelCard {
         ModelCard {
-            config: self.config.model.clone().into(),
+            config: self.config.model.clone(),
             labels: Some(self.classes.clone()),
             normalization: self.config.normalization.clone(),
             input_size: 32,
