@@ -343,3 +343,35 @@ fn import_refuses_weights_for_another_architecture() {
     );
     assert!(!out.exists(), "nothing is written for a refused import");
 }
+
+/// `resnet import` writes ImageNet's class names into a 1000-class card (the browser package
+/// does not embed them), and keeps the labels a 10-class file has none of.
+#[test]
+fn import_names_the_imagenet_classes() {
+    use resnet::io::{ModelCard, Precision, WeightsFile};
+    let dir = std::env::temp_dir().join(format!("resnet-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = resnet::model::arch::parse("resnet18").unwrap();
+    let model = config.init(&burn::tensor::Device::flex());
+    let bare = dir.join("bare.bpk");
+    resnet::io::save(
+        &model,
+        &ModelCard::for_config(config),
+        &bare,
+        Precision::F16,
+    )
+    .unwrap();
+    let out = dir.join("named.bpk");
+    ok(&[
+        "import",
+        bare.to_str().unwrap(),
+        "--arch",
+        "resnet18",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let card = WeightsFile::open(&out).unwrap().card.unwrap();
+    let labels = card.labels.unwrap();
+    assert_eq!((labels.len(), labels[0].as_str()), (1000, "tench"));
+    std::fs::remove_dir_all(&dir).ok();
+}

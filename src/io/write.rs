@@ -113,21 +113,17 @@ fn pack(tensors: Vec<PackTensor>, card: &ModelCard) -> Result<Vec<u8>, WeightsEr
 /// an enum's variant (as in [crate::model::Network]) is no part of the path.
 #[derive(Default)]
 struct ParamList {
-    path: Vec<String>,
+    path: crate::model::network::ModulePath,
     items: Vec<(String, u64, Vec<usize>, Tensor<1>)>,
 }
 
 impl ModuleVisitor for ParamList {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -135,6 +131,6 @@ impl ModuleVisitor for ParamList {
         let shape = tensor.dims().to_vec();
         let flat = tensor.reshape([shape.iter().product::<usize>()]);
         self.items
-            .push((self.path.join("."), param.id.val(), shape, flat));
+            .push((self.path.joined(), param.id.val(), shape, flat));
     }
 }

@@ -216,10 +216,31 @@ impl NetConfig {
     }
 }
 
-/// Whether a module visitor's container is [Network]'s variant, which is no part of a
-/// tensor's path (in weights files, snapshots, momentum buffers and layer names).
-pub fn is_variant(container_type: &str) -> bool {
-    container_type.starts_with("Enum:")
+/// A module visitor's position in the tree, as the tensor paths of weights files, snapshots,
+/// momentum buffers and layer names spell it: [Network]'s variant is no part of it, so a
+/// ResNet's paths are the same whether it is held alone or in a [Network].
+#[derive(Debug, Default, Clone)]
+pub struct ModulePath(pub Vec<String>);
+
+impl ModulePath {
+    /// `ModuleVisitor::enter_module` / `ModuleMapper::enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.push(name.to_string());
+        }
+    }
+
+    /// `exit_module`.
+    pub fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.pop();
+        }
+    }
+
+    /// `conv1.weight`, `layer2.0.bn1.gamma`.
+    pub fn joined(&self) -> String {
+        self.0.join(".")
+    }
 }
 
 /// The Inception-ResNet module a [Network] holds: the real one natively; in the browser

@@ -66,7 +66,7 @@ impl Sgd {
             sgd: self,
             grads: &mut grads,
             lr,
-            path: Vec::new(),
+            path: Default::default(),
         };
         module.map(&mut mapper)
     }
@@ -76,20 +76,16 @@ struct SgdMapper<'a> {
     sgd: &'a mut Sgd,
     grads: &'a mut GradientsParams,
     lr: f64,
-    path: Vec<String>,
+    path: crate::model::network::ModulePath,
 }
 
 impl ModuleMapper for SgdMapper<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -110,7 +106,7 @@ impl ModuleMapper for SgdMapper<'_> {
         } else {
             grad
         };
-        let path = self.path.join(".");
+        let path = self.path.joined();
         let update = if config.momentum != 0.0 {
             let velocity = match self.sgd.velocity.remove(&path) {
                 Some(v) => v.reshape(dims) * config.momentum + grad.clone(),

@@ -177,23 +177,19 @@ impl TrainerState {
 fn parameter_counts(model: &crate::model::Network) -> BTreeMap<String, usize> {
     #[derive(Default)]
     struct Counter {
-        path: Vec<String>,
+        path: crate::model::network::ModulePath,
         counts: BTreeMap<String, usize>,
     }
     impl ModuleVisitor for Counter {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            if !crate::model::network::is_variant(container_type) {
-                self.path.push(name.to_string());
-            }
+            self.path.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if !crate::model::network::is_variant(container_type) {
-                self.path.pop();
-            }
+            self.path.exit(container_type);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let count = param.shape().num_elements();
-            self.counts.insert(self.path.join("."), count);
+            self.counts.insert(self.path.joined(), count);
         }
     }
     let mut counter = Counter::default();

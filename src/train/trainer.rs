@@ -43,29 +43,25 @@ pub(super) struct Layer {
 /// The weight tensors of convolutions and the classifier, input to output.
 #[derive(Default)]
 struct LayerCollector {
-    path: Vec<String>,
+    path: crate::model::network::ModulePath,
     layers: Vec<Layer>,
 }
 
 impl ModuleVisitor for LayerCollector {
-    // [Network]'s variant is no part of a layer's name.
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !crate::model::network::is_variant(container_type) {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let is_weight = self.path.last().is_some_and(|p| p == "weight");
-        let is_shortcut = self.path.iter().any(|p| p == "downsample");
+        let path = &self.path.0;
+        let is_weight = path.last().is_some_and(|p| p == "weight");
+        let is_shortcut = path.iter().any(|p| p == "downsample");
         if is_weight && (D == 4 || D == 2) && !is_shortcut {
-            let name = self.path[..self.path.len() - 1].join(".");
+            let name = path[..path.len() - 1].join(".");
             self.layers.push(Layer {
                 name,
                 id: param.id,
