@@ -132,8 +132,14 @@ pub fn options(data: &[u8]) {
     let config = RunSpec::from_json(text).and_then(|spec| {
         let model = spec.model(10).map_err(|e| e.to_string())?;
         let config = spec.train_config(model, train_len, Normalization::CIFAR10)?;
-        check_batch_memory(&config.model, config.batch_size, 3 << 30, "the fuzz budget")
-            .map_err(|e| e.to_string())?;
+        check_batch_memory(
+            &config.model,
+            config.input_size,
+            config.batch_size,
+            3 << 30,
+            "the fuzz budget",
+        )
+        .map_err(|e| e.to_string())?;
         let cadence = Cadence::from_spec(&spec, train_len);
         for step in [0, 1, cadence.iterations / 2, cadence.iterations] {
             let _ = config.lr.lr(step);

@@ -22,6 +22,7 @@ fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainCo
             std: [0.25; 3],
         },
         freeze_backbone: false,
+        input_size: 32,
     }
 }
 
@@ -366,8 +367,8 @@ fn a_batch_over_the_memory_budget_is_refused_with_the_largest_that_fits() {
     use resnet::train::check_batch_memory;
     let model = resnet::model::arch::parse("resnet20").unwrap().into();
     let budget = resnet::model::training_bytes(&model, 32, 10);
-    assert!(check_batch_memory(&model, 10, budget, "the test budget").is_ok());
-    let message = check_batch_memory(&model, 64, budget, "the test budget")
+    assert!(check_batch_memory(&model, 32, 10, budget, "the test budget").is_ok());
+    let message = check_batch_memory(&model, 32, 64, budget, "the test budget")
         .unwrap_err()
         .to_string();
     assert!(
@@ -375,7 +376,7 @@ fn a_batch_over_the_memory_budget_is_refused_with_the_largest_that_fits() {
         "{message}"
     );
     assert!(message.ends_with("use a batch of 10 or less"), "{message}");
-    let message = check_batch_memory(&model, 8, 1000, "a tiny budget")
+    let message = check_batch_memory(&model, 32, 8, 1000, "a tiny budget")
         .unwrap_err()
         .to_string();
     assert!(message.contains("even one image does not fit"), "{message}");

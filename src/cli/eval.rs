@@ -24,9 +24,11 @@ pub struct EvalArgs {
     weights: PathBuf,
     #[command(flatten)]
     data: DataArgs,
-    /// Test-time views: center or ten-crop (4-pixel padding, corners, center, flips).
-    #[arg(long, default_value = "center")]
-    crop: TestView,
+    /// Test-time views, comma-separated or `all`: center, ten-crop (corners, center, flips;
+    /// CIFAR-sized images padded by 4 first) and multi-scale (full-size images only: shorter
+    /// side 224, 256, 384, 480 and 640, and flips).
+    #[arg(long, default_value = "center", value_parser = parse_views)]
+    crop: Vec<TestView>,
     /// Evaluate at most this many test images.
     #[arg(long)]
     limit: Option<usize>,
@@ -37,10 +39,36 @@ pub struct EvalArgs {
     device: DeviceArgs,
 }
 
+/// `center`, `ten-crop,multi-scale`, `all`, …
+fn parse_views(text: &str) -> Result<Vec<TestView>, String> {
+    if text == "all" {
+        return Ok(vec![
+            TestView::Center,
+            TestView::TenCrop,
+            TestView::MultiScale,
+        ]);
+    }
+    text.split(',').map(|v| v.trim().parse()).collect()
+}
+
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
-    let data = args.data.load()?;
     let device = args.device.device.device().map_err(Error::Device)?;
     let (model, card) = load_model(&args.weights, &args.model, &device)?;
+    // A streamed set is cut at the model's input size; 32x32 data must be what it takes.
+    let data = args
+        .data
+        .load()?
+        .with_views(card.input_size, Default::default());
+    if data.test.image_size() != card.input_size {
+        return Err(Error::Other(format!(
+            "{} takes {1}x{1} images but {2} holds {3}x{3} ones: evaluate it on full-size \
+             images (--data imagenet:DIR)",
+            card.config.name(),
+            card.input_size,
+            data.description,
+            data.test.image_size()
+        )));
+    }
     if card.config.num_classes() != data.test.classes().len() {
         return Err(Error::Other(format!(
             "{}: the model has {} classes, the data {}",
@@ -49,34 +77,43 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
             data.test.classes().len()
         )));
     }
-    let report = pollster::block_on(crate::train::evaluate::evaluate_views(
-        &model,
-        &card.normalization,
-        &data.test,
-        args.limit,
-        128,
-        args.crop,
-        &device,
-    ))
-    .map_err(|e| Error::Other(e.to_string()))?;
-    if args.json {
-        let mut value = serde_json::to_value(&report).expect("report serialises");
-        value["classes"] = serde_json::json!(data.test.classes());
-        value["crop"] = format!("{:?}", args.crop).into();
-        println!("{value}");
-        return Ok(());
+    for &view in &args.crop {
+        let report = pollster::block_on(crate::train::evaluate::evaluate_views(
+            &model,
+            &card.normalization,
+            &data.test,
+            args.limit,
+            128,
+            view,
+            &device,
+        ))
+        .map_err(|e| Error::Other(e.to_string()))?;
+        if args.json {
+            let mut value = serde_json::to_value(&report).expect("report serialises");
+            value["classes"] = serde_json::json!(data.test.classes());
+            value["crop"] = format!("{view:?}").into();
+            println!("{value}");
+            continue;
+        }
+        println!(
+            "{} on {} ({} images, {view:?}): top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
+            card.config.name(),
+            data.description,
+            report.images,
+            report.top1_error * 100.0,
+            report.top5_error * 100.0,
+            report.loss
+        );
+        if report.skipped > 0 {
+            println!(
+                "{} images could not be decoded and were left out",
+                report.skipped
+            );
+        }
+        if args.crop.len() == 1 {
+            print_confusion(&data.test.classes(), &report.confusion);
+        }
     }
-    println!(
-        "{} on {} ({} images, {:?}): top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
-        card.config.name(),
-        data.description,
-        report.images,
-        args.crop,
-        report.top1_error * 100.0,
-        report.top5_error * 100.0,
-        report.loss
-    );
-    print_confusion(&data.test.classes(), &report.confusion);
     Ok(())
 }
 

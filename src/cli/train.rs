@@ -17,10 +17,14 @@ use crate::train::{RunSpec, TrainConfig};
 /// `--data`: where the images come from.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// synthetic (the embedded Shapes), cifar10:DIR, cifar100:DIR or folder:DIR
-    /// [default: synthetic, or the --spec's data].
+    /// synthetic (the embedded Shapes), cifar10:DIR, cifar100:DIR, folder:DIR (shrunk to
+    /// 32x32) or imagenet:DIR (full size, streamed: train/<wnid>/ and val/<wnid>/ or a flat
+    /// val/ with val_labels.txt) [default: synthetic, or the --spec's data].
     #[arg(long)]
     data: Option<String>,
+    /// imagenet:DIR only: threads decoding and augmenting images [default: one per core].
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Shapes only: training images [default: 50000].
     #[arg(long)]
     train_size: Option<usize>,
@@ -48,9 +52,10 @@ impl DataArgs {
         Ok(spec)
     }
 
-    /// Reads the data.
+    /// Reads the data (opens a streamed set).
     pub fn load(&self) -> Result<LoadedData, Error> {
-        folder::load(&self.spec(&DataSpec::default())?).map_err(|e| Error::Other(e.to_string()))
+        folder::load_with(&self.spec(&DataSpec::default())?, self.workers)
+            .map_err(|e| Error::Other(e.to_string()))
     }
 }
 
@@ -72,9 +77,17 @@ pub struct TrainArgs {
     plain: bool,
     #[command(flatten)]
     data: DataArgs,
-    /// Defaults of the schedule and warm-up: paper-cifar or custom.
+    /// A recipe by name: its batch, schedule, length and regularisation become the defaults
+    /// (paper-cifar when absent; the ImageNet recipes scale the rate with the batch).
     #[arg(long, value_enum)]
     recipe: Option<Recipe>,
+    /// Side of the square training crop of full-size images [default: 224].
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Augmentation of full-size images [default: scale for paper-imagenet, else
+    /// random-resized-crop].
+    #[arg(long, value_enum)]
+    augmentation: Option<crate::data::augment::Augmentation>,
     /// Iterations in total [default: the paper's 182 epochs, scaled to the data and batch].
     #[arg(long, conflicts_with = "epochs")]
     iterations: Option<usize>,
@@ -151,9 +164,10 @@ impl TrainArgs {
                 *field = v;
             }
         }
+        // A recipe's defaults under the flags; a spec file keeps its own values.
         let mut spec = match &self.spec {
             Some(path) => read_spec(path)?,
-            None => RunSpec::default(),
+            None => RunSpec::for_recipe(self.recipe.unwrap_or_default()),
         };
         if let Some(arch) = &self.model.arch {
             spec.arch = arch.clone();
@@ -163,6 +177,8 @@ impl TrainArgs {
         spec.plain |= self.plain;
         spec.data = self.data.spec(&spec.data)?;
         set(&mut spec.recipe, self.recipe);
+        spec.image_size = self.image_size.or(spec.image_size);
+        spec.augmentation = self.augmentation.or(spec.augmentation);
         if self.iterations.is_some() || self.epochs.is_some() {
             spec.iterations = self.iterations;
             spec.epochs = self.epochs;
@@ -217,7 +233,12 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         return Ok(());
     }
     let out = args.out.clone().expect("clap requires --out");
-    let data = folder::load(&spec.data).map_err(|e| Error::Other(e.to_string()))?;
+    let data = folder::load_with(&spec.data, args.data.workers)
+        .map_err(|e| Error::Other(e.to_string()))?
+        .with_views(
+            spec.image_size().map_err(Error::Other)?,
+            spec.augmentation(),
+        );
     let classes = data.train.classes().len();
     if args.model.classes.is_some_and(|c| c != classes) {
         return Err(Error::Other(format!(
@@ -226,7 +247,13 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
         )));
     }
     let model = spec.model(classes)?;
-    let normalization = data.train.channel_statistics(5_000);
+    // Full-size images take ImageNet's statistics (the first images of a sorted folder are
+    // all one class); CIFAR-sized data its own.
+    let normalization = if data.train.image_size() == 32 {
+        data.train.channel_statistics(5_000)
+    } else {
+        crate::io::Normalization::IMAGENET
+    };
     let config = spec
         .train_config(model, data.train.len(), normalization)
         .map_err(Error::Other)?;
@@ -284,6 +311,7 @@ fn check_memory(config: &TrainConfig, batch: usize) -> Result<(), Error> {
     };
     crate::train::check_batch_memory(
         &config.model,
+        config.input_size,
         batch,
         available / 10 * 9,
         "the memory available",

@@ -1,9 +1,24 @@
 //! The paper's CIFAR augmentation on device tensors: 4-pixel zero padding, a random 32x32
-//! crop and a random horizontal flip, per image, as one gather.
+//! crop and a random horizontal flip, per image, as one gather; and the choice of
+//! augmentation for full-size images (cut on the CPU by the ImageNet loader).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
+
+/// How full-size training images are augmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Augmentation {
+    /// torchvision's RandomResizedCrop (8–100% of the area, aspect 3/4–4/3) + flip.
+    #[default]
+    RandomResizedCrop,
+    /// Section 3.4 of the paper: shorter side uniform in [256, 480] (for a 224 crop; scaled
+    /// with the crop), a random crop, flip, and AlexNet's PCA colour lighting.
+    Scale,
+}
 
 /// Where each image of a batch is cropped and whether it is mirrored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Labelled CIFAR-sized images from any source, and the seeded order they are visited in.
+//! Labelled images from any source (CIFAR-sized ones in memory, full-size ones streamed from
+//! an ImageNet-layout folder), and the seeded order they are visited in.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,13 +9,16 @@ use super::rng::Rng;
 use super::synthetic::{self, Shapes};
 use crate::io::Normalization;
 
-/// A set of labelled 32x32 RGB images.
+/// A set of labelled RGB images.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dataset {
     /// The embedded generated shapes, rendered on demand.
     Shapes(Shapes),
-    /// Images in memory (CIFAR batches, an image folder, a dropped dataset).
+    /// 32x32 images in memory (CIFAR batches, an image folder, a dropped dataset).
     Images(ImageSet),
+    /// Full-size images decoded from disk as they are needed (natively).
+    #[cfg(not(target_family = "wasm"))]
+    Files(super::imagenet::FileSet),
 }
 
 impl Dataset {
@@ -23,6 +27,26 @@ impl Dataset {
         match self {
             Dataset::Shapes(s) => s.len,
             Dataset::Images(set) => set.len(),
+            #[cfg(not(target_family = "wasm"))]
+            Dataset::Files(files) => files.len(),
+        }
+    }
+
+    /// Side of the square images [Dataset::batch] returns: 32, or a streamed set's view size.
+    pub fn image_size(&self) -> usize {
+        match self {
+            #[cfg(not(target_family = "wasm"))]
+            Dataset::Files(files) => files.size,
+            _ => 32,
+        }
+    }
+
+    /// The streamed full-size images, if this is such a set.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn files(&self) -> Option<&super::imagenet::FileSet> {
+        match self {
+            Dataset::Files(files) => Some(files),
+            _ => None,
         }
     }
 
@@ -36,6 +60,8 @@ impl Dataset {
         match self {
             Dataset::Shapes(_) => synthetic::CLASSES.iter().map(|s| s.to_string()).collect(),
             Dataset::Images(set) => set.classes.clone(),
+            #[cfg(not(target_family = "wasm"))]
+            Dataset::Files(files) => files.classes.to_vec(),
         }
     }
 
@@ -44,21 +70,50 @@ impl Dataset {
         match self {
             Dataset::Shapes(s) => s.label(index),
             Dataset::Images(set) => set.labels[index] as usize,
+            #[cfg(not(target_family = "wasm"))]
+            Dataset::Files(files) => files.label(index),
         }
     }
 
-    /// Planar RGB bytes of the images at `indices`, NCHW, and their labels.
+    /// Planar RGB bytes of the images at `indices`, NCHW, and their labels: square images
+    /// of [Dataset::image_size] (a streamed set's center views).
     pub fn batch(&self, indices: &[usize]) -> (Vec<u8>, Vec<usize>) {
+        #[cfg(not(target_family = "wasm"))]
+        if let Dataset::Files(files) = self {
+            return files.center_batch(indices);
+        }
         let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             match self {
                 Dataset::Shapes(s) => pixels.extend_from_slice(&s.render(i)),
                 Dataset::Images(set) => pixels.extend_from_slice(set.image(i)),
+                #[cfg(not(target_family = "wasm"))]
+                Dataset::Files(_) => unreachable!("returned above"),
             }
             labels.push(self.label(i));
         }
         (pixels, labels)
+    }
+
+    /// All images as a 32x32 [ImageSet] (renders the shapes; a streamed set's center views).
+    pub fn to_image_set(&self) -> ImageSet {
+        match self {
+            Dataset::Images(set) => set.clone(),
+            _ => {
+                let all: Vec<usize> = (0..self.len()).collect();
+                let (pixels, labels) = match self {
+                    #[cfg(not(target_family = "wasm"))]
+                    Dataset::Files(files) => files.resized(32).center_batch(&all),
+                    _ => self.batch(&all),
+                };
+                ImageSet {
+                    labels: labels.into_iter().map(|l| l as u32).collect(),
+                    pixels,
+                    classes: self.classes(),
+                }
+            }
+        }
     }
 
     /// Per-channel mean and standard deviation (on the [0, 1] scale) of the first
@@ -68,8 +123,9 @@ impl Dataset {
         let (pixels, _) = self.batch(&(0..count.min(self.len())).collect::<Vec<_>>());
         let mut sum = [0f64; 3];
         let mut squares = [0f64; 3];
-        for image in pixels.chunks_exact(PIXELS) {
-            for (c, plane) in image.chunks_exact(PIXELS / 3).enumerate() {
+        let image_len = 3 * self.image_size() * self.image_size();
+        for image in pixels.chunks_exact(image_len) {
+            for (c, plane) in image.chunks_exact(image_len / 3).enumerate() {
                 for &v in plane {
                     let v = v as f64 / 255.0;
                     sum[c] += v;
@@ -83,21 +139,6 @@ impl Dataset {
         Normalization {
             mean: mean.map(|m| m as f32),
             std,
-        }
-    }
-
-    /// All images as an [ImageSet] (renders the shapes; used to export or split them).
-    pub fn to_image_set(&self) -> ImageSet {
-        match self {
-            Dataset::Images(set) => set.clone(),
-            Dataset::Shapes(_) => {
-                let (pixels, labels) = self.batch(&(0..self.len()).collect::<Vec<_>>());
-                ImageSet {
-                    labels: labels.into_iter().map(|l| l as u32).collect(),
-                    pixels,
-                    classes: self.classes(),
-                }
-            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Image folders (one sub-folder per class, JPEG/PNG/…), resized to 32x32 for CIFAR-sized
-//! training, and the CIFAR binary directories, read from disk.
+//! training, the CIFAR binary directories, and ImageNet-layout folders opened for streaming
+//! ([super::imagenet]), read from disk.
 
 use std::path::{Path, PathBuf};
 
@@ -45,8 +46,30 @@ pub struct LoadedData {
     pub description: String,
 }
 
-/// Reads (or, for Shapes, builds) the data a [DataSpec] names.
+impl LoadedData {
+    /// A streamed set's training crops and center views at `size`, augmented as
+    /// `augmentation` says (CIFAR-sized data is unchanged: its size is 32).
+    pub fn with_views(self, size: usize, augmentation: super::augment::Augmentation) -> Self {
+        let view = |data: Dataset| match data {
+            Dataset::Files(files) => Dataset::Files(files.resized(size).augmented(augmentation)),
+            other => other,
+        };
+        Self {
+            train: view(self.train),
+            test: view(self.test),
+            description: self.description,
+        }
+    }
+}
+
+/// Reads (or, for Shapes, builds) the data a [DataSpec] names; an ImageNet folder is opened
+/// for streaming with a decoding thread per core.
 pub fn load(spec: &DataSpec) -> Result<LoadedData, DataError> {
+    load_with(spec, 0)
+}
+
+/// [load], with `workers` threads decoding a streamed dataset (all cores if 0).
+pub fn load_with(spec: &DataSpec, workers: usize) -> Result<LoadedData, DataError> {
     if let Some((train, test)) = spec.shapes().map_err(DataError::Spec)? {
         return Ok(LoadedData {
             train,
@@ -58,6 +81,7 @@ pub fn load(spec: &DataSpec) -> Result<LoadedData, DataError> {
         DataSpec::Cifar10 { dir } => ("cifar10", dir),
         DataSpec::Cifar100 { dir } => ("cifar100", dir),
         DataSpec::Folder { dir } => ("folder", dir),
+        DataSpec::ImageNet { dir } => ("imagenet", dir),
         DataSpec::Shapes { .. } => unreachable!("built above"),
     };
     let dir = PathBuf::from(dir.as_ref().ok_or_else(|| {
@@ -65,22 +89,46 @@ pub fn load(spec: &DataSpec) -> Result<LoadedData, DataError> {
             "--data {kind} needs a directory: --data {kind}:DIR"
         ))
     })?);
+    if let DataSpec::ImageNet { .. } = spec {
+        let (train, test) = super::imagenet::open(&dir, workers)?;
+        let description = format!(
+            "ImageNet-layout {} ({} classes, {} train / {} val images)",
+            dir.display(),
+            train.classes.len(),
+            train.len(),
+            test.len()
+        );
+        return Ok(LoadedData {
+            train: Dataset::Files(train),
+            test: Dataset::Files(test),
+            description,
+        });
+    }
     let (train, test, description) = match spec {
         DataSpec::Folder { .. } => {
-            let (train, test) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
-                let train = read_folder(&dir.join("train"))?;
-                let test = read_folder(&dir.join("test"))?;
-                if train.classes != test.classes {
-                    return Err(DataError::Layout {
-                        path: dir.display().to_string(),
-                        reason: "train/ and test/ have different class folders".into(),
-                    });
-                }
-                (train, test)
-            } else {
-                // No test set given: hold out a random 10%.
-                read_folder(&dir)?.split(HELD_OUT, HELD_OUT_SEED)
-            };
+            // ImageNet's own names its test split val/.
+            let test_dir = ["test", "val"]
+                .map(|name| dir.join(name))
+                .into_iter()
+                .find(|d| d.is_dir());
+            let (train, test) =
+                if let Some(test_dir) = test_dir.filter(|_| dir.join("train").is_dir()) {
+                    let train = read_folder(&dir.join("train"))?;
+                    let test = read_folder(&test_dir)?;
+                    if train.classes != test.classes {
+                        return Err(DataError::Layout {
+                            path: dir.display().to_string(),
+                            reason: format!(
+                                "train/ and {}/ have different class folders",
+                                test_dir.file_name().unwrap_or_default().to_string_lossy()
+                            ),
+                        });
+                    }
+                    (train, test)
+                } else {
+                    // No test set given: hold out a random 10%.
+                    read_folder(&dir)?.split(HELD_OUT, HELD_OUT_SEED)
+                };
             let description = format!(
                 "folder {} ({} classes, {} train / {} test images)",
                 dir.display(),

@@ -83,6 +83,14 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if width as u64 * height as u64 > MAX_PIXELS {
         return Err(ImageError::TooLarge { width, height });
     }
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills a truncated scan with grey and reports nothing: a half-grey
+        // photo would be classified, or trained on, as if it were whole.
+        return Err(ImageError::Corrupt {
+            format: "JPEG".into(),
+            detail: "truncated: no end-of-image marker after the last scan".into(),
+        });
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     // RGBA16 of the largest accepted image, plus the decoder's own buffers.
@@ -90,6 +98,15 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     reader.limits(limits);
     let image = reader.decode().map_err(corrupt)?;
     Ok(image.into_rgb8())
+}
+
+/// Whether a JPEG's last scan (start-of-scan marker `FF DA`) is followed by the end-of-image
+/// marker `FF D9`: a download cut short has none. (An EXIF thumbnail carries its own pair of
+/// markers, earlier in the file.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_scan, end), (Some(scan), Some(end)) if end > scan)
 }
 
 /// Wraps RGBA pixels (a browser `ImageData`) as RGB, dropping alpha.
@@ -184,6 +201,24 @@ mod tests {
                 .starts_with("corrupt or truncated PNG image"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_not_filled_with_grey() {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .write_image(&[90u8; 48 * 32 * 3], 48, 32, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        assert!(decode(&jpeg).is_ok());
+        let err = decode(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err().to_string();
+        assert!(
+            err.contains("truncated JPEG") || err.contains("truncated: no end-of-image"),
+            "{err}"
+        );
+        // Bytes after the end-of-image marker (common in the wild) are fine.
+        let mut trailing = jpeg.clone();
+        trailing.extend_from_slice(b"trailing bytes");
+        assert!(decode(&trailing).is_ok());
     }
 
     /// A 20000x20000 PNG header is refused before a byte of its pixels is decoded.

@@ -10,6 +10,8 @@ pub mod fetch;
 pub mod folder;
 pub mod image;
 pub mod image_set;
+#[cfg(not(target_family = "wasm"))]
+pub mod imagenet;
 pub mod rng;
 pub mod spec;
 pub mod synthetic;

@@ -41,8 +41,17 @@ pub enum DataSpec {
         #[serde(default)]
         dir: Option<String>,
     },
-    /// A folder of class folders (`train/` + `test/`, or all images and a held-out 10%).
+    /// A folder of class folders (`train/` + `test/` or `val/`, or all images and a
+    /// held-out 10%), shrunk to 32x32 and held in memory.
     Folder {
+        /// The directory, when known.
+        #[serde(default)]
+        dir: Option<String>,
+    },
+    /// ImageNet's layout (`train/<wnid>/`, `val/<wnid>/` or a flat `val/` with a labels
+    /// file) at full size, streamed from disk (natively).
+    #[serde(rename = "imagenet")]
+    ImageNet {
         /// The directory, when known.
         #[serde(default)]
         dir: Option<String>,
@@ -68,7 +77,7 @@ impl Default for DataSpec {
 
 impl DataSpec {
     /// Parses `synthetic` / `shapes` (optionally `shapes:TRAIN` or `shapes:TRAIN:TEST`),
-    /// `cifar10:DIR`, `cifar100:DIR` or `folder:DIR`.
+    /// `cifar10:DIR`, `cifar100:DIR`, `folder:DIR` or `imagenet:DIR`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (kind, rest) = match text.split_once(':') {
             Some((kind, rest)) => (kind, Some(rest)),
@@ -94,8 +103,10 @@ impl DataSpec {
             "cifar10" => Ok(Self::Cifar10 { dir: dir() }),
             "cifar100" => Ok(Self::Cifar100 { dir: dir() }),
             "folder" => Ok(Self::Folder { dir: dir() }),
+            "imagenet" => Ok(Self::ImageNet { dir: dir() }),
             other => Err(format!(
-                "unknown data '{other}': expected synthetic, cifar10:DIR, cifar100:DIR or folder:DIR"
+                "unknown data '{other}': expected synthetic, cifar10:DIR, cifar100:DIR, \
+                 folder:DIR or imagenet:DIR"
             )),
         }
     }
@@ -151,6 +162,7 @@ impl DataSpec {
             Self::Cifar10 { dir } => format!("CIFAR-10{}", at(dir)),
             Self::Cifar100 { dir } => format!("CIFAR-100{}", at(dir)),
             Self::Folder { dir } => format!("an image folder{}", at(dir)),
+            Self::ImageNet { dir } => format!("ImageNet-layout images{}", at(dir)),
         }
     }
 }
@@ -175,8 +187,14 @@ mod tests {
                 dir: Some("/data/c10".into())
             }
         );
+        assert_eq!(
+            DataSpec::parse("imagenet:/data/in1k").unwrap(),
+            DataSpec::ImageNet {
+                dir: Some("/data/in1k".into())
+            }
+        );
         assert!(
-            DataSpec::parse("imagenet:x")
+            DataSpec::parse("imagenette:x")
                 .unwrap_err()
                 .contains("unknown data")
         );

@@ -10,7 +10,7 @@ use image::imageops::{FilterType, resize};
 use serde::{Deserialize, Serialize};
 
 use super::image::trim_to_aspect;
-use crate::io::ModelCard;
+use crate::io::{ModelCard, Normalization};
 use crate::model::Stem;
 
 /// Which test-time views to average.
@@ -58,11 +58,10 @@ struct Planar {
 }
 
 impl Planar {
-    fn from_rgb(image: &RgbImage, card: &ModelCard) -> Self {
+    fn from_rgb(image: &RgbImage, n: &Normalization) -> Self {
         let (width, height) = (image.width() as usize, image.height() as usize);
         let plane = width * height;
         let mut data = vec![0.0; 3 * plane];
-        let n = &card.normalization;
         for (i, pixel) in image.pixels().enumerate() {
             for c in 0..3 {
                 data[c * plane + i] = (pixel.0[c] as f32 / 255.0 - n.mean[c]) / n.std[c];
@@ -140,22 +139,30 @@ fn resize_shorter(image: &RgbImage, shorter: usize) -> RgbImage {
 /// Side the shorter edge is resized to before cropping: 256 for a 224 ImageNet crop (the
 /// paper's and torchvision's ratio), the crop itself for CIFAR nets.
 pub fn resize_size(card: &ModelCard) -> usize {
-    match card.config.stem() {
-        Stem::ImageNet => (card.input_size * 8).div_ceil(7),
-        Stem::Cifar => card.input_size,
+    resize_side(card.config.stem(), card.input_size)
+}
+
+fn resize_side(stem: Stem, crop: usize) -> usize {
+    match stem {
+        Stem::ImageNet => (crop * 8).div_ceil(7),
+        Stem::Cifar => crop,
     }
 }
 
 /// Shorter sides of the multi-scale test: the paper's {224, 256, 384, 480, 640} for ImageNet
 /// nets (scaled to the crop size), {32, 40, 48} for CIFAR nets.
 pub fn multi_scales(card: &ModelCard) -> Vec<usize> {
-    let ratios: &[f64] = match card.config.stem() {
+    scales(card.config.stem(), card.input_size)
+}
+
+fn scales(stem: Stem, crop: usize) -> Vec<usize> {
+    let ratios: &[f64] = match stem {
         Stem::ImageNet => &[224.0, 256.0, 384.0, 480.0, 640.0],
         Stem::Cifar => &[224.0, 280.0, 336.0],
     };
     ratios
         .iter()
-        .map(|r| (r / 224.0 * card.input_size as f64).round() as usize)
+        .map(|r| (r / 224.0 * crop as f64).round() as usize)
         .collect()
 }
 
@@ -188,10 +195,29 @@ pub fn ten_crop_padding(crop: usize) -> usize {
 
 /// The views of `image` for `mode`, as batches of equal-sized views.
 pub fn views(image: &RgbImage, card: &ModelCard, mode: TestView) -> Vec<ViewBatch> {
-    let crop = card.input_size;
+    views_at(
+        image,
+        &card.normalization,
+        card.config.stem(),
+        card.input_size,
+        mode,
+    )
+}
+
+/// [views] for a net of this `stem` and `crop` size, normalised by `normalization`.
+pub fn views_at(
+    image: &RgbImage,
+    normalization: &Normalization,
+    stem: Stem,
+    crop: usize,
+    mode: TestView,
+) -> Vec<ViewBatch> {
     match mode {
         TestView::Center | TestView::TenCrop => {
-            let planar = Planar::from_rgb(&resize_shorter(image, resize_size(card)), card);
+            let planar = Planar::from_rgb(
+                &resize_shorter(image, resize_side(stem, crop)),
+                normalization,
+            );
             // Without a margin the ten crops would all be the same: pad like training does.
             let planar =
                 if planar.height == crop && planar.width == crop && mode == TestView::TenCrop {
@@ -210,9 +236,9 @@ pub fn views(image: &RgbImage, card: &ModelCard, mode: TestView) -> Vec<ViewBatc
                 data,
             }]
         }
-        TestView::MultiScale => multi_scales(card)
+        TestView::MultiScale => scales(stem, crop)
             .into_iter()
-            .map(|scale| Planar::from_rgb(&resize_shorter(image, scale), card).with_flip())
+            .map(|scale| Planar::from_rgb(&resize_shorter(image, scale), normalization).with_flip())
             .collect(),
     }
 }

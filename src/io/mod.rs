@@ -8,7 +8,7 @@ pub mod npy;
 mod weights;
 mod write;
 
-pub use card::{ModelCard, Normalization};
+pub use card::{MAX_INPUT_SIZE, MIN_INPUT_SIZE, ModelCard, Normalization};
 pub(crate) use weights::CARD_KEY;
 pub use weights::{Precision, WeightsError, WeightsFile, WeightsFormat};
 pub use write::{read_tensors, to_bytes_async};

@@ -30,9 +30,17 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Input normalisation.
     pub normalization: Normalization,
+    /// Side of the square training images: 32 for CIFAR-sized data, 224 for ImageNet
+    /// (runs written before full-size training read as 32).
+    #[serde(default = "cifar_size")]
+    pub input_size: usize,
     /// Train the classifier only (fine-tuning): kept in snapshots so a restored run stays frozen.
     #[serde(default)]
     pub freeze_backbone: bool,
+}
+
+fn cifar_size() -> usize {
+    32
 }
 
 /// What one step measured.
@@ -69,6 +77,13 @@ pub struct EvalReport {
     pub top5_error: f32,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u32>>,
+    /// Images left out because they could not be decoded (streamed datasets).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why training stopped.
@@ -105,11 +120,12 @@ pub enum TrainError {
 /// the budget comes from, for the message.
 pub fn check_batch_memory(
     model: &NetConfig,
+    input_size: usize,
     batch: usize,
     budget: u64,
     limit: &str,
 ) -> Result<(), TrainError> {
-    let needed = |b| crate::model::training_bytes(model, 32, b);
+    let needed = |b| crate::model::training_bytes(model, input_size, b);
     if needed(batch) <= budget {
         return Ok(());
     }
@@ -132,8 +148,17 @@ impl TrainConfig {
         self.model.validate().map_err(|e| e.to_string())?;
         if let NetConfig::InceptionResNet(_) = self.model {
             return Err(format!(
-                "{} is trained at 299x299, not on this crate's 32x32 data: it classifies only",
+                "{} is not trained here: it classifies only",
                 self.model.name()
+            ));
+        }
+        let sizes = crate::io::MIN_INPUT_SIZE..=crate::io::MAX_INPUT_SIZE;
+        if !sizes.contains(&self.input_size) {
+            return Err(format!(
+                "training images of {0}x{0}: choose a side between {1} and {2}",
+                self.input_size,
+                sizes.start(),
+                sizes.end()
             ));
         }
         if self.batch_size == 0 {

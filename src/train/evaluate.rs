@@ -121,6 +121,19 @@ pub(crate) async fn evaluate_logits(
             "nothing to evaluate: the dataset is empty".into(),
         ));
     }
+    #[cfg(not(target_family = "wasm"))]
+    if let Some(files) = data.files() {
+        return super::evaluate_files::evaluate_files(
+            net,
+            normalization,
+            files,
+            total,
+            batch_size,
+            views,
+            device,
+        )
+        .await;
+    }
     if views == TestView::MultiScale {
         return Err(TrainError::Invalid(
             "multi-scale testing needs full-size images: use `resnet classify --views multi-scale`"
@@ -136,8 +149,7 @@ pub(crate) async fn evaluate_logits(
     };
     let crops = crop_origins(views, size + 2 * pad, size + 2 * pad, size);
     let classes = net.classes;
-    let mut confusion = vec![vec![0u32; classes]; classes];
-    let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+    let mut tally = Tally::new(classes);
     let indices: Vec<usize> = (0..total).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
         let n = chunk.len();
@@ -173,6 +185,41 @@ pub(crate) async fn evaluate_logits(
             });
         }
         let probabilities = probabilities.expect("at least one view") / crops.len() as f32;
+        tally.add(probabilities, &labels, device).await?;
+    }
+    Ok(tally.report(total))
+}
+
+/// Loss, hits and confusion summed over the batches of an evaluation.
+pub(crate) struct Tally {
+    classes: usize,
+    confusion: Vec<Vec<u32>>,
+    loss_sum: f64,
+    top1: usize,
+    top5: usize,
+}
+
+impl Tally {
+    /// Nothing counted yet, for `classes` classes.
+    pub(crate) fn new(classes: usize) -> Self {
+        Self {
+            classes,
+            confusion: vec![vec![0u32; classes]; classes],
+            loss_sum: 0.0,
+            top1: 0,
+            top5: 0,
+        }
+    }
+
+    /// Counts a batch of averaged class probabilities (`[n, classes]`) against `labels`;
+    /// one read-back.
+    pub(crate) async fn add(
+        &mut self,
+        probabilities: Tensor<2>,
+        labels: &[usize],
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let (n, classes) = (labels.len(), self.classes);
         let mut one_hot = vec![0.0f32; n * classes];
         for (i, &label) in labels.iter().enumerate() {
             one_hot[i * classes + label] = 1.0;
@@ -185,22 +232,28 @@ pub(crate) async fn evaluate_logits(
         let hits5 = rank.lower_elem(5.0).float().sum();
         let predictions = probabilities.argmax(1).float().reshape([n]);
         let values = read_f32(Tensor::cat(vec![loss, hits1, hits5, predictions], 0)).await?;
-        loss_sum += values[0] as f64 * n as f64;
-        top1 += values[1] as usize;
-        top5 += values[2] as usize;
+        self.loss_sum += values[0] as f64 * n as f64;
+        self.top1 += values[1] as usize;
+        self.top5 += values[2] as usize;
         for (label, predicted) in labels.iter().zip(&values[3..]) {
-            confusion[*label][*predicted as usize] += 1;
+            self.confusion[*label][*predicted as usize] += 1;
+        }
+        Ok(())
+    }
+
+    /// The report over `total` images.
+    pub(crate) fn report(self, total: usize) -> EvalReport {
+        let total_f = total.max(1) as f32;
+        EvalReport {
+            images: total,
+            loss: (self.loss_sum / total.max(1) as f64) as f32,
+            top1_error: 1.0 - self.top1 as f32 / total_f,
+            top5_error: 1.0 - self.top5 as f32 / total_f,
+            confusion: self.confusion,
+            skipped: 0,
         }
     }
-    Ok(EvalReport {
-        images: total,
-        loss: (loss_sum / total as f64) as f32,
-        top1_error: 1.0 - top1 as f32 / total as f32,
-        top5_error: 1.0 - top5 as f32 / total as f32,
-        confusion,
-    })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,8 @@
 //! - [`config`]: what defines a run and what a step or an evaluation measures.
 //! - [`schedule`]: the paper's learning-rate schedules and warm-up.
 //! - [`sgd`]: SGD with momentum and weight decay, state keyed by parameter path.
-//! - [`trainer`]: the step (one read-back); [`evaluate`]: test views and errors;
+//! - [`trainer`]: the step (one read-back); [`evaluate`]: test views and errors (of
+//!   full-size streamed images too, natively);
 //!   [`snapshot`]: save and restore a trainer.
 //! - [`recipe`]: the run spec, every default in one place; [`lineup`]: which nets train side
 //!   by side; [`session`]: the run loop
@@ -19,6 +20,8 @@ pub mod change;
 pub mod config;
 pub mod correlation;
 pub mod evaluate;
+#[cfg(not(target_family = "wasm"))]
+mod evaluate_files;
 pub mod events;
 pub mod finetune;
 #[cfg(not(target_family = "wasm"))]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::schedule::{ErrorWarmup, LrPolicy, Schedule, paper_cifar_iterations};
 use super::sgd::SgdConfig;
+use crate::data::augment::Augmentation;
 use crate::data::spec::DataSpec;
 use crate::io::Normalization;
 use crate::model::{NetConfig, ResNetConfig, ShortcutOption, StridePlacement};
@@ -41,8 +42,15 @@ pub struct RunSpec {
     pub batch_size: usize,
     /// Seeds the init, the data order and the augmentation.
     pub seed: u64,
-    /// 4-pixel pad + random 32x32 crop + horizontal flip (the paper's CIFAR augmentation).
+    /// Augment training images: 4-pixel pad + random 32x32 crop + horizontal flip on
+    /// CIFAR-sized data (the paper's), [RunSpec::augmentation] on full-size images.
     pub augment: bool,
+    /// How full-size (ImageNet-layout) training images are augmented [default: the paper's
+    /// scale augmentation for paper-imagenet, RandomResizedCrop otherwise].
+    pub augmentation: Option<Augmentation>,
+    /// Side of the square training crop of full-size images [default: 224]; CIFAR-sized
+    /// data is 32.
+    pub image_size: Option<usize>,
     /// Label smoothing ε (0 in the paper).
     pub label_smoothing: f64,
     /// Iterations of the run [default: the paper's 64k iterations for 45k images at batch
@@ -50,7 +58,7 @@ pub struct RunSpec {
     pub iterations: Option<usize>,
     /// Epochs of the run, instead of `iterations`.
     pub epochs: Option<usize>,
-    /// Steps between evaluations on the test set (and one at the end).
+    /// Steps between evaluations on the test set (and one at the end); 0: once per epoch.
     pub eval_every: usize,
     /// Evaluate on at most this many test images (all if absent).
     pub eval_limit: Option<usize>,
@@ -81,6 +89,8 @@ impl Default for RunSpec {
             batch_size: 128,
             seed: 0,
             augment: true,
+            augmentation: None,
+            image_size: None,
             label_smoothing: 0.0,
             iterations: None,
             epochs: None,
@@ -95,7 +105,9 @@ impl Default for RunSpec {
     }
 }
 
-/// Which defaults the schedule takes.
+/// A training recipe by name: the defaults of the schedule, the run's length and (through
+/// [RunSpec::for_recipe]) the batch and regularisation. ImageNet recipes scale the rate
+/// linearly with the batch (0.1 per 256 images, Goyal et al. 2017).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
@@ -103,8 +115,26 @@ pub enum Recipe {
     /// Section 4.2: ÷10 at 1/2 and 3/4 of the run, and the 0.01 warm-up for 110+ layers.
     #[default]
     PaperCifar,
+    /// Section 3.4: batch 256, lr 0.1 ÷10 when the validation error plateaus, 60×10⁴
+    /// iterations, scale augmentation with PCA lighting; evaluated once per epoch.
+    PaperImagenet,
+    /// torchvision's reference: 90 epochs, ÷10 every 30, batch 256, RandomResizedCrop.
+    TorchvisionV1,
+    /// "Bag of tricks" (He et al. 2019): 120 epochs of cosine after 5 warm-up epochs, label
+    /// smoothing 0.1, no weight decay on BN and biases, batch 256, RandomResizedCrop.
+    Modern,
     /// A constant rate and no warm-up unless asked for.
     Custom,
+}
+
+impl Recipe {
+    /// Whether this is one of the ImageNet recipes.
+    pub fn is_imagenet(self) -> bool {
+        matches!(
+            self,
+            Self::PaperImagenet | Self::TorchvisionV1 | Self::Modern
+        )
+    }
 }
 
 /// SGD hyper-parameters.
@@ -166,6 +196,9 @@ pub struct ScheduleSpec {
     pub gamma: f64,
     /// Warm-up iterations of the cosine schedule (0).
     pub warmup: usize,
+    /// Warm-up of the cosine schedule in epochs, instead of `warmup` [default: 5 for the
+    /// modern recipe].
+    pub warmup_epochs: Option<f64>,
     /// Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick)
     /// [default: on for 110+ layers with the paper-cifar recipe].
     pub error_warmup: Option<bool>,
@@ -183,6 +216,7 @@ impl Default for ScheduleSpec {
             every: None,
             gamma: 0.1,
             warmup: 0,
+            warmup_epochs: None,
             error_warmup: None,
             patience: 3,
             threshold: 0.01,
@@ -199,6 +233,48 @@ pub struct FineTuneSpec {
 }
 
 impl RunSpec {
+    /// The defaults of `recipe`: the default spec with the recipe's batch, label smoothing,
+    /// weight-decay exemptions and evaluation cadence. (Its schedule, length and rate are
+    /// resolved from `recipe` when the run starts, so a spec file that names a recipe gets them
+    /// too.)
+    pub fn for_recipe(recipe: Recipe) -> Self {
+        let mut spec = Self {
+            recipe,
+            ..Self::default()
+        };
+        if recipe.is_imagenet() {
+            spec.batch_size = 256;
+            spec.eval_every = 0;
+            spec.checkpoint_every = 1000;
+        }
+        if recipe == Recipe::Modern {
+            spec.label_smoothing = 0.1;
+            spec.optimizer.decay_bn_and_bias = false;
+        }
+        spec
+    }
+
+    /// Side of the square training images on this spec's data.
+    pub fn image_size(&self) -> Result<usize, String> {
+        match (&self.data, self.image_size) {
+            (DataSpec::ImageNet { .. }, size) => Ok(size.unwrap_or(224)),
+            (_, None | Some(32)) => Ok(32),
+            (data, Some(size)) => Err(format!(
+                "an image size of {size} needs full-size images (--data imagenet:DIR); {} is \
+                 32x32",
+                data.describe()
+            )),
+        }
+    }
+
+    /// The augmentation of full-size training images.
+    pub fn augmentation(&self) -> Augmentation {
+        self.augmentation.unwrap_or(match self.recipe {
+            Recipe::PaperImagenet => Augmentation::Scale,
+            _ => Augmentation::RandomResizedCrop,
+        })
+    }
+
     /// The network: `arch`, made plain if asked, with `classes` outputs. A DenseNet trains
     /// as it is (it has no shortcuts to remove or change); Inception-ResNet is not trained here.
     pub fn model(&self, classes: usize) -> Result<NetConfig, crate::Error> {
@@ -232,11 +308,17 @@ impl RunSpec {
         Ok(model)
     }
 
-    /// The base learning rate: given, or 0.1 (0.01 when fine-tuning a trained network).
+    /// The base learning rate: given, or 0.1 (0.01 when fine-tuning a trained network);
+    /// an ImageNet recipe's 0.1 is per 256 images, scaled linearly with the batch.
     pub fn base_lr(&self) -> f64 {
+        let scale = if self.recipe.is_imagenet() {
+            self.batch_size as f64 / 256.0
+        } else {
+            1.0
+        };
         self.optimizer
             .lr
-            .unwrap_or(if self.fine_tune.is_some() { 0.01 } else { 0.1 })
+            .unwrap_or(if self.fine_tune.is_some() { 0.01 } else { 0.1 } * scale)
     }
 
     /// Iterations of the run on `train_len` training images.
@@ -245,7 +327,23 @@ impl RunSpec {
         match (self.iterations, self.epochs) {
             (Some(i), _) => i,
             (None, Some(e)) => e.saturating_mul(per_epoch),
-            (None, None) => paper_cifar_iterations(train_len, self.batch_size),
+            (None, None) => match self.recipe {
+                // 60×10⁴ iterations of 256 images.
+                Recipe::PaperImagenet => 600_000 * 256 / self.batch_size.max(1),
+                Recipe::TorchvisionV1 => 90 * per_epoch,
+                Recipe::Modern => 120 * per_epoch,
+                Recipe::PaperCifar | Recipe::Custom => {
+                    paper_cifar_iterations(train_len, self.batch_size)
+                }
+            },
+        }
+    }
+
+    /// Steps between evaluations on `train_len` images (`eval_every`, or one epoch if 0).
+    pub fn eval_every(&self, train_len: usize) -> usize {
+        match self.eval_every {
+            0 => (train_len / self.batch_size.max(1)).max(1),
+            every => every,
         }
     }
 
@@ -267,18 +365,25 @@ impl RunSpec {
         let per_epoch = (train_len / self.batch_size.max(1)).max(1);
         let kind = s.kind.unwrap_or(match self.recipe {
             Recipe::PaperCifar => ScheduleKind::Paper,
+            Recipe::PaperImagenet => ScheduleKind::Plateau,
+            Recipe::TorchvisionV1 => ScheduleKind::Step,
+            Recipe::Modern => ScheduleKind::Cosine,
             Recipe::Custom => ScheduleKind::Constant,
         });
+        let warmup_epochs = s
+            .warmup_epochs
+            .or((self.recipe == Recipe::Modern).then_some(5.0));
+        let warmup = match warmup_epochs {
+            Some(epochs) => (epochs * per_epoch as f64).round() as usize,
+            None => s.warmup,
+        };
         let schedule = match kind {
             ScheduleKind::Paper => Schedule::PaperCifar { total },
             ScheduleKind::Step => Schedule::Step {
                 every: s.every.unwrap_or(30 * per_epoch).max(1),
                 gamma: s.gamma,
             },
-            ScheduleKind::Cosine => Schedule::Cosine {
-                warmup: s.warmup,
-                total,
-            },
+            ScheduleKind::Cosine => Schedule::Cosine { warmup, total },
             ScheduleKind::Plateau => Schedule::Plateau {
                 patience: s.patience,
                 threshold: s.threshold,
@@ -308,6 +413,7 @@ impl RunSpec {
         normalization: Normalization,
     ) -> Result<TrainConfig, String> {
         let model = model.into();
+        let input_size = self.image_size()?;
         // The depth decides the paper's ResNet-110 warm-up: a ResNet-tree rule.
         let depth = model.resnet().map_or(0, ResNetConfig::depth);
         let config = TrainConfig {
@@ -320,6 +426,7 @@ impl RunSpec {
             label_smoothing: self.label_smoothing,
             normalization,
             freeze_backbone: self.fine_tune.as_ref().is_some_and(|f| f.freeze_backbone),
+            input_size,
         };
         config.validate()?;
         Ok(config)

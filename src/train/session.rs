@@ -40,7 +40,7 @@ impl Cadence {
     pub fn from_spec(spec: &RunSpec, train_len: usize) -> Self {
         Self {
             iterations: spec.iterations(train_len),
-            eval_every: spec.eval_every.max(1),
+            eval_every: spec.eval_every(train_len),
             eval_limit: spec.eval_limit,
             eval_batch: 100,
             snapshot_every: spec.checkpoint_every.max(1),

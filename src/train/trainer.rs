@@ -78,6 +78,13 @@ impl Trainer {
             .model
             .validate()
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if data.image_size() != config.input_size {
+            return Err(TrainError::Invalid(format!(
+                "the run trains on {0}x{0} images but the data gives {1}x{1}",
+                config.input_size,
+                data.image_size()
+            )));
+        }
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(&device);
@@ -216,7 +223,7 @@ impl Trainer {
             config: self.config.model.clone(),
             labels: Some(self.classes.clone()),
             normalization: self.config.normalization.clone(),
-            input_size: 32,
+            input_size: self.config.input_size,
             description,
             spec: self
                 .spec
@@ -225,18 +232,33 @@ impl Trainer {
         }
     }
 
-    /// Normalised (and, for training, augmented) images and one-hot targets for `indices`.
-    fn inputs(
-        &mut self,
-        data: &Dataset,
-        indices: &[usize],
-        augment: bool,
-    ) -> (Tensor<4>, Tensor<2>, Vec<usize>) {
-        let (pixels, labels) = data.batch(indices);
+    /// The next batch of `data` in the sampler's order: normalised (and, if the config
+    /// says so, augmented) images and one-hot targets. CIFAR-sized images are augmented on the
+    /// device; full-size ones arrive augmented from the loader's threads.
+    fn next_inputs(&mut self, data: &Dataset) -> (Tensor<4>, Tensor<2>, Vec<usize>) {
+        let augment = self.config.augment;
+        let size = self.config.input_size;
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(files) = data.files() {
+            let (_, pixels, labels) =
+                files.next_batch(&mut self.sampler, self.config.seed, augment);
+            let n = &self.config.normalization;
+            let x = normalize(
+                pixels,
+                [labels.len(), 3, size, size],
+                n.mean,
+                n.std,
+                &self.device,
+            );
+            let one_hot = self.one_hot(&labels);
+            return (x, one_hot, labels);
+        }
+        let indices = self.sampler.next_batch();
+        let (pixels, labels) = data.batch(&indices);
         let n = &self.config.normalization;
         let x = normalize(
             pixels,
-            [indices.len(), 3, 32, 32],
+            [indices.len(), 3, size, size],
             n.mean,
             n.std,
             &self.device,
@@ -246,16 +268,21 @@ impl Trainer {
         } else {
             x
         };
+        let one_hot = self.one_hot(&labels);
+        (x, one_hot, labels)
+    }
+
+    /// One-hot targets of `labels`.
+    fn one_hot(&self, labels: &[usize]) -> Tensor<2> {
         let classes = self.config.model.num_classes();
-        let mut one_hot = vec![0.0f32; indices.len() * classes];
+        let mut one_hot = vec![0.0f32; labels.len() * classes];
         for (i, &label) in labels.iter().enumerate() {
             one_hot[i * classes + label] = 1.0;
         }
-        let one_hot = Tensor::from_data(
-            TensorData::new(one_hot, [indices.len(), classes]),
+        Tensor::from_data(
+            TensorData::new(one_hot, [labels.len(), classes]),
             &self.device,
-        );
-        (x, one_hot, labels)
+        )
     }
 
     /// One SGD step on the next batch of `data`; one read-back.
@@ -270,9 +297,8 @@ impl Trainer {
         // The forward pass updates BN running statistics: keep a synced, independent copy of
         // the model (no tensor is copied) to return to if the step diverges.
         let last_good = self.model.valid();
-        let indices = self.sampler.next_batch();
-        let (x, one_hot, _) = self.inputs(data, &indices, self.config.augment);
-        let batch = indices.len() as f32;
+        let (x, one_hot, labels) = self.next_inputs(data);
+        let batch = labels.len() as f32;
 
         let logits = self.model.forward(x);
         let (loss, top1, top5) = loss_and_hits(logits, one_hot, self.config.label_smoothing);

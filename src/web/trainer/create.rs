@@ -40,6 +40,7 @@ fn check_batch_memory(config: &TrainConfig, backend: &BackendInfo) -> Result<(),
     }
     train::check_batch_memory(
         &config.model,
+        config.input_size,
         config.batch_size,
         WASM_CPU_BUDGET,
         "WebAssembly's memory allows",
