@@ -375,3 +375,82 @@ fn import_names_the_imagenet_classes() {
     assert_eq!((labels.len(), labels[0].as_str()), (1000, "tench"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The issue's run, small: a ResNet-50 trains on an ImageNet-layout folder under torchvision's
+/// recipe, and `resnet eval` scores it with the center, 10-crop and multi-scale views; a model
+/// that takes 64x64 images is not scored on 32x32 thumbnails.
+#[test]
+fn train_and_eval_on_an_imagenet_folder() {
+    let dir = scratch("imagenet-folder");
+    let data = dir.join("data");
+    let out = ok(&[
+        "data",
+        "imagenet-sample",
+        "--to",
+        data.to_str().unwrap(),
+        "--train",
+        "2",
+        "--val",
+        "1",
+    ]);
+    assert!(out.contains("8 train / 4 val JPEGs"), "{out}");
+    let data_arg = format!("imagenet:{}", data.display());
+    let run = dir.join("run");
+    ok(&[
+        "train",
+        "--arch",
+        "resnet50",
+        "--data",
+        &data_arg,
+        "--recipe",
+        "torchvision-v1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--iterations",
+        "2",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains(r#""recipe": "torchvision-v1""#), "{config}");
+    assert!(config.contains(r#""inputSize": 64"#), "{config}");
+    let model = run.join("model.bpk");
+    let lines = ok(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        &data_arg,
+        "--crop",
+        "all",
+        "--json",
+    ]);
+    let reports: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let crops: Vec<&str> = reports
+        .iter()
+        .map(|r| r["crop"].as_str().unwrap())
+        .collect();
+    assert_eq!(crops, ["Center", "TenCrop", "MultiScale"]);
+    for report in &reports {
+        assert_eq!(report["images"], 4);
+        assert_eq!(report["classes"][0], "tench");
+    }
+    let err = refused(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        "synthetic",
+        "--test-size",
+        "10",
+    ]);
+    assert!(err.contains("takes 64x64 images"), "{err}");
+}

@@ -1,4 +1,5 @@
-//! `resnet data fetch` and `resnet data samples`.
+//! `resnet data fetch`, `resnet data samples`, `resnet data imagenet-sample` and
+//! `resnet data bench` (the streaming loader's images per second).
 
 use std::path::PathBuf;
 
@@ -41,10 +42,79 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 10)]
         count: usize,
     },
+    /// Write a small generated dataset in ImageNet's layout (JPEGs of several sizes, real
+    /// wnids), to try `--data imagenet:DIR` without ImageNet.
+    ImagenetSample {
+        /// Directory to write train/ and val/ into.
+        #[arg(long)]
+        to: PathBuf,
+        /// Classes (at most 4).
+        #[arg(long, default_value_t = 4)]
+        classes: usize,
+        /// Training images per class.
+        #[arg(long, default_value_t = 16)]
+        train: usize,
+        /// Validation images per class.
+        #[arg(long, default_value_t = 4)]
+        val: usize,
+    },
+    /// Images per second the streaming loader decodes and augments, on one thread and on
+    /// all of them, with the time split between decoding and the transform.
+    Bench {
+        /// The dataset: imagenet:DIR.
+        #[arg(long)]
+        data: String,
+        /// Threads for the all-thread figure [default: one per core].
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Batches timed (after one untimed).
+        #[arg(long, default_value_t = 4)]
+        batches: usize,
+        /// Side of the training crop.
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// The augmentation timed.
+        #[arg(long, value_enum, default_value_t = Default::default())]
+        augmentation: crate::data::augment::Augmentation,
+    },
 }
 
 pub fn data(command: DataCommand) -> Result<(), Error> {
     match command {
+        DataCommand::ImagenetSample {
+            to,
+            classes,
+            train,
+            val,
+        } => {
+            let max = crate::data::imagenet::sample::SAMPLE_WNIDS.len();
+            if !(2..=max).contains(&classes) || train == 0 || val == 0 {
+                return Err(Error::Other(format!(
+                    "--classes between 2 and {max}, --train and --val at least 1"
+                )));
+            }
+            crate::data::imagenet::sample::write_sample_folder(&to, classes, train, val, 0)
+                .map_err(|e| Error::Other(format!("{}: {e}", to.display())))?;
+            println!(
+                "{} train / {} val JPEGs of {classes} classes written to {}; train with --data imagenet:{}",
+                classes * train,
+                classes * val,
+                to.display(),
+                to.display()
+            );
+            Ok(())
+        }
+        DataCommand::Bench {
+            data,
+            workers,
+            batch,
+            batches,
+            size,
+            augmentation,
+        } => super::loader_bench::run(&data, workers, batch, batches, size, augmentation),
         DataCommand::Fetch {
             which,
             url,

@@ -27,8 +27,8 @@ pub struct EvalArgs {
     /// Test-time views, comma-separated or `all`: center, ten-crop (corners, center, flips;
     /// CIFAR-sized images padded by 4 first) and multi-scale (full-size images only: shorter
     /// side 224, 256, 384, 480 and 640, and flips).
-    #[arg(long, default_value = "center", value_parser = parse_views)]
-    crop: Vec<TestView>,
+    #[arg(long, default_value = "center")]
+    crop: Views,
     /// Evaluate at most this many test images.
     #[arg(long)]
     limit: Option<usize>,
@@ -39,16 +39,25 @@ pub struct EvalArgs {
     device: DeviceArgs,
 }
 
-/// `center`, `ten-crop,multi-scale`, `all`, …
-fn parse_views(text: &str) -> Result<Vec<TestView>, String> {
-    if text == "all" {
-        return Ok(vec![
-            TestView::Center,
-            TestView::TenCrop,
-            TestView::MultiScale,
-        ]);
+/// The test views of `--crop`: `center`, `ten-crop,multi-scale`, `all`, …
+#[derive(Debug, Clone)]
+struct Views(Vec<TestView>);
+
+impl std::str::FromStr for Views {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "all" {
+            return Ok(Views(vec![
+                TestView::Center,
+                TestView::TenCrop,
+                TestView::MultiScale,
+            ]));
+        }
+        text.split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(Views)
     }
-    text.split(',').map(|v| v.trim().parse()).collect()
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
@@ -77,7 +86,7 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
             data.test.classes().len()
         )));
     }
-    for &view in &args.crop {
+    for &view in &args.crop.0 {
         let report = pollster::block_on(crate::train::evaluate::evaluate_views(
             &model,
             &card.normalization,
@@ -110,7 +119,7 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
                 report.skipped
             );
         }
-        if args.crop.len() == 1 {
+        if args.crop.0.len() == 1 {
             print_confusion(&data.test.classes(), &report.confusion);
         }
     }

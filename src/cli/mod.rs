@@ -6,6 +6,7 @@ mod data;
 mod device;
 mod eval;
 mod infer;
+mod loader_bench;
 mod progress;
 mod train;
 
