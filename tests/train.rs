@@ -23,6 +23,7 @@ fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainCo
         },
         freeze_backbone: false,
         input_size: 32,
+        accumulate: 1,
     }
 }
 
@@ -414,5 +415,61 @@ fn a_densenet_trains_snapshots_and_restores_like_a_resnet() {
     assert!(
         err.contains("densenet_bc16_4 has no residual blocks"),
         "{err}"
+    );
+}
+
+/// Gradient accumulation: one update over two batches of 4 moves the weights by the mean of
+/// the two single-batch updates (momentum and decay off, so an update is `-lr × gradient`),
+/// and an epoch has half as many updates.
+#[test]
+fn accumulated_batches_update_by_the_mean_of_their_gradients() {
+    let data = shapes(16);
+    let plain_sgd = |accumulate| TrainConfig {
+        sgd: SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+            ..SgdConfig::default()
+        },
+        accumulate,
+        ..config("resnet8", 4, 0.1, false)
+    };
+    let weights = |trainer: &Trainer| match trainer.model() {
+        resnet::model::Network::ResNet(model) => model
+            .fc
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        _ => unreachable!(),
+    };
+    let device = Device::flex();
+    let mut accumulated = Trainer::new(plain_sgd(2), &data, &device).unwrap();
+    assert_eq!(accumulated.steps_per_epoch(), 2);
+    let before = weights(&accumulated);
+    pollster::block_on(accumulated.step(&data)).unwrap();
+    assert_eq!(accumulated.step_count(), 1);
+    // The first batch alone, and the second alone (the first passed with a zero rate).
+    let mut first = Trainer::new(plain_sgd(1), &data, &device).unwrap();
+    pollster::block_on(first.step(&data)).unwrap();
+    let mut second = Trainer::new(plain_sgd(1), &data, &device).unwrap();
+    let sgd = second.config().sgd.clone();
+    second.set_hyperparameters(sgd.clone(), LrPolicy::new(0.0, Schedule::Constant));
+    pollster::block_on(second.step(&data)).unwrap();
+    second.set_hyperparameters(sgd, LrPolicy::new(0.1, Schedule::Constant));
+    pollster::block_on(second.step(&data)).unwrap();
+    let (a, w1, w2) = (weights(&accumulated), weights(&first), weights(&second));
+    let mut worst = 0.0f32;
+    for i in 0..a.len() {
+        let expected = before[i] + ((w1[i] - before[i]) + (w2[i] - before[i])) / 2.0;
+        worst = worst.max((a[i] - expected).abs());
+    }
+    let moved = (0..a.len())
+        .map(|i| (a[i] - before[i]).abs())
+        .fold(0.0, f32::max);
+    assert!(moved > 1e-3, "the update moved the weights by {moved}");
+    assert!(
+        worst < 1e-6,
+        "off by {worst} (the update moved them by {moved})"
     );
 }

@@ -94,9 +94,12 @@ pub struct TrainArgs {
     /// Epochs in total (instead of --iterations).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Images per step [default: 128].
+    /// Images per batch [default: 128; 256 for the ImageNet recipes].
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Batches whose gradients are summed into one update (gradient accumulation) [default: 1].
+    #[arg(long)]
+    accumulate: Option<usize>,
     /// Base learning rate [default: 0.1].
     #[arg(long)]
     lr: Option<f64>,
@@ -184,6 +187,7 @@ impl TrainArgs {
             spec.epochs = self.epochs;
         }
         set(&mut spec.batch_size, self.batch_size);
+        set(&mut spec.accumulate, self.accumulate);
         spec.optimizer.lr = self.lr.or(spec.optimizer.lr);
         set(&mut spec.optimizer.momentum, self.momentum);
         spec.optimizer.nesterov |= self.nesterov;
@@ -262,18 +266,25 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     }
     let device = args.device.device.device().map_err(Error::Device)?;
     let iterations = spec.iterations(data.train.len());
-    let per_epoch = (data.train.len() / config.batch_size).max(1);
+    let per_epoch = spec.updates_per_epoch(data.train.len());
     let options = RunOptions {
         out: out.clone(),
         resume: args.resume,
         data_description: data.description.clone(),
     };
     eprintln!(
-        "training {} on {} for {iterations} iterations ({:.1} epochs of {per_epoch}), batch {}, {}",
+        "training {} on {} for {iterations} iterations ({:.1} epochs of {per_epoch}), batch {}{}, \
+         lr {}, {}",
         config.model.name(),
         data.description,
         iterations as f64 / per_epoch as f64,
         config.batch_size,
+        if config.accumulate > 1 {
+            format!(" × {} accumulated", config.accumulate)
+        } else {
+            String::new()
+        },
+        config.lr.base_lr,
         if args.resume {
             "resuming"
         } else {

@@ -34,6 +34,10 @@ pub struct TrainConfig {
     /// (runs written before full-size training read as 32).
     #[serde(default = "cifar_size")]
     pub input_size: usize,
+    /// Batches whose gradients are summed into one update (gradient accumulation): an update
+    /// sees `batch_size × accumulate` images (1 in runs written before it existed).
+    #[serde(default = "one")]
+    pub accumulate: usize,
     /// Train the classifier only (fine-tuning): kept in snapshots so a restored run stays frozen.
     #[serde(default)]
     pub freeze_backbone: bool,
@@ -41,6 +45,10 @@ pub struct TrainConfig {
 
 fn cifar_size() -> usize {
     32
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What one step measured.
@@ -163,6 +171,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return Err("the batch size must be at least 1".into());
+        }
+        if self.accumulate == 0 {
+            return Err("gradient accumulation needs at least 1 batch per update".into());
         }
         let sgd = &self.sgd;
         if !(0.0..1.0).contains(&sgd.momentum) {

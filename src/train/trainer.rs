@@ -3,7 +3,7 @@
 //! [super::evaluate], snapshots in [super::snapshot], the loop around steps in [super::session].
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{StepMetrics, TrainConfig, TrainError};
@@ -162,14 +162,15 @@ impl Trainer {
         self.sampler.epoch
     }
 
-    /// Full batches per epoch.
+    /// Updates per epoch (full batches, divided by the batches accumulated per update).
     pub fn steps_per_epoch(&self) -> usize {
-        self.sampler.batches_per_epoch()
+        (self.sampler.batches_per_epoch() / self.config.accumulate.max(1)).max(1)
     }
 
-    /// Whether the last step finished an epoch (the next one starts a new permutation).
+    /// Whether the last step finished an epoch: the next one would start a new permutation
+    /// (with accumulation, an update that would straddle two epochs counts in the next).
     pub fn at_epoch_end(&self) -> bool {
-        self.sampler.position >= self.sampler.batches_per_epoch()
+        self.sampler.position + self.config.accumulate.max(1) > self.sampler.batches_per_epoch()
     }
 
     /// The device, without autodiff (for evaluation and inference).
@@ -297,12 +298,32 @@ impl Trainer {
         // The forward pass updates BN running statistics: keep a synced, independent copy of
         // the model (no tensor is copied) to return to if the step diverges.
         let last_good = self.model.valid();
-        let (x, one_hot, labels) = self.next_inputs(data);
-        let batch = labels.len() as f32;
-
-        let logits = self.model.forward(x);
-        let (loss, top1, top5) = loss_and_hits(logits, one_hot, self.config.label_smoothing);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        // Gradient accumulation: each batch's loss is divided by their count, so the summed
+        // gradients are those of the mean loss over all the update's images.
+        let micro = self.config.accumulate.max(1);
+        let mut accumulator = GradientsAccumulator::new();
+        let mut batch = 0.0f32;
+        let mut totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)> = None;
+        for _ in 0..micro {
+            let (x, one_hot, labels) = self.next_inputs(data);
+            batch += labels.len() as f32;
+            let logits = self.model.forward(x);
+            let (loss, top1, top5) = loss_and_hits(logits, one_hot, self.config.label_smoothing);
+            let scaled = if micro > 1 {
+                loss.clone() / micro as f32
+            } else {
+                loss.clone()
+            };
+            let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
+            accumulator.accumulate(&self.model, grads);
+            let part = (scaled.detach().inner(), top1.inner(), top5.inner());
+            totals = Some(match totals {
+                Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
+                None => part,
+            });
+        }
+        let grads = accumulator.grads();
+        let (loss, top1, top5) = totals.expect("at least one batch");
 
         // Gradient norms of every layer, read back with the loss in one transfer.
         // A frozen layer (fine-tuning) has no gradient: its norm is 0.
@@ -318,7 +339,7 @@ impl Trainer {
                 squares.unwrap_or_else(|| Tensor::zeros([1], &inner))
             })
             .collect();
-        let mut parts = vec![loss.detach().inner(), top1.inner(), top5.inner()];
+        let mut parts = vec![loss, top1, top5];
         parts.extend(norms);
         let values = read_f32(Tensor::cat(parts, 0)).await?;
 

@@ -98,12 +98,14 @@ export interface TrainerOptions {
   compare?: boolean;
   /** More architectures beside `arch` on the same data order, three nets at most (e.g. ["plain20", "preact_resnet20"]); every net is then named by its architecture. */
   compareWith?: string[];
-  /** "paper-cifar" (default) or "custom" (a constant rate unless a schedule is given). */
-  recipe?: "paper-cifar" | "custom";
+  /** "paper-cifar" (default) or "custom" (a constant rate unless a schedule is given); the ImageNet recipes ("paper-imagenet", "torchvision-v1", "modern") are for native runs on full-size images. */
+  recipe?: "paper-cifar" | "custom" | "paper-imagenet" | "torchvision-v1" | "modern";
   optimizer?: OptimizerOptions;
   schedule?: ScheduleOptions;
   /** Images per step (128). */
   batchSize?: number;
+  /** Batches whose gradients are summed into one update (1): an update sees batchSize × accumulate images. */
+  accumulate?: number;
   /** Seeds the init, the data order and the augmentation (0). */
   seed?: number;
   /** 4-pixel pad + random crop + flip (true). */

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod options;
+pub use options::{FineTuneSpec, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
+
 use super::config::TrainConfig;
 use super::schedule::{ErrorWarmup, LrPolicy, Schedule, paper_cifar_iterations};
 use super::sgd::SgdConfig;
@@ -40,6 +43,10 @@ pub struct RunSpec {
     pub schedule: ScheduleSpec,
     /// Images per step (128 in the paper).
     pub batch_size: usize,
+    /// Batches whose gradients are summed into one update (1): an update sees
+    /// `batchSize × accumulate` images, and the rate, the epochs and the schedule count in
+    /// updates of that size (batch 256 on a device that holds 64: 64 × 4).
+    pub accumulate: usize,
     /// Seeds the init, the data order and the augmentation.
     pub seed: u64,
     /// Augment training images: 4-pixel pad + random 32x32 crop + horizontal flip on
@@ -87,6 +94,7 @@ impl Default for RunSpec {
             optimizer: OptimizerSpec::default(),
             schedule: ScheduleSpec::default(),
             batch_size: 128,
+            accumulate: 1,
             seed: 0,
             augment: true,
             augmentation: None,
@@ -103,133 +111,6 @@ impl Default for RunSpec {
             data: DataSpec::default(),
         }
     }
-}
-
-/// A training recipe by name: the defaults of the schedule, the run's length and (through
-/// [RunSpec::for_recipe]) the batch and regularisation. ImageNet recipes scale the rate
-/// linearly with the batch (0.1 per 256 images, Goyal et al. 2017).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum Recipe {
-    /// Section 4.2: ÷10 at 1/2 and 3/4 of the run, and the 0.01 warm-up for 110+ layers.
-    #[default]
-    PaperCifar,
-    /// Section 3.4: batch 256, lr 0.1 ÷10 when the validation error plateaus, 60×10⁴
-    /// iterations, scale augmentation with PCA lighting; evaluated once per epoch.
-    PaperImagenet,
-    /// torchvision's reference: 90 epochs, ÷10 every 30, batch 256, RandomResizedCrop.
-    TorchvisionV1,
-    /// "Bag of tricks" (He et al. 2019): 120 epochs of cosine after 5 warm-up epochs, label
-    /// smoothing 0.1, no weight decay on BN and biases, batch 256, RandomResizedCrop.
-    Modern,
-    /// A constant rate and no warm-up unless asked for.
-    Custom,
-}
-
-impl Recipe {
-    /// Whether this is one of the ImageNet recipes.
-    pub fn is_imagenet(self) -> bool {
-        matches!(
-            self,
-            Self::PaperImagenet | Self::TorchvisionV1 | Self::Modern
-        )
-    }
-}
-
-/// SGD hyper-parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct OptimizerSpec {
-    /// Base learning rate [default: 0.1 (the paper); 0.01 when fine-tuning].
-    pub lr: Option<f64>,
-    /// SGD momentum (0.9).
-    pub momentum: f64,
-    /// L2 weight decay (1e-4).
-    pub weight_decay: f64,
-    /// Nesterov momentum (off).
-    pub nesterov: bool,
-    /// Decay BN γ/β and biases too (the paper did).
-    pub decay_bn_and_bias: bool,
-}
-
-impl Default for OptimizerSpec {
-    fn default() -> Self {
-        Self {
-            lr: None,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            nesterov: false,
-            decay_bn_and_bias: true,
-        }
-    }
-}
-
-/// Learning-rate schedules by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(not(target_family = "wasm"), derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum ScheduleKind {
-    /// ÷10 at 1/2 and 3/4 of the run.
-    Paper,
-    /// ×`gamma` every `every` iterations.
-    Step,
-    /// Linear warm-up for `warmup` iterations, then cosine to 0.
-    Cosine,
-    /// ÷10 when the test error stops improving (fed by every evaluation).
-    Plateau,
-    /// The base rate throughout.
-    Constant,
-}
-
-/// The learning-rate schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ScheduleSpec {
-    /// The schedule [default: paper for the paper-cifar recipe, constant for custom].
-    pub kind: Option<ScheduleKind>,
-    /// Iterations the schedule spans [default: the run's iterations].
-    pub total: Option<usize>,
-    /// Iterations between decays of the step schedule [default: 30 epochs].
-    pub every: Option<usize>,
-    /// Factor of each step decay (0.1).
-    pub gamma: f64,
-    /// Warm-up iterations of the cosine schedule (0).
-    pub warmup: usize,
-    /// Warm-up of the cosine schedule in epochs, instead of `warmup` [default: 5 for the
-    /// modern recipe].
-    pub warmup_epochs: Option<f64>,
-    /// Hold lr/10 until the training error is below 80% (the paper's ResNet-110 trick)
-    /// [default: on for 110+ layers with the paper-cifar recipe].
-    pub error_warmup: Option<bool>,
-    /// Evaluations without improvement before a plateau decay (3).
-    pub patience: usize,
-    /// Smallest relative improvement that counts for the plateau schedule (0.01).
-    pub threshold: f64,
-}
-
-impl Default for ScheduleSpec {
-    fn default() -> Self {
-        Self {
-            kind: None,
-            total: None,
-            every: None,
-            gamma: 0.1,
-            warmup: 0,
-            warmup_epochs: None,
-            error_warmup: None,
-            patience: 3,
-            threshold: 0.01,
-        }
-    }
-}
-
-/// Fine-tuning options.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct FineTuneSpec {
-    /// Train the classifier only; BN layers keep their statistics.
-    pub freeze_backbone: bool,
 }
 
 impl RunSpec {
@@ -312,7 +193,7 @@ impl RunSpec {
     /// an ImageNet recipe's 0.1 is per 256 images, scaled linearly with the batch.
     pub fn base_lr(&self) -> f64 {
         let scale = if self.recipe.is_imagenet() {
-            self.batch_size as f64 / 256.0
+            self.images_per_update() as f64 / 256.0
         } else {
             1.0
         };
@@ -323,26 +204,36 @@ impl RunSpec {
 
     /// Iterations of the run on `train_len` training images.
     pub fn iterations(&self, train_len: usize) -> usize {
-        let per_epoch = (train_len / self.batch_size.max(1)).max(1);
+        let per_epoch = self.updates_per_epoch(train_len);
         match (self.iterations, self.epochs) {
             (Some(i), _) => i,
             (None, Some(e)) => e.saturating_mul(per_epoch),
             (None, None) => match self.recipe {
                 // 60×10⁴ iterations of 256 images.
-                Recipe::PaperImagenet => 600_000 * 256 / self.batch_size.max(1),
+                Recipe::PaperImagenet => 600_000 * 256 / self.images_per_update(),
                 Recipe::TorchvisionV1 => 90 * per_epoch,
                 Recipe::Modern => 120 * per_epoch,
                 Recipe::PaperCifar | Recipe::Custom => {
-                    paper_cifar_iterations(train_len, self.batch_size)
+                    paper_cifar_iterations(train_len, self.images_per_update())
                 }
             },
         }
     }
 
+    /// Images one update sees: the batch times the batches accumulated.
+    pub fn images_per_update(&self) -> usize {
+        (self.batch_size * self.accumulate).max(1)
+    }
+
+    /// Updates in an epoch of `train_len` images (at least 1).
+    pub fn updates_per_epoch(&self, train_len: usize) -> usize {
+        (train_len / self.images_per_update()).max(1)
+    }
+
     /// Steps between evaluations on `train_len` images (`eval_every`, or one epoch if 0).
     pub fn eval_every(&self, train_len: usize) -> usize {
         match self.eval_every {
-            0 => (train_len / self.batch_size.max(1)).max(1),
+            0 => self.updates_per_epoch(train_len),
             every => every,
         }
     }
@@ -362,7 +253,7 @@ impl RunSpec {
     pub fn lr_policy(&self, depth: usize, train_len: usize) -> LrPolicy {
         let s = &self.schedule;
         let total = s.total.unwrap_or_else(|| self.iterations(train_len));
-        let per_epoch = (train_len / self.batch_size.max(1)).max(1);
+        let per_epoch = self.updates_per_epoch(train_len);
         let kind = s.kind.unwrap_or(match self.recipe {
             Recipe::PaperCifar => ScheduleKind::Paper,
             Recipe::PaperImagenet => ScheduleKind::Plateau,
@@ -421,6 +312,7 @@ impl RunSpec {
             model,
             sgd: self.sgd(),
             batch_size: self.batch_size,
+            accumulate: self.accumulate,
             seed: self.seed,
             augment: self.augment,
             label_smoothing: self.label_smoothing,
