@@ -454,3 +454,13 @@ fn train_and_eval_on_an_imagenet_folder() {
     ]);
     assert!(err.contains("takes 64x64 images"), "{err}");
 }
+
+/// A GPU that is not there is a one-line error naming it, not a panic.
+#[test]
+fn a_device_that_does_not_exist_is_named() {
+    let err = refused(&["bench", "--arch", "resnet20", "--device", "vulkan:7"]);
+    assert!(
+        err.contains("--device vulkan:7: no such wgpu discrete GPU 7"),
+        "{err}"
+    );
+}

@@ -137,8 +137,9 @@ struct ModelArgs {
 
 #[derive(Args, Debug, Clone, Copy)]
 struct DeviceArgs {
-    /// Backend: flex (CPU, default), wgpu (Vulkan/Metal/DX12) or cuda.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    /// Backend: flex (CPU, default; also `cpu`), wgpu[:N] (Vulkan/Metal/DX12), vulkan[:N]
+    /// (SPIR-V kernels with `--features vulkan`) or cuda[:N]; N counts discrete GPUs from 0.
+    #[arg(long, default_value = "flex")]
     device: Backend,
 }
 
