@@ -464,3 +464,36 @@ fn a_device_that_does_not_exist_is_named() {
         "{err}"
     );
 }
+
+/// `--devices` runs an update's batches side by side (one per device by default, so the update
+/// grows with the devices); devices that would share an update unevenly are refused.
+#[test]
+fn train_on_two_devices() {
+    let dir = scratch("two-devices");
+    let common = [
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        "shapes:64:16",
+        "--batch-size",
+        "8",
+        "--iterations",
+        "2",
+        "--devices",
+        "flex,cpu",
+        "--no-progress",
+        "--out",
+    ];
+    let run = dir.join("run");
+    let mut args = common.to_vec();
+    args.push(run.to_str().unwrap());
+    ok(&args);
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains(r#""accumulate": 2"#), "{config}");
+    let other = dir.join("uneven");
+    let mut args = common.to_vec();
+    args.extend([other.to_str().unwrap(), "--accumulate", "3"]);
+    let err = refused(&args);
+    assert!(err.contains("unevenly"), "{err}");
+}

@@ -473,3 +473,69 @@ fn accumulated_batches_update_by_the_mean_of_their_gradients() {
         "off by {worst} (the update moved them by {moved})"
     );
 }
+
+/// Data parallelism: the two batches of an accumulated update run on two replicas (two flex
+/// devices, each on its own thread) give the update the single device gives (momentum and
+/// decay on, two updates); devices that cannot share an update evenly are refused.
+#[test]
+fn two_replicas_update_like_one_device_accumulating_their_batches() {
+    let data = shapes(32);
+    let accumulating = || TrainConfig {
+        accumulate: 2,
+        ..config("resnet8", 4, 0.1, true)
+    };
+    let weights = |trainer: &Trainer| match trainer.model() {
+        resnet::model::Network::ResNet(model) => {
+            let mut all = model
+                .fc
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            all.extend(
+                model
+                    .conv1
+                    .weight
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            );
+            all
+        }
+        _ => unreachable!(),
+    };
+    let device = Device::flex();
+    let mut one = Trainer::new(accumulating(), &data, &device).unwrap();
+    let mut two = Trainer::new(accumulating(), &data, &device).unwrap();
+    two.set_devices(vec![Device::flex(), Device::flex()])
+        .unwrap();
+    let before = weights(&one);
+    for _ in 0..2 {
+        let (a, b) = (
+            pollster::block_on(one.step(&data)).unwrap(),
+            pollster::block_on(two.step(&data)).unwrap(),
+        );
+        assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
+    }
+    let (a, b) = (weights(&one), weights(&two));
+    let worst = (0..a.len())
+        .map(|i| (a[i] - b[i]).abs())
+        .fold(0.0, f32::max);
+    let moved = (0..a.len())
+        .map(|i| (a[i] - before[i]).abs())
+        .fold(0.0, f32::max);
+    assert!(moved > 1e-3, "the updates moved the weights by {moved}");
+    assert!(
+        worst < 1e-5,
+        "off by {worst} (the updates moved them by {moved})"
+    );
+
+    let mut uneven = Trainer::new(config("resnet8", 4, 0.1, true), &data, &device).unwrap();
+    let err = uneven
+        .set_devices(vec![Device::flex(), Device::flex()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("accumulate a multiple of 2"), "{err}");
+}

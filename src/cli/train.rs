@@ -97,9 +97,14 @@ pub struct TrainArgs {
     /// Images per batch [default: 128; 256 for the ImageNet recipes].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Batches whose gradients are summed into one update (gradient accumulation) [default: 1].
+    /// Batches whose gradients are summed into one update (gradient accumulation) [default: 1,
+    /// or one per device with --devices].
     #[arg(long)]
     accumulate: Option<usize>,
+    /// Data parallelism: the batches of an update run side by side on these devices, one each
+    /// (e.g. wgpu:0,wgpu:1; replicas of the model, gradients summed on the first device).
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    devices: Vec<super::Backend>,
     /// Base learning rate [default: 0.1].
     #[arg(long)]
     lr: Option<f64>,
@@ -188,6 +193,12 @@ impl TrainArgs {
         }
         set(&mut spec.batch_size, self.batch_size);
         set(&mut spec.accumulate, self.accumulate);
+        if self.accumulate.is_none() && self.devices.len() > spec.accumulate {
+            // One batch per device: the update grows with the devices, like PyTorch's DDP.
+            spec.accumulate = self.devices.len();
+        }
+        crate::train::config::check_devices(spec.accumulate, self.devices.len())
+            .map_err(Error::Other)?;
         spec.optimizer.lr = self.lr.or(spec.optimizer.lr);
         set(&mut spec.optimizer.momentum, self.momentum);
         spec.optimizer.nesterov |= self.nesterov;
@@ -261,16 +272,26 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     let config = spec
         .train_config(model, data.train.len(), normalization)
         .map_err(Error::Other)?;
-    if args.device.device == super::Backend::Flex {
+    let backends = match args.devices.as_slice() {
+        [] => vec![args.device.device],
+        list => list.to_vec(),
+    };
+    if backends.contains(&super::Backend::Flex) {
         check_memory(&config, config.batch_size)?;
     }
-    let device = args.device.device.device().map_err(Error::Device)?;
+    let devices = backends
+        .iter()
+        .map(|b| b.device())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::Device)?;
+    let device = devices[0].clone();
     let iterations = spec.iterations(data.train.len());
     let per_epoch = spec.updates_per_epoch(data.train.len());
     let options = RunOptions {
         out: out.clone(),
         resume: args.resume,
         data_description: data.description.clone(),
+        devices,
     };
     eprintln!(
         "training {} on {} for {iterations} iterations ({:.1} epochs of {per_epoch}), batch {}{}, \

@@ -149,6 +149,17 @@ pub fn check_batch_memory(
     )))
 }
 
+/// Refuses `devices` that would share the `accumulate` batches of an update unevenly.
+pub fn check_devices(accumulate: usize, devices: usize) -> Result<(), String> {
+    if devices > 1 && accumulate % devices != 0 {
+        return Err(format!(
+            "{devices} devices share the {accumulate} batches of an update unevenly: \
+             accumulate a multiple of {devices} batches"
+        ));
+    }
+    Ok(())
+}
+
 impl TrainConfig {
     /// Refuses values no run can train with: an invalid network, a zero batch, a rate,
     /// momentum, weight decay or label smoothing out of range, an impossible normalisation.

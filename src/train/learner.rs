@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// A description of the data for `config.json` and the model card.
     pub data_description: String,
+    /// Devices an update's batches run on side by side (data parallelism; empty: one device).
+    pub devices: Vec<Device>,
 }
 
 /// Why a run stopped early.
@@ -116,7 +118,7 @@ pub fn run(
     fs::create_dir_all(&dir.0).map_err(io_error(&dir.0))?;
     // A run killed mid-checkpoint leaves its temporary file: this process owns the directory now.
     crate::io::atomic::remove_leftovers(&dir.0).map_err(io_error(&dir.0))?;
-    let trainer = if options.resume {
+    let mut trainer = if options.resume {
         resume(&dir, &config, device)?
     } else {
         if dir.checkpoint().exists() {
@@ -142,6 +144,9 @@ pub fn run(
         trainer
     };
 
+    if options.devices.len() > 1 {
+        trainer.set_devices(options.devices.clone())?;
+    }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)

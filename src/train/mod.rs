@@ -28,6 +28,8 @@ pub mod finetune;
 pub mod learner;
 pub mod lineup;
 pub mod recipe;
+#[cfg(not(target_family = "wasm"))]
+mod replicas;
 pub mod schedule;
 pub mod session;
 pub mod sgd;

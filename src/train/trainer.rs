@@ -30,6 +30,9 @@ pub struct Trainer {
     pub(super) classes: Vec<String>,
     /// The run spec this trainer was made from, kept in snapshots and model cards.
     pub(super) spec: Option<super::recipe::RunSpec>,
+    /// Devices the accumulated batches of an update run on side by side (natively; none: all
+    /// on `device`).
+    replicas: Vec<Device>,
 }
 
 /// A weighted layer whose gradient norm is reported.
@@ -134,7 +137,20 @@ impl Trainer {
             classes,
             config,
             spec: None,
+            replicas: Vec::new(),
         })
+    }
+
+    /// Runs the batches of each update on `devices` side by side, one batch per device at a
+    /// time (data parallelism; the first device should be the trainer's own). The batches an
+    /// update accumulates must be a multiple of the devices: they set its size, the devices
+    /// only its speed.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn set_devices(&mut self, devices: Vec<Device>) -> Result<(), TrainError> {
+        super::config::check_devices(self.config.accumulate, devices.len())
+            .map_err(TrainError::Invalid)?;
+        self.replicas = devices.into_iter().map(|d| d.autodiff()).collect();
+        Ok(())
     }
 
     /// Records the run spec (saved in snapshots and exported model cards).
@@ -239,33 +255,25 @@ impl Trainer {
     fn next_inputs(&mut self, data: &Dataset) -> (Tensor<4>, Tensor<2>, Vec<usize>) {
         let augment = self.config.augment;
         let size = self.config.input_size;
-        #[cfg(not(target_family = "wasm"))]
-        if let Some(files) = data.files() {
-            let (_, pixels, labels) =
-                files.next_batch(&mut self.sampler, self.config.seed, augment);
-            let n = &self.config.normalization;
-            let x = normalize(
-                pixels,
-                [labels.len(), 3, size, size],
-                n.mean,
-                n.std,
-                &self.device,
-            );
-            let one_hot = self.one_hot(&labels);
-            return (x, one_hot, labels);
-        }
-        let indices = self.sampler.next_batch();
-        let (pixels, labels) = data.batch(&indices);
+        // (pixels, labels, whether the device still has to pad, crop and flip them)
+        let (pixels, labels, on_device) = match () {
+            #[cfg(not(target_family = "wasm"))]
+            () if data.files().is_some() => {
+                let files = data.files().expect("checked");
+                let (_, pixels, labels) =
+                    files.next_batch(&mut self.sampler, self.config.seed, augment);
+                (pixels, labels, false)
+            }
+            () => {
+                let (pixels, labels) = data.batch(&self.sampler.next_batch());
+                (pixels, labels, augment)
+            }
+        };
         let n = &self.config.normalization;
-        let x = normalize(
-            pixels,
-            [indices.len(), 3, size, size],
-            n.mean,
-            n.std,
-            &self.device,
-        );
-        let x = if augment {
-            pad_crop_flip(x, &CropPlan::random(indices.len(), 4, &mut self.rng))
+        let shape = [labels.len(), 3, size, size];
+        let x = normalize(pixels, shape, n.mean, n.std, &self.device);
+        let x = if on_device {
+            pad_crop_flip(x, &CropPlan::random(labels.len(), 4, &mut self.rng))
         } else {
             x
         };
@@ -304,7 +312,33 @@ impl Trainer {
         let mut accumulator = GradientsAccumulator::new();
         let mut batch = 0.0f32;
         let mut totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)> = None;
-        for _ in 0..micro {
+        let mut done = 0;
+        #[cfg(not(target_family = "wasm"))]
+        while self.replicas.len() > 1 && done < micro {
+            let mut shards = Vec::with_capacity(self.replicas.len());
+            for _ in 0..self.replicas.len() {
+                let (x, one_hot, labels) = self.next_inputs(data);
+                batch += labels.len() as f32;
+                shards.push(super::replicas::Shard { x, one_hot });
+            }
+            done += shards.len();
+            let results = super::replicas::parallel_gradients(
+                &self.model,
+                &self.replicas,
+                shards,
+                self.config.label_smoothing,
+                micro as f32,
+                &self.device,
+            );
+            for (grads, part) in results {
+                accumulator.accumulate(&self.model, grads);
+                totals = Some(match totals {
+                    Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
+                    None => part,
+                });
+            }
+        }
+        for _ in done..micro {
             let (x, one_hot, labels) = self.next_inputs(data);
             batch += labels.len() as f32;
             let logits = self.model.forward(x);
