@@ -30,8 +30,9 @@ pub struct Trainer {
     pub(super) classes: Vec<String>,
     /// The run spec this trainer was made from, kept in snapshots and model cards.
     pub(super) spec: Option<super::recipe::RunSpec>,
-    /// Devices the accumulated batches of an update run on side by side (natively; none: all
-    /// on `device`).
+    /// Devices the accumulated batches of an update run on side by side (none: all on
+    /// `device`).
+    #[cfg(not(target_family = "wasm"))]
     replicas: Vec<Device>,
 }
 
@@ -137,6 +138,7 @@ impl Trainer {
             classes,
             config,
             spec: None,
+            #[cfg(not(target_family = "wasm"))]
             replicas: Vec::new(),
         })
     }
@@ -312,6 +314,7 @@ impl Trainer {
         let mut accumulator = GradientsAccumulator::new();
         let mut batch = 0.0f32;
         let mut totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)> = None;
+        #[cfg_attr(target_family = "wasm", allow(unused_mut))]
         let mut done = 0;
         #[cfg(not(target_family = "wasm"))]
         while self.replicas.len() > 1 && done < micro {
