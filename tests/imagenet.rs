@@ -20,7 +20,7 @@ fn sample(name: &str, train_per_class: usize, val_per_class: usize) -> PathBuf {
     dir
 }
 
-fn spec(dir: &PathBuf, recipe: Recipe) -> RunSpec {
+fn spec(dir: &std::path::Path, recipe: Recipe) -> RunSpec {
     RunSpec {
         arch: "resnet18".into(),
         image_size: Some(32),

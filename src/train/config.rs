@@ -151,7 +151,7 @@ pub fn check_batch_memory(
 
 /// Refuses `devices` that would share the `accumulate` batches of an update unevenly.
 pub fn check_devices(accumulate: usize, devices: usize) -> Result<(), String> {
-    if devices > 1 && accumulate % devices != 0 {
+    if devices > 1 && !accumulate.is_multiple_of(devices) {
         return Err(format!(
             "{devices} devices share the {accumulate} batches of an update unevenly: \
              accumulate a multiple of {devices} batches"

@@ -19,15 +19,19 @@ const COLOURS: [[u8; 3]; 4] = [[200, 40, 40], [40, 180, 40], [40, 60, 200], [200
 /// One generated image of class `class`: its colour, stripes along one axis, noise.
 fn sample_image(class: usize, width: u32, height: u32, rng: &mut Rng) -> RgbImage {
     let colour = COLOURS[class % COLOURS.len()];
-    let vertical = class % 2 == 0;
+    let vertical = class.is_multiple_of(2);
     let period = 6 + rng.below(6) as u32;
     let mut image = RgbImage::new(width, height);
     for (x, y, pixel) in image.enumerate_pixels_mut() {
         let t = if vertical { x } else { y };
-        let stripe = if (t / period) % 2 == 0 { 1.0 } else { 0.6 };
-        for c in 0..3 {
+        let stripe = if (t / period).is_multiple_of(2) {
+            1.0
+        } else {
+            0.6
+        };
+        for (value, base) in pixel.0.iter_mut().zip(colour) {
             let noise = rng.range(-20.0, 20.0);
-            pixel.0[c] = (colour[c] as f32 * stripe + noise).clamp(0.0, 255.0) as u8;
+            *value = (base as f32 * stripe + noise).clamp(0.0, 255.0) as u8;
         }
     }
     image
