@@ -335,10 +335,7 @@ impl Trainer {
             );
             for (grads, part) in results {
                 accumulator.accumulate(&self.model, grads);
-                totals = Some(match totals {
-                    Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
-                    None => part,
-                });
+                totals = Some(add_sums(totals, part));
             }
         }
         for _ in done..micro {
@@ -354,10 +351,7 @@ impl Trainer {
             let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
             accumulator.accumulate(&self.model, grads);
             let part = (scaled.detach().inner(), top1.inner(), top5.inner());
-            totals = Some(match totals {
-                Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
-                None => part,
-            });
+            totals = Some(add_sums(totals, part));
         }
         let grads = accumulator.grads();
         let (loss, top1, top5) = totals.expect("at least one batch");
@@ -403,5 +397,16 @@ impl Trainer {
             lr,
             grad_norms: values[3..].iter().map(|v| v.sqrt()).collect(),
         })
+    }
+}
+
+/// The loss and hit sums of an update's batches so far, with one more batch's.
+fn add_sums(
+    totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)>,
+    part: (Tensor<1>, Tensor<1>, Tensor<1>),
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    match totals {
+        Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
+        None => part,
     }
 }
