@@ -176,15 +176,18 @@ fn bad_setups_are_refused() {
 }
 
 /// A few hundred steps of ResNet-20 on the embedded Shapes beat chance (90% error) by a
-/// wide margin, and its plain twin trains too. (About 6 minutes on 2 CPU cores.)
+/// wide margin, and its plain twin trains too. (About 2 minutes on 2 CPU cores.)
 ///
-/// The rate is 0.05 at batch 32, divided by 10 for the last 50 steps as the paper does at a
-/// plateau. Measured on this machine (test error after 250 steps): 45.6% with the decay;
-/// 51.0% without it, and the test error swings between 51% and 70% from one 50-step window
-/// to the next at the undecayed rate, which is why the decay is part of the test. The first
-/// version of this test (batch 16 at 0.1, eight times the paper's rate per image) does not
-/// learn at all: 87.6% after 250 steps, loss stuck at ln 10. Training only the head on
-/// frozen random features stays at 88.6%.
+/// The rate is 0.05 at batch 32, divided by 10 for the last 100 of 400 steps as the paper
+/// does at a plateau. The test error after 400 steps, seeds 7 / 8 / 9 (2 cores with AVX-512,
+/// 2026-11-29): 50.0%, 17.4%, 43.6%. The test used to stop at 250 steps (decay at 200), where
+/// the error still falls by 10 points every 50 steps: there the same seeds gave 68.0%, 39.2%
+/// and 65.4%, and seed 7 gave 45.6% on an earlier machine without AVX-512 (the flex kernels'
+/// SIMD width changes the rounding, and 250 chaotic steps amplify it), so the 60% bar was a
+/// coin toss from machine to machine. Without the decay the test error swings between 51%
+/// and 70% from one 50-step window to the next. The first version of this test (batch 16 at
+/// 0.1, eight times the paper's rate per image) does not learn at all: 87.6% after 250 steps,
+/// loss stuck at ln 10. Training only the head on frozen random features stays at 88.6%.
 #[test]
 fn resnet20_and_plain20_learn_the_embedded_shapes() {
     let train = Dataset::Shapes(Shapes {
@@ -195,12 +198,13 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
         len: 500,
         ..Shapes::test(2015)
     });
-    for (arch_name, steps) in [("resnet20", 250), ("plain20", 150)] {
+    // (The plain twin's 150 steps only check that its loss falls: no decay.)
+    for (arch_name, steps) in [("resnet20", 400), ("plain20", 150)] {
         let mut c = config(arch_name, 32, 0.05, true);
         c.lr = LrPolicy::new(
             0.05,
             Schedule::Step {
-                every: 200,
+                every: 300,
                 gamma: 0.1,
             },
         );
@@ -217,7 +221,7 @@ fn resnet20_and_plain20_learn_the_embedded_shapes() {
                 "{arch_name}: test top-1 error {:.1}%",
                 report.top1_error * 100.0
             );
-            // Seen on this machine: 45.6%. Chance is 90%.
+            // Seen here: 50.0% (seed 7). Chance is 90%.
             assert!(
                 report.top1_error < 0.6,
                 "{arch_name}: test error {}",
