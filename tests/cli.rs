@@ -200,6 +200,17 @@ fn bad_arguments_are_one_line_errors() {
     );
     let err = refused(&["info", "--arch", "resnet20", "--classes", "0"]);
     assert!(err.contains("num_classes must be at least 1"), "{err}");
+    // A misspelt --arch is named before the weights file is read.
+    let err = refused(&[
+        "eval",
+        "--arch",
+        "resnet19",
+        "--weights",
+        "/nonexistent/weights.pth",
+        "--data",
+        "shapes",
+    ]);
+    assert!(err.contains("unknown architecture 'resnet19'"), "{err}");
 }
 
 #[test]

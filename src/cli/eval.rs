@@ -163,6 +163,8 @@ pub fn load_model(
     args: &ModelArgs,
     device: &burn::tensor::Device,
 ) -> Result<(crate::model::Network, ModelCard), Error> {
+    // A misspelt --arch is named before a large weights file is read.
+    let config = args.net_config()?;
     let path = if path.is_dir() {
         RunDir(path.to_path_buf()).checkpoint()
     } else {
@@ -179,7 +181,7 @@ pub fn load_model(
         return Ok((trainer.model().to_device(device).into(), card));
     }
     let classifier =
-        crate::infer::Classifier::load(WeightsFile::open(&path)?, args.net_config()?, device)?;
+        crate::infer::Classifier::load(WeightsFile::open(&path)?, config, device)?;
     Ok((classifier.model().clone(), classifier.card().clone()))
 }
 
