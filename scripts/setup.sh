@@ -61,3 +61,11 @@ if [ "${1:-}" = "--browser" ] && ! have_browser >/dev/null; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+
+# The native wgpu tests (tests/wgpu.rs) run on lavapipe, Mesa's Vulkan on the CPU, where the
+# machine has no GPU; its ICD file is what the Vulkan loader finds.
+if [ "${1:-}" = "--browser" ] && ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  say "installing lavapipe (Debian's mesa-vulkan-drivers) for the native wgpu tests"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
