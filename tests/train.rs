@@ -243,7 +243,7 @@ fn fine_tuning_a_frozen_backbone_changes_only_the_head() {
     let source = arch::parse("resnet8").unwrap();
     let base = source.init(&device);
     let target = source.clone().with_num_classes(4);
-    let model = replace_head(base.clone(), &target, &device);
+    let model = replace_head(base.clone().into(), 4, &device);
     let four = Dataset::Images({
         let mut set = data.to_image_set();
         set.labels.iter_mut().for_each(|l| *l %= 4);

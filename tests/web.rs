@@ -11,6 +11,8 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod ops;
+
 /// A CIFAR ResNet-20 exported by PyTorch (tests/fixtures/make_fixtures.py), its input batch
 /// and PyTorch's logits — which the native CPU build matches to 2e-6 (tests/weights.rs).
 const WEIGHTS: &[u8] = include_bytes!("fixtures/cifar20.safetensors");
@@ -482,6 +484,39 @@ async fn fine_tuning_to_new_classes_trains_only_the_head() {
     assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
 }
 
+/// `Trainer.fineTune` takes any member of the family, not only ResNets: a DenseNet-BC card
+/// (written by the package, 10 classes) is fine-tuned to three new classes on a frozen
+/// backbone; the export is a 3-class DenseNet with the folder names as labels.
+#[wasm_bindgen_test]
+async fn fine_tuning_takes_a_densenet_card() {
+    use burn::tensor::Device;
+    use resnet::io::{ModelCard, Precision};
+    use resnet::model::network;
+
+    let config = network::parse("densenet_bc16_4").unwrap();
+    let model = config.init(&Device::flex());
+    let card = ModelCard::for_config(config);
+    let bytes = resnet::io::to_bytes_async(&model, &card, Precision::F32)
+        .await
+        .unwrap();
+    let data = Dataset::from_images(new_class_folder()).unwrap();
+    let o = options(&[
+        ("freezeBackbone", true.into()),
+        ("batchSize", 8.into()),
+        ("augment", false.into()),
+        ("device", "cpu".into()),
+    ]);
+    let trainer = Trainer::fine_tune(Uint8Array::from(&bytes[..]), o, &data)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let losses = step_losses(&trainer, 2).await;
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let classifier = exported_classifier(&trainer).await;
+    assert_eq!(classifier.arch(), "densenet_bc16_4");
+    assert_eq!(classifier.num_classes(), 3);
+    assert_eq!(classifier.labels(), vec!["box", "hollow", "round"]);
+}
+
 /// Resolves after a macrotask: by then a started `step()` is waiting on the GPU.
 async fn next_task() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
@@ -684,272 +719,46 @@ async fn read(tensor: burn::tensor::Tensor<4>) -> Vec<f32> {
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    web_sys::console::log_1(&format!("{what}: max |Δ| = {diff:e} (scale {scale:e})").into());
-    assert!(
-        diff <= 1e-4 * scale.max(1.0),
-        "{what}: max |Δ| = {diff}, scale {scale}"
-    );
+    web_sys::console::log_1(&ops::check(what, got, want).into());
 }
 
-/// The successors' ops on WebGPU against the CPU (flex) in the same page: a SE-ResNeXt
-/// bottleneck (1x1, grouped 3x3 with stride 2, 1x1, squeeze-excitation, projection) forward
-/// in train mode, and the gradients of its input, of the grouped 3x3 and of the SE layer.
+/// Runs one of the successors' op cases (tests/ops) on the CPU (flex) and on WebGPU in the
+/// same page and compares every output and gradient.
+async fn on_webgpu(case: ops::Case) {
+    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    for device in [ops::cpu(), gpu.autodiff()] {
+        let mut values = Vec::new();
+        for (name, tensor) in case.run(&device) {
+            values.push((name, read(tensor).await));
+        }
+        results.push(values);
+    }
+    for ((name, got), (_, want)) in results[1].iter().zip(&results[0]) {
+        assert_close(name, got, want);
+    }
+}
+
 #[wasm_bindgen_test]
 async fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_webgpu() {
-    use burn::module::Module;
-    use burn::tensor::{Device, Distribution, Tensor};
-    use resnet::model::{BlockConfig, BlockKind, BlockVariant, Joining};
-
-    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
-        .await
-        .unwrap();
-    let variant = BlockVariant::new()
-        .with_groups(4)
-        .with_width_per_group(32)
-        .with_squeeze_excitation(true);
-    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
-        .with_stride(2)
-        .with_joining(Joining {
-            variant,
-            ..Joining::DEFAULT
-        });
-    let cpu = Device::flex().autodiff();
-    let block = config.init(&Device::flex());
-    assert_eq!(block.conv2.weight.dims(), [32, 8, 3, 3]);
-    let x = Tensor::<4>::random(
-        [2, 24, 9, 9],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
-    let weights = Tensor::<4>::random(
-        [2, 64, 5, 5],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
-    let (x_data, weights_data) = (x.to_data(), weights.to_data());
-
-    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
-    for device in [cpu, gpu.autodiff()] {
-        let block = block.clone().fork(&device).train();
-        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
-        let weights = Tensor::<4>::from_data(weights_data.clone(), &device);
-        let y = block.forward(x.clone());
-        // A random weighting, so that every output element's gradient differs.
-        let grads = (y.clone() * weights).sum().backward();
-        let se = block.se.as_ref().unwrap();
-        results.push(vec![
-            read(y).await,
-            read(x.grad(&grads).unwrap()).await,
-            read(block.conv2.weight.grad(&grads).unwrap()).await,
-            read(se.fc1.weight.grad(&grads).unwrap()).await,
-            read(se.fc2.weight.grad(&grads).unwrap()).await,
-        ]);
-    }
-    let names = [
-        "output",
-        "input gradient",
-        "grouped 3x3 gradient",
-        "se.fc1 gradient",
-        "se.fc2 gradient",
-    ];
-    for (i, name) in names.iter().enumerate() {
-        assert_close(name, &results[1][i], &results[0][i]);
-    }
+    on_webgpu(ops::grouped_convolution_and_squeeze_excitation()).await;
 }
 
-/// DenseNet's ops on WebGPU against the CPU (flex) in the same page: a small DenseNet-BC
-/// (dense concatenations, 1x1 bottlenecks, a transition with average pooling, the final
-/// BN-ReLU-pool head) forward in train mode, and the gradients of its input, of the first
-/// layer of each block (whose inputs are concatenations) and of the transition.
 #[wasm_bindgen_test]
 async fn dense_concatenation_matches_the_cpu_on_webgpu() {
-    use burn::module::Module;
-    use burn::tensor::{Device, Distribution, Tensor};
-    use resnet::model::{DenseNetConfig, Stem};
-
-    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
-        .await
-        .unwrap();
-    let config = DenseNetConfig::new(vec![3, 2], 4, 8, Stem::Cifar)
-        .with_bn_size(2)
-        .with_num_classes(5);
-    let net = config.init(&Device::flex());
-    // Block 1 ends at 8 + 3·4 = 20 channels, the transition halves them, block 2's second
-    // layer reads 10 + 4.
-    assert_eq!(net.features.denseblock2[1].norm1.gamma.dims(), [14]);
-    let x = Tensor::<4>::random(
-        [2, 3, 9, 9],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
-    let weights = Tensor::<2>::random([2, 5], Distribution::Normal(0.0, 1.0), &Device::flex());
-    let (x_data, weights_data) = (x.to_data(), weights.to_data());
-
-    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
-    for device in [Device::flex().autodiff(), gpu.autodiff()] {
-        let net = net.clone().fork(&device).train();
-        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
-        let weights = Tensor::<2>::from_data(weights_data.clone(), &device);
-        let y = net.forward(x.clone());
-        let grads = (y.clone() * weights).sum().backward();
-        let f = &net.features;
-        let transition = f.transition1.as_ref().unwrap();
-        results.push(vec![
-            // Logits as a [batch, classes, 1, 1] map, for the shared reader.
-            read(y.unsqueeze_dims(&[2, 3])).await,
-            read(x.grad(&grads).unwrap()).await,
-            read(f.denseblock1[2].conv1.weight.grad(&grads).unwrap()).await,
-            read(transition.conv.weight.grad(&grads).unwrap()).await,
-            read(f.denseblock2[1].conv2.weight.grad(&grads).unwrap()).await,
-        ]);
-    }
-    let names = [
-        "logits",
-        "input gradient",
-        "denseblock1.2.conv1 gradient (input: a concatenation)",
-        "transition1.conv gradient",
-        "denseblock2.1.conv2 gradient",
-    ];
-    for (i, name) in names.iter().enumerate() {
-        assert_close(name, &results[1][i], &results[0][i]);
-    }
+    on_webgpu(ops::dense_concatenation()).await;
 }
 
-/// ResNeSt's ops on WebGPU against the CPU (flex) in the same page: a split-attention
-/// bottleneck (radix 2 in 2 groups: the grouped softmax over the splits; avd's 3x3 average
-/// pool; ResNet-D's ceil-mode 2x2 pool before the projection, on an odd 9x9 map) forward in
-/// train mode, and the gradients of its input, of the split 3x3 and of the gate.
 #[wasm_bindgen_test]
 async fn split_attention_matches_the_cpu_on_webgpu() {
-    use burn::module::Module;
-    use burn::tensor::{Device, Distribution, Tensor};
-    use resnet::model::{BlockConfig, BlockKind, BlockVariant, Joining};
-
-    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
-        .await
-        .unwrap();
-    let variant = BlockVariant::new()
-        .with_groups(2)
-        .with_width_per_group(32)
-        .with_split_attention(2, true)
-        .with_avg_down(true);
-    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
-        .with_stride(2)
-        .with_joining(Joining {
-            variant,
-            ..Joining::DEFAULT
-        });
-    let block = config.init(&Device::flex());
-    // 16 channels in 2 groups, computed as 2 splits: 32 outputs in 4 groups.
-    assert_eq!(block.conv2.weight.dims(), [32, 4, 3, 3]);
-    let x = Tensor::<4>::random(
-        [2, 24, 9, 9],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
-    let weights = Tensor::<4>::random(
-        [2, 64, 5, 5],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
-    let (x_data, weights_data) = (x.to_data(), weights.to_data());
-
-    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
-    for device in [Device::flex().autodiff(), gpu.autodiff()] {
-        let block = block.clone().fork(&device).train();
-        let x = Tensor::<4>::from_data(x_data.clone(), &device).require_grad();
-        let weights = Tensor::<4>::from_data(weights_data.clone(), &device);
-        let y = block.forward(x.clone());
-        let grads = (y.clone() * weights).sum().backward();
-        let attn = block.attn.as_ref().unwrap();
-        let projection = block.downsample.as_ref().unwrap();
-        results.push(vec![
-            read(y).await,
-            read(x.grad(&grads).unwrap()).await,
-            read(block.conv2.weight.grad(&grads).unwrap()).await,
-            read(attn.fc1.weight.grad(&grads).unwrap()).await,
-            read(attn.fc2.weight.grad(&grads).unwrap()).await,
-            read(projection.conv.weight.grad(&grads).unwrap()).await,
-        ]);
-    }
-    let names = [
-        "output",
-        "input gradient",
-        "split 3x3 gradient",
-        "attn.fc1 gradient",
-        "attn.fc2 gradient",
-        "pooled projection gradient",
-    ];
-    for (i, name) in names.iter().enumerate() {
-        assert_close(name, &results[1][i], &results[0][i]);
-    }
+    on_webgpu(ops::split_attention()).await;
 }
 
-/// Inception-ResNet-v2's ops on WebGPU against the CPU (flex) in the same page: `mixed_5b`
-/// (four concatenated branches, a 5x5, the 3x3 average pool that does not count padding) and
-/// an Inception-ResNet-B unit (1x7 and 7x1 kernels, the residual scaled by 0.1), forward in
-/// train mode and the gradients of their inputs and of the asymmetric kernels.
 #[wasm_bindgen_test]
 async fn inception_resnet_units_match_the_cpu_on_webgpu() {
-    use burn::module::Module;
-    use burn::tensor::{Device, Distribution, Tensor};
-    use resnet::model::inception_resnet::{Mixed, Residual, units};
-
-    let (gpu, _) = resnet::web::device(resnet::web::Preference::WebGpu)
-        .await
-        .unwrap();
-    let mixed = Mixed::new(&units::MIXED_5B, &Device::flex());
-    let block17 = Residual::new(&units::BLOCK17, 1088, 0.1, &Device::flex());
-    let random =
-        |shape| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
-    let (x5, w5) = (
-        random([2, 192, 5, 5]).to_data(),
-        random([2, 320, 5, 5]).to_data(),
-    );
-    let (x17, w17) = (
-        random([2, 1088, 4, 4]).to_data(),
-        random([2, 1088, 4, 4]).to_data(),
-    );
-
-    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
-    for device in [Device::flex().autodiff(), gpu.autodiff()] {
-        let mixed = mixed.clone().fork(&device).train();
-        let block17 = block17.clone().fork(&device).train();
-        let x5 = Tensor::<4>::from_data(x5.clone(), &device).require_grad();
-        let x17 = Tensor::<4>::from_data(x17.clone(), &device).require_grad();
-        let y5 = mixed.forward(x5.clone());
-        let y17 = block17.forward(x17.clone());
-        let loss = (y5.clone() * Tensor::from_data(w5.clone(), &device)).sum()
-            + (y17.clone() * Tensor::from_data(w17.clone(), &device)).sum();
-        let grads = loss.backward();
-        results.push(vec![
-            read(y5).await,
-            read(y17).await,
-            read(x5.grad(&grads).unwrap()).await,
-            read(x17.grad(&grads).unwrap()).await,
-            read(mixed.branch3[0].conv.weight.grad(&grads).unwrap()).await,
-            read(block17.branch1[1].conv.weight.grad(&grads).unwrap()).await,
-            read(block17.branch1[2].conv.weight.grad(&grads).unwrap()).await,
-        ]);
-    }
-    let names = [
-        "mixed_5b output",
-        "block17 output",
-        "mixed_5b input gradient",
-        "block17 input gradient",
-        "branch3 (after the average pool) gradient",
-        "1x7 gradient",
-        "7x1 gradient",
-    ];
-    for (i, name) in names.iter().enumerate() {
-        assert_close(name, &results[1][i], &results[0][i]);
-    }
+    on_webgpu(ops::inception_resnet_units()).await;
 }
 
 /// The npm `Classifier.load` takes a DenseNet: a DenseNet-BC written as a Burnpack file with

@@ -3,9 +3,8 @@
 //! all the layers before it. torchvision's `densenet121/169/201/161` and the paper's CIFAR
 //! DenseNet-BC (`densenet_bc100_12`), with torchvision's module names.
 //!
-//! A second module tree beside [crate::model::ResNet]: built, counted and loaded from
-//! torchvision's state dicts here; the classifier, the trainer and the page take ResNets only
-//! so far (issue 10).
+//! A second module tree beside [crate::model::ResNet], with torchvision's layout so its state
+//! dicts load; the classifier, the trainer (fresh runs and fine-tuning) and the page take it.
 
 mod net;
 

@@ -108,29 +108,16 @@ impl Trainer {
         let o: CreateOptions = parse_options(options)?;
         let file =
             WeightsFile::from_bytes(weights.to_vec(), "weights").map_err(crate::Error::from)?;
-        // The architecture: given, or the file's own.
+        // The architecture: given, or the file's own (any member of the family).
         let source = match (raw.get("arch").and_then(|a| a.as_str()), &file.card) {
             (Some(name), _) => {
-                let mut c =
-                    crate::model::network::parse_resnet(name).map_err(crate::Error::from)?;
-                if let Some(n) = o.num_classes {
-                    c = c.with_num_classes(n);
+                let c = crate::model::network::parse(name).map_err(crate::Error::from)?;
+                match o.num_classes {
+                    Some(n) => c.with_num_classes(n),
+                    None => c,
                 }
-                c
             }
-            (None, Some(card)) => match &card.config {
-                crate::model::NetConfig::ResNet(config) => config.clone(),
-                other => {
-                    return Err(js_error(
-                        Kind::Arch,
-                        format!(
-                            "{} is not of the ResNet tree: the trainer fine-tunes ResNets only \
-                             for now (Classifier.load takes it)",
-                            other.name()
-                        ),
-                    ));
-                }
-            },
+            (None, Some(card)) => card.config.clone(),
             (None, None) => {
                 return Err(js_error(
                     Kind::Arch,
@@ -162,12 +149,9 @@ impl Trainer {
         let (device, backend) = backend::device(preference)
             .await
             .map_err(|e| js_error(Kind::Device, e))?;
-        let loaded = crate::infer::Classifier::load(file, Some(source.clone().into()), &device)?;
+        let loaded = crate::infer::Classifier::load(file, Some(source.clone()), &device)?;
         let target = source.with_num_classes(classes);
-        let Some(backbone) = loaded.model().resnet() else {
-            return Err(js_error(Kind::Arch, "the weights are not a ResNet's"));
-        };
-        let model = crate::train::finetune::replace_head(backbone.clone(), &target, &device);
+        let model = crate::train::finetune::replace_head(loaded.model().clone(), classes, &device);
         let train_len = dataset.train_size();
         let config = spec
             .train_config(target, train_len, loaded.card().normalization.clone())
