@@ -6,9 +6,9 @@
 #![allow(dead_code)]
 
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
 use resnet::model::inception_resnet::{Mixed, Residual, units};
-use resnet::model::{BlockConfig, BlockKind, BlockVariant, DenseNetConfig, Joining, Stem};
+use resnet::model::{Block, BlockConfig, BlockKind, BlockVariant, DenseNetConfig, Joining, Stem};
 
 /// Named tensors computed on one device; rank-2 results are returned as `[n, c, 1, 1]` so one
 /// reader serves them all.
@@ -51,32 +51,49 @@ pub fn check(what: &str, got: &[f32], want: &[f32]) -> String {
     format!("{what}: max |Δ| = {diff:e} (scale {scale:e})")
 }
 
-/// A SE-ResNeXt bottleneck (1x1, grouped 3x3 with stride 2, 1x1, squeeze-excitation,
-/// projection): its output and the gradients of its input, of the grouped 3x3 and of the SE
-/// layer.
-pub fn grouped_convolution_and_squeeze_excitation() -> Case {
-    let variant = BlockVariant::new()
-        .with_groups(4)
-        .with_width_per_group(32)
-        .with_squeeze_excitation(true);
-    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
+/// A stride-2 bottleneck from 24 channels, width 16, with `variant`, made on the CPU.
+fn bottleneck(variant: BlockVariant) -> Block {
+    BlockConfig::new(BlockKind::Bottleneck, 24, 16)
         .with_stride(2)
         .with_joining(Joining {
             variant,
             ..Joining::DEFAULT
-        });
-    let block = config.init(&Device::flex());
+        })
+        .init(&Device::flex())
+}
+
+/// `block` forked to `device` in train mode, its output on `x`, `x` itself and the gradients
+/// of the output weighted by `weights` (random, so that every element's gradient differs).
+fn forward_backward(
+    block: &Block,
+    x: &TensorData,
+    weights: &TensorData,
+    device: &Device,
+) -> (Block, Tensor<4>, Tensor<4>, Gradients) {
+    let block = block.clone().fork(device).train();
+    let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
+    let y = block.forward(x.clone());
+    let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
+        .sum()
+        .backward();
+    (block, x, y, grads)
+}
+
+/// A SE-ResNeXt bottleneck (1x1, grouped 3x3 with stride 2, 1x1, squeeze-excitation,
+/// projection): its output and the gradients of its input, of the grouped 3x3 and of the SE
+/// layer.
+pub fn grouped_convolution_and_squeeze_excitation() -> Case {
+    let block = bottleneck(
+        BlockVariant::new()
+            .with_groups(4)
+            .with_width_per_group(32)
+            .with_squeeze_excitation(true),
+    );
     assert_eq!(block.conv2.weight.dims(), [32, 8, 3, 3]);
     let (x, weights) = (random([2, 24, 9, 9]), random([2, 64, 5, 5]));
     Case {
         run: Box::new(move |device| {
-            let block = block.clone().fork(device).train();
-            let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
-            let y = block.forward(x.clone());
-            // A random weighting, so that every output element's gradient differs.
-            let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
-                .sum()
-                .backward();
+            let (block, x, y, grads) = forward_backward(&block, &x, &weights, device);
             let se = block.se.as_ref().unwrap();
             vec![
                 ("output", y),
@@ -135,18 +152,13 @@ pub fn dense_concatenation() -> Case {
 /// splits; avd's 3x3 average pool; ResNet-D's ceil-mode 2x2 pool before the projection, on an
 /// odd 9x9 map): its output and the gradients of its input, of the split 3x3 and of the gate.
 pub fn split_attention() -> Case {
-    let variant = BlockVariant::new()
-        .with_groups(2)
-        .with_width_per_group(32)
-        .with_split_attention(2, true)
-        .with_avg_down(true);
-    let config = BlockConfig::new(BlockKind::Bottleneck, 24, 16)
-        .with_stride(2)
-        .with_joining(Joining {
-            variant,
-            ..Joining::DEFAULT
-        });
-    let block = config.init(&Device::flex());
+    let block = bottleneck(
+        BlockVariant::new()
+            .with_groups(2)
+            .with_width_per_group(32)
+            .with_split_attention(2, true)
+            .with_avg_down(true),
+    );
     // 16 channels in 2 groups, computed as 2 splits: 32 outputs in 4 groups.
     assert_eq!(block.conv2.weight.dims(), [32, 4, 3, 3]);
     // A batch of 8, not 2: the gate's BN normalises each channel over the batch of pooled
@@ -157,12 +169,7 @@ pub fn split_attention() -> Case {
     let (x, weights) = (random([8, 24, 9, 9]), random([8, 64, 5, 5]));
     Case {
         run: Box::new(move |device| {
-            let block = block.clone().fork(device).train();
-            let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
-            let y = block.forward(x.clone());
-            let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
-                .sum()
-                .backward();
+            let (block, x, y, grads) = forward_backward(&block, &x, &weights, device);
             let attn = block.attn.as_ref().unwrap();
             let projection = block.downsample.as_ref().unwrap();
             vec![
