@@ -116,6 +116,8 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         "ms_min": (times[0] * 1e4).round() / 10.0,
         "first_step_ms": (first_step.unwrap_or(0.0) * 1e4).round() / 10.0,
         "images_per_second": ((args.batch as f64 / median) * 10.0).round() / 10.0,
+        // Where compiled kernels and autotune results persist (GPU devices only).
+        "kernel_cache": super::kernel_cache().map(|p| p.display().to_string()),
     });
     println!("{line}");
     Ok(())
