@@ -180,8 +180,7 @@ pub fn load_model(
         )));
         return Ok((trainer.model().to_device(device).into(), card));
     }
-    let classifier =
-        crate::infer::Classifier::load(WeightsFile::open(&path)?, config, device)?;
+    let classifier = crate::infer::Classifier::load(WeightsFile::open(&path)?, config, device)?;
     Ok((classifier.model().clone(), classifier.card().clone()))
 }
 

@@ -87,9 +87,15 @@ mod tests {
 
         let dir = scratch("burn");
         std::fs::write(dir.join("a/burn.toml"), "[fusion]\n").unwrap();
-        assert!(!has_config_file(&dir.join("a/b")), "burn.toml without [cubecl]");
-        std::fs::write(dir.join("a/burn.toml"), "[cubecl.autotune]\nlevel = \"minimal\"\n")
-            .unwrap();
+        assert!(
+            !has_config_file(&dir.join("a/b")),
+            "burn.toml without [cubecl]"
+        );
+        std::fs::write(
+            dir.join("a/burn.toml"),
+            "[cubecl.autotune]\nlevel = \"minimal\"\n",
+        )
+        .unwrap();
         assert!(has_config_file(&dir.join("a/b")));
     }
 

@@ -98,7 +98,10 @@ pub fn grouped_convolution_and_squeeze_excitation() -> Case {
             vec![
                 ("output", y),
                 ("input gradient", x.grad(&grads).unwrap()),
-                ("grouped 3x3 gradient", block.conv2.weight.grad(&grads).unwrap()),
+                (
+                    "grouped 3x3 gradient",
+                    block.conv2.weight.grad(&grads).unwrap(),
+                ),
                 ("se.fc1 gradient", se.fc1.weight.grad(&grads).unwrap()),
                 ("se.fc2 gradient", se.fc2.weight.grad(&grads).unwrap()),
             ]
@@ -175,7 +178,10 @@ pub fn split_attention() -> Case {
             vec![
                 ("output", y),
                 ("input gradient", x.grad(&grads).unwrap()),
-                ("split 3x3 gradient", block.conv2.weight.grad(&grads).unwrap()),
+                (
+                    "split 3x3 gradient",
+                    block.conv2.weight.grad(&grads).unwrap(),
+                ),
                 ("attn.fc1 gradient", attn.fc1.weight.grad(&grads).unwrap()),
                 ("attn.fc2 gradient", attn.fc2.weight.grad(&grads).unwrap()),
                 (
