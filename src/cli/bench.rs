@@ -117,7 +117,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         "first_step_ms": (first_step.unwrap_or(0.0) * 1e4).round() / 10.0,
         "images_per_second": ((args.batch as f64 / median) * 10.0).round() / 10.0,
         // Where compiled kernels and autotune results persist (GPU devices only).
-        "kernel_cache": super::kernel_cache().map(|p| p.display().to_string()),
+        "kernel_cache": super::kernel_cache::configure().map(|p| p.display().to_string()),
     });
     println!("{line}");
     Ok(())

@@ -47,9 +47,15 @@ fn has_config_file(dir: &Path) -> bool {
     })
 }
 
-/// Installs the CLI's CubeCL configuration before any GPU device exists; returns the
-/// directory the kernel and autotune caches live in, or `None` where the user's own
-/// configuration file decides.
+/// Installs the CLI's CubeCL configuration before any GPU device exists (once; later calls
+/// only answer); returns the directory the kernel and autotune caches live in, or `None` where
+/// the user's own configuration file decides or the build has no `gpu-cache` feature.
+#[cfg(not(feature = "gpu-cache"))]
+pub fn configure() -> Option<&'static Path> {
+    None
+}
+
+/// See the definition without the `gpu-cache` feature.
 #[cfg(feature = "gpu-cache")]
 pub fn configure() -> Option<&'static Path> {
     LOCATION

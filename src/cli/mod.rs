@@ -300,17 +300,9 @@ fn inception_info(
 }
 
 /// Runs the command line; errors are returned for `main` to print.
-/// Where compiled GPU kernels and autotune results persist between runs (set up before any
-/// device exists), or `None` in a build without the `gpu-cache` feature.
-fn kernel_cache() -> Option<&'static Path> {
-    #[cfg(feature = "gpu-cache")]
-    return kernel_cache::configure();
-    #[cfg(not(feature = "gpu-cache"))]
-    None
-}
-
 pub fn run(cli: Cli) -> Result<(), Error> {
-    kernel_cache();
+    // Before any GPU device exists.
+    kernel_cache::configure();
     match cli.command {
         Command::Info { model, size, json } => info(&model, size, json),
         Command::Import {
