@@ -747,6 +747,11 @@ async fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_webgpu() {
 }
 
 #[wasm_bindgen_test]
+async fn pooling_a_map_one_pixel_high_matches_the_cpu_on_webgpu() {
+    on_webgpu(ops::pooling_a_map_one_pixel_high()).await;
+}
+
+#[wasm_bindgen_test]
 async fn dense_concatenation_matches_the_cpu_on_webgpu() {
     on_webgpu(ops::dense_concatenation()).await;
 }

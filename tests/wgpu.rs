@@ -50,6 +50,11 @@ fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_wgpu() {
 }
 
 #[test]
+fn pooling_a_map_one_pixel_high_matches_the_cpu_on_wgpu() {
+    on_wgpu(ops::pooling_a_map_one_pixel_high());
+}
+
+#[test]
 fn dense_concatenation_matches_the_cpu_on_wgpu() {
     on_wgpu(ops::dense_concatenation());
 }

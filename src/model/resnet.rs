@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
 use super::config::{BlockKind, Joining, ResNetConfig, Stem};
+use super::pool::global_average;
 use super::stem::DeepStem;
 
 /// Why a configuration cannot be built.
@@ -236,7 +237,7 @@ impl ResNetConfig {
 /// - output: `[batch, num_classes]`
 pub(crate) fn pool_and_classify(fc: &Linear, features: Tensor<4>) -> Tensor<2> {
     let [batch, channels, _, _] = features.dims();
-    fc.forward(features.mean_dims(&[2, 3]).reshape([batch, channels]))
+    fc.forward(global_average(features).reshape([batch, channels]))
 }
 
 /// A ResNet (or its plain twin) of either family.

@@ -8,6 +8,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
 use super::block::he_normal_fan_out;
+use super::pool::global_average;
 
 /// Channels of the squeeze: `channels / 16` rounded to the nearest multiple of 8, at least 8
 /// (timm's `make_divisible(channels / 16, 8)`), so 256 → 16 and 64 → 8.
@@ -51,7 +52,7 @@ impl SqueezeExcitation {
     /// - `x`: `[batch, channels, height, width]`
     /// - output: `[batch, channels, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let squeezed = x.clone().mean_dims(&[2, 3]);
+        let squeezed = global_average(x.clone());
         let gate = sigmoid(self.fc2.forward(relu(self.fc1.forward(squeezed))));
         x * gate
     }

@@ -14,6 +14,7 @@ use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::block::{batch_norm, he_normal_fan_out};
+use super::pool::global_average;
 
 /// Channels of the gate's hidden layer: `width · radix / 4` rounded to a multiple of 8, at
 /// least 32 (timm's `make_divisible(in_channels * radix * 0.25, min_value=32, divisor=8)`,
@@ -87,22 +88,23 @@ impl SplitAttention {
     ///   `r · channels ..`)
     /// - output: `[batch, channels, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        // Only 4-d tensors and channel slices: the direct form (a [batch, radix, channels,
-        // h, w] view summed over the splits, the softmax's transpose reshaped back) gave
-        // wrong input gradients on burn 0.22's WebGPU backend in Chromium, and in one
-        // arrangement a synchronous read that would kill the page (tests/web.rs).
+        // Only 4-d tensors and channel slices: timm's form (a [batch, radix, channels, h, w]
+        // view summed over the splits) gives wrong input gradients on burn 0.22's GPU
+        // backends, whose sum_dim backward reduces a length-1 axis of a channels-last
+        // gradient (docs/upstream/burn-reduce-unit-axis.md).
         let [batch, rc, _, _] = x.dims();
         let (radix, groups) = (self.radix, self.groups);
         let channels = rc / radix;
         let splits: Vec<Tensor<4>> = (0..radix)
             .map(|r| x.clone().narrow(1, r * channels, channels))
             .collect();
-        let pooled = splits
-            .iter()
-            .cloned()
-            .reduce(|a, b| a + b)
-            .expect("radix >= 1")
-            .mean_dims(&[2, 3]);
+        let pooled = global_average(
+            splits
+                .iter()
+                .cloned()
+                .reduce(|a, b| a + b)
+                .expect("radix >= 1"),
+        );
         let hidden = self.fc1.forward(pooled);
         let hidden = match &self.bn1 {
             Some(bn) => bn.forward(hidden),

@@ -8,7 +8,9 @@
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
 use resnet::model::inception_resnet::{Mixed, Residual, units};
-use resnet::model::{Block, BlockConfig, BlockKind, BlockVariant, DenseNetConfig, Joining, Stem};
+use resnet::model::{
+    Block, BlockConfig, BlockKind, BlockVariant, DenseNetConfig, Joining, ResNetConfig, Stem,
+};
 
 /// Named tensors computed on one device; rank-2 results are returned as `[n, c, 1, 1]` so one
 /// reader serves them all.
@@ -104,6 +106,38 @@ pub fn grouped_convolution_and_squeeze_excitation() -> Case {
                 ),
                 ("se.fc1 gradient", se.fc1.weight.grad(&grads).unwrap()),
                 ("se.fc2 gradient", se.fc2.weight.grad(&grads).unwrap()),
+            ]
+        }),
+    }
+}
+
+/// A small SE-ResNet on a 4x12 input, so that its last stage is one pixel high (1x3): the
+/// squeeze-excitation and the head average a map whose height is 1, the shape on which burn
+/// 0.22's GPU reduction of a length-1 axis of a convolution's (channels-last) output gives
+/// wrong values (docs/upstream/burn-reduce-unit-axis.md). Its logits and the gradients of its
+/// input and of the last SE layer.
+pub fn pooling_a_map_one_pixel_high() -> Case {
+    let config = ResNetConfig::new(vec![1, 1, 1], BlockKind::Basic, Stem::Cifar, 8)
+        .with_num_classes(5)
+        .with_variant(Some(BlockVariant::new().with_squeeze_excitation(true)));
+    let net = config.init(&Device::flex());
+    let (x, weights) = (random([2, 3, 4, 12]), random([2, 5]));
+    Case {
+        run: Box::new(move |device| {
+            let net = net.clone().fork(device).train();
+            let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
+            let y = net.forward(x.clone());
+            let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
+                .sum()
+                .backward();
+            let se = net.layer3[0].se.as_ref().unwrap();
+            vec![
+                ("logits", y.unsqueeze_dims(&[2, 3])),
+                ("input gradient", x.grad(&grads).unwrap()),
+                (
+                    "layer3.0.se.fc1 gradient",
+                    se.fc1.weight.grad(&grads).unwrap(),
+                ),
             ]
         }),
     }
