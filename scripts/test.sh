@@ -29,7 +29,7 @@ scripts/build-web.sh
 
 step "page end to end, Train view, saved-session faults, bundler consumer (Playwright, Vite)"
 mkdir -p test-artifacts
-node tests/e2e/page.mjs
+node tests/e2e/page.mjs "$CARGO_TARGET_DIR/debug/resnet"
 # The Train view; its export is evaluated by the native binary `cargo test` built above.
 node tests/e2e/train.mjs "$CARGO_TARGET_DIR/debug/resnet"
 # Saved sessions under faults: two tabs, a tab closed mid-save, damaged records (under a minute).

@@ -1,14 +1,34 @@
 // The real page in headless Chromium: it loads the bundled model, classifies a dropped image
-// on WebGPU and (with WebGPU off) on the CPU, shows the backend, refuses a non-image clearly.
-//   node tests/e2e/page.mjs        (needs pkg/ built: scripts/build-web.sh)
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+// on WebGPU and (with WebGPU off) on the CPU, shows the backend, refuses a non-image clearly,
+// and classifies with a DenseNet file trained and exported by the native binary.
+//   node tests/e2e/page.mjs [path/to/resnet]  (needs pkg/ built: scripts/build-web.sh; and the
+//                                              native binary: cargo build)
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { start } from "../../scripts/serve.mjs";
 import { check, checkOwnOrigin, launch, open, root, screenshot } from "./browser.mjs";
 
 const server = await start({ port: 0 });
 const url = `http://127.0.0.1:${server.address().port}/`;
 const TIMEOUT = 180_000;
+const binary = process.argv[2] ?? resolve(process.env.CARGO_TARGET_DIR ?? resolve(root, "target"), "debug/resnet");
+if (!existsSync(binary)) throw new Error(`the native binary ${binary} is missing: build it with cargo build`);
+
+/**
+ * A DenseNet the way an ML engineer hands one to the page: trained natively for a few steps on
+ * Shapes, exported as a Burnpack file; and the top-5 the native CLI gives for `image` (10-crop).
+ */
+function nativeDenseNet(image) {
+  const dir = mkdtempSync(join(tmpdir(), "resnet-densenet-"));
+  const run = join(dir, "run");
+  const file = join(dir, "densenet_bc16_4.bpk");
+  execFileSync(binary, ["train", "--arch", "densenet_bc16_4", "--iterations", "60", "--batch-size", "32", "--train-size", "1024", "--test-size", "128", "--seed", "3", "--out", run], { stdio: "ignore" });
+  execFileSync(binary, ["export", run, "--out", file], { stdio: "ignore" });
+  const out = execFileSync(binary, ["classify", "--weights", file, "--views", "ten-crop", "--json", image], { encoding: "utf8" });
+  return { file, top: JSON.parse(out).predictions };
+}
 
 /** A 24-bit bottom-up BMP of RGBA pixels. */
 function bmp24(width, height, rgba) {
@@ -100,6 +120,7 @@ async function classifyDropped(browser, name, expectBackend) {
   await page.waitForFunction(() => document.querySelector("#latency").textContent.includes("10 views"), null, { timeout: TIMEOUT });
   await screenshot(page, `classify-${expectBackend}`);
   await tenCropIsTheMeanOfItsViews(page, sample, expectBackend);
+  await classifyWithADenseNetFile(page, sample, expectBackend);
 
   // A file that is not an image gets a friendly message, not a crash.
   await dropFile(page, new TextEncoder().encode("this is not an image"), "notes.txt", "text/plain");
@@ -110,6 +131,32 @@ async function classifyDropped(browser, name, expectBackend) {
   check(errors.length === 0, `no uncaught page errors (${errors.map(String).join("; ")})`);
   checkOwnOrigin(requests, url); // the dropped image and the model stay in the page
   await page.close();
+}
+
+/**
+ * The Weights menu's file input takes a DenseNet Burnpack file (its card names the
+ * architecture): the page describes it and shows, for the same image and 10-crop, the top-5
+ * the native CLI printed on the CPU; then the bundled model is restored.
+ */
+async function classifyWithADenseNetFile(page, sample, backend) {
+  const densenet = nativeDenseNet(resolve(root, "www/samples", sample.file));
+  await page.selectOption("#model-select", "file").catch(() => {}); // opens the file chooser
+  await page.setInputFiles("#weights-input", densenet.file);
+  await page.waitForFunction(() => document.querySelector("#model-info").textContent.startsWith("densenet_bc16_4"), null, { timeout: TIMEOUT });
+  const info = await page.textContent("#model-info");
+  check(info.includes("densenet_bc16_4") && info.includes("10 classes"), `the DenseNet file is described: "${info}"`);
+  await page.evaluate(() => { document.querySelector("#latency").textContent = "stale"; });
+  await dropFile(page, readFileSync(resolve(root, "www/samples", sample.file)), sample.file, "image/png");
+  await page.waitForFunction(() => document.querySelector("#latency").textContent.includes("10 views"), null, { timeout: TIMEOUT });
+  const top = await predictions(page);
+  const labels = top.map((p) => p.label).join(", ");
+  const want = densenet.top.map((p) => p.label).join(", ");
+  // The page shows one decimal of a percent.
+  const diff = Math.max(...top.map((p, i) => Math.abs(p.percent - 100 * densenet.top[i].probability)));
+  check(labels === want && diff <= 0.06, `on ${backend}, the DenseNet's top-5 is the native CLI's: ${top.map((p) => `${p.label} ${p.percent}%`).join(", ")} (max |Δ| ${diff.toFixed(3)} points)`);
+  await screenshot(page, `classify-densenet-${backend}`);
+  await page.selectOption("#model-select", "default");
+  await page.waitForFunction(() => document.querySelector("#model-info").textContent.startsWith("resnet20"), null, { timeout: TIMEOUT });
 }
 
 /**
