@@ -168,6 +168,21 @@ fn info_reports_exact_parameter_counts_as_json() {
         err.contains("inception_resnet_v2 is not of the ResNet tree"),
         "{err}"
     );
+    // bench takes every tree; a DenseNet runs with BN as layers (only ResNets fold it).
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "bench",
+        "--arch",
+        "densenet_bc16_4",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (&json["arch"], &json["bn"], &json["size"]),
+        (&"densenet_bc16_4".into(), &"separate".into(), &32.into())
+    );
     let text = ok(&["info", "--arch", "resnest50d"]);
     assert!(
         text.contains("resnest50d: 27,483,240 parameters")

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
-use crate::model::FoldedResNet;
+use crate::model::{FoldedResNet, NetConfig};
 use crate::readback::read_f32;
 use crate::train::evaluate::loss_and_hits;
 use crate::train::{Sgd, SgdConfig};
@@ -50,8 +50,8 @@ pub struct BenchArgs {
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), Error> {
-    let config = args.model.required_config()?;
-    let size = args.size.unwrap_or(config.stem.input_size());
+    let config = args.model.required_net_config()?;
+    let size = args.size.unwrap_or(config.input_size());
     if args.batch == 0 || args.runs == 0 {
         return Err(Error::Other("--batch and --runs must be at least 1".into()));
     }
@@ -60,10 +60,16 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
     let mut times = Vec::with_capacity(args.runs);
     // The first batch alone: kernel compilation and autotuning on a GPU, allocation on the CPU.
     let mut first_step = None;
+    let folded_bn = matches!(config, NetConfig::ResNet(_)) && !args.unfolded;
     match args.mode {
         Mode::Infer => {
             let model = config.init(&device);
-            let folded = (!args.unfolded).then(|| FoldedResNet::new(&model));
+            // BN is folded into the ResNet tree's convolutions (what `classify` runs); the
+            // other trees run with BN as layers.
+            let folded = model
+                .resnet()
+                .filter(|_| !args.unfolded)
+                .map(FoldedResNet::new);
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
@@ -83,7 +89,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             let mut model = config.init(&device);
             let mut sgd = Sgd::new(SgdConfig::default());
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-            let classes = config.num_classes;
+            let classes = config.num_classes();
             let one_hot: Vec<f32> = (0..args.batch * classes)
                 .map(|i| (i % classes == (i / classes) % classes) as u8 as f32)
                 .collect();
@@ -109,7 +115,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "device": args.device.device.to_string(),
         "batch": args.batch,
-        "bn": if args.mode == Mode::Train { "train" } else if args.unfolded { "separate" } else { "folded" },
+        "bn": if args.mode == Mode::Train { "train" } else if folded_bn { "folded" } else { "separate" },
         "size": size,
         "runs": args.runs,
         "ms_per_batch": (median * 1e4).round() / 10.0,

@@ -121,8 +121,8 @@ struct ModelArgs {
     /// resnet18/34/50/101/152, resnet20/32/44/56/110 (any 6n+2), plain18, plain20, …,
     /// resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, seresnet50, seresnext50_32x4d,
     /// resnext29_8x64d (CIFAR), resnetv2_50, preact_resnet110, wrn28_10, resnest50d, resnet50d,
-    /// … (optional when a .bpk weights file names its own); `info` and `logits` also take
-    /// densenet121 … and inception_resnet_v2.
+    /// densenet121, densenet_bc100_12, inception_resnet_v2, … (optional when a .bpk weights
+    /// file names its own).
     #[arg(long)]
     arch: Option<String>,
     /// Number of classes [default: 1000 for ImageNet nets, 10 for CIFAR nets].

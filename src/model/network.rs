@@ -93,9 +93,9 @@ pub enum NotResNet {
     Unknown(#[from] UnknownArch),
     /// A DenseNet or Inception-ResNet.
     #[error(
-        "{0} is not of the ResNet tree: `resnet info`, `logits`, `import`, `classify`, `eval` \
-         and `export`, the page's Classify view and Classifier.load take it, but training and \
-         the residual analyses take the ResNet family only for now"
+        "{0} is not of the ResNet tree: the lesion study needs residual blocks, and training \
+         takes the ResNet tree and DenseNets; every member runs in `resnet info`, `logits`, \
+         `import`, `classify`, `eval`, `bench` and `export`"
     )]
     OtherTree(String),
 }
