@@ -177,6 +177,15 @@ async fn bad_images_are_rejected_with_a_typed_error() {
         .await
         .unwrap_err();
     assert_eq!(kind(error), "input");
+    // The package leaves the GIF decoder out (the page decodes GIFs): the error says how.
+    let gif = include_bytes!("fixtures/ring.gif");
+    let error = classify(&classifier, gif, "center", 5).await.unwrap_err();
+    let message = get(&error, "message").as_string().unwrap();
+    assert!(
+        message.contains("GIF") && message.contains("createImageBitmap"),
+        "{message}"
+    );
+    assert_eq!(kind(error), "image");
 }
 
 #[wasm_bindgen_test]
@@ -749,6 +758,11 @@ async fn grouped_convolution_and_squeeze_excitation_match_the_cpu_on_webgpu() {
 #[wasm_bindgen_test]
 async fn pooling_a_map_one_pixel_high_matches_the_cpu_on_webgpu() {
     on_webgpu(ops::pooling_a_map_one_pixel_high()).await;
+}
+
+#[wasm_bindgen_test]
+async fn folded_inference_matches_the_cpu_on_webgpu() {
+    on_webgpu(ops::folded_inference()).await;
 }
 
 #[wasm_bindgen_test]

@@ -55,6 +55,11 @@ fn pooling_a_map_one_pixel_high_matches_the_cpu_on_wgpu() {
 }
 
 #[test]
+fn folded_inference_matches_the_cpu_on_wgpu() {
+    on_wgpu(ops::folded_inference());
+}
+
+#[test]
 fn dense_concatenation_matches_the_cpu_on_wgpu() {
     on_wgpu(ops::dense_concatenation());
 }

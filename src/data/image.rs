@@ -1,6 +1,6 @@
-//! Decoding user images (JPEG, PNG, WebP, GIF; BMP natively) with bounded memory. The
-//! browser package leaves the BMP decoder out (its 3 MB budget): a page decodes BMP itself
-//! (`createImageBitmap`) and passes the pixels.
+//! Decoding user images (JPEG, PNG, WebP; BMP and GIF natively) with bounded memory. The
+//! browser package leaves the BMP and GIF decoders out (its 3 MB budget): a page decodes them
+//! itself (`createImageBitmap`) and passes the pixels.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
@@ -61,11 +61,20 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         .map_err(|_| ImageError::UnknownFormat)?;
     let format = reader.format().ok_or(ImageError::UnknownFormat)?;
     #[cfg(target_family = "wasm")]
-    if format == image::ImageFormat::Bmp {
-        return Err(ImageError::Unsupported(
-            "BMP is not decoded by the browser package: decode it with createImageBitmap and \
-             pass the ImageData",
-        ));
+    match format {
+        image::ImageFormat::Bmp => {
+            return Err(ImageError::Unsupported(
+                "BMP is not decoded by the browser package: decode it with createImageBitmap \
+                 and pass the ImageData",
+            ));
+        }
+        image::ImageFormat::Gif => {
+            return Err(ImageError::Unsupported(
+                "GIF is not decoded by the browser package: decode it with createImageBitmap \
+                 and pass the ImageData",
+            ));
+        }
+        _ => {}
     }
     let corrupt = |e: image::ImageError| ImageError::Corrupt {
         format: format!("{format:?}").to_uppercase(),

@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
 use resnet::model::inception_resnet::{Mixed, Residual, units};
 use resnet::model::{
-    Block, BlockConfig, BlockKind, BlockVariant, DenseNetConfig, Joining, ResNetConfig, Stem,
+    Block, BlockConfig, BlockKind, BlockVariant, DenseNetConfig, FoldedResNet, Joining,
+    ResNetConfig, ShortcutOption, Stem,
 };
 
 /// Named tensors computed on one device; rank-2 results are returned as `[n, c, 1, 1]` so one
@@ -139,6 +140,60 @@ pub fn pooling_a_map_one_pixel_high() -> Case {
                     se.fc1.weight.grad(&grads).unwrap(),
                 ),
             ]
+        }),
+    }
+}
+
+/// Inference as `Classifier` runs it: BN folded into the convolutions, whose weights a GPU
+/// keeps channels last, and ReLU as one clamp kernel (src/model/fold.rs). The logits of a CIFAR
+/// net (option A), of an ImageNet-stem bottleneck net with projections, and of its
+/// pre-activation form (convolutions not followed by BN, a final BN as a per-channel
+/// multiply-add), with BN statistics moved off 0 and 1 by a training-mode pass on the CPU.
+pub fn folded_inference() -> Case {
+    let bottleneck = ResNetConfig::new(vec![1, 1], BlockKind::Bottleneck, Stem::ImageNet, 8)
+        .with_num_classes(5)
+        .with_shortcut(ShortcutOption::B);
+    let preact = bottleneck
+        .clone()
+        .with_variant(Some(BlockVariant::new().with_preactivation(true)));
+    let nets: Vec<_> = [
+        (
+            resnet::model::arch::cifar(1).with_num_classes(5),
+            [2, 3, 16, 16],
+        ),
+        (bottleneck, [2, 3, 48, 40]),
+        (preact, [2, 3, 48, 40]),
+    ]
+    .into_iter()
+    .map(|(config, shape)| {
+        let cpu = cpu();
+        let net = config.init(&cpu).train();
+        // Running statistics away from their initial 0 and 1.
+        for _ in 0..3 {
+            let x = Tensor::<4>::from_data(random(shape), &cpu)
+                .mul_scalar(2.0)
+                .add_scalar(0.5);
+            let _ = net.forward(x);
+        }
+        (net.valid(), random(shape))
+    })
+    .collect();
+    Case {
+        run: Box::new(move |device| {
+            let names = [
+                "CIFAR net (option A)",
+                "bottleneck net",
+                "pre-activation net",
+            ];
+            nets.iter()
+                .zip(names)
+                .map(|((net, x), name)| {
+                    let device = device.clone().without_autodiff();
+                    let folded = FoldedResNet::new(&net.clone().fork(&device));
+                    let logits = folded.forward(Tensor::<4>::from_data(x.clone(), &device));
+                    (name, logits.unsqueeze_dims(&[2, 3]))
+                })
+                .collect()
         }),
     }
 }

@@ -23,16 +23,19 @@ $("tta-select").addEventListener("change", async (e) => {
 // ---------- images ----------
 async function setImageBytes(bytes, type) {
   state.image = { kind: "bytes", bytes };
-  // The wasm package decodes JPEG, PNG, WebP and GIF; the browser decodes BMP for it.
-  if (type === "image/bmp" || (bytes.byteLength > 2 && new TextDecoder().decode(new Uint8Array(bytes, 0, 2)) === "BM")) {
+  // The wasm package decodes JPEG, PNG and WebP; the browser decodes BMP and GIF for it.
+  const magic = bytes.byteLength > 4 ? new TextDecoder().decode(new Uint8Array(bytes, 0, 4)) : "";
+  const decodedHere = type === "image/bmp" ? "image/bmp" : type === "image/gif" ? "image/gif"
+    : magic.startsWith("BM") ? "image/bmp" : magic === "GIF8" ? "image/gif" : null;
+  if (decodedHere) {
     try {
-      const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/bmp" }));
+      const bitmap = await createImageBitmap(new Blob([bytes], { type: decodedHere }));
       const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
       const context = canvas.getContext("2d");
       context.drawImage(bitmap, 0, 0);
       state.image = { kind: "pixels", imageData: context.getImageData(0, 0, bitmap.width, bitmap.height) };
     } catch {
-      // Not a BMP the browser can read: the crate names the problem.
+      // Not a BMP or GIF the browser can read: the crate names the problem.
     }
   }
   const preview = $("preview");
