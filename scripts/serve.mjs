@@ -1,4 +1,6 @@
 // A static server for the page: www/ at /, the built package at /pkg/. Node only, no deps.
+// `start({ mounts })` serves more directories under URL prefixes (the browser benchmark's
+// ONNX Runtime Web and ONNX files).
 //   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1]
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
@@ -17,16 +19,17 @@ const TYPES = {
   ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
   ".css": "text/css; charset=utf-8", ".json": "application/json", ".wasm": "application/wasm",
   ".png": "image/png", ".jpg": "image/jpeg", ".svg": "image/svg+xml", ".ts": "text/plain",
-  ".bpk": "application/octet-stream", ".bin": "application/octet-stream", ".ico": "image/x-icon",
+  ".bpk": "application/octet-stream", ".onnx": "application/octet-stream", ".bin": "application/octet-stream", ".ico": "image/x-icon",
 };
 
-export function start({ port: listenPort = port, host: listenHost = host } = {}) {
+export function start({ port: listenPort = port, host: listenHost = host, mounts = {} } = {}) {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://localhost");
     let path = decodeURIComponent(url.pathname);
     if (path.endsWith("/")) path += "index.html";
-    const base = path.startsWith("/pkg/") ? root : join(root, "www");
-    const file = normalize(join(base, path));
+    const mount = Object.keys(mounts).find((prefix) => path.startsWith(prefix));
+    const base = mount ? resolve(mounts[mount]) : path.startsWith("/pkg/") ? root : join(root, "www");
+    const file = normalize(join(base, mount ? path.slice(mount.length) : path));
     if (!file.startsWith(base)) {
       res.writeHead(403).end();
       return;

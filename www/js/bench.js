@@ -1,6 +1,10 @@
 // Browser benchmark: median latency of one image through ResNet-20 (32x32) and ResNet-18/50
 // (224x224), and training images/s of ResNet-20 at batch 128. Timing only; the networks run
 // in the wasm package. Results are JSON lines in #out (scripts/bench-web.mjs collects them).
+// With ?ort=1 (scripts/bench-web.mjs --ort serves /ort/ and /onnx/) each inference case is
+// also timed in ONNX Runtime Web, same input, same warm-up and median, and a ratio line
+// follows: ONNX Runtime's ms / ours (above 1, we are faster). Its wasm backend runs on one
+// thread, as our CPU fallback does.
 import init, { Classifier, Dataset, Trainer, backendInfo } from "../pkg/resnet.js";
 
 const params = new URLSearchParams(location.search);
@@ -15,10 +19,35 @@ const report = (line) => {
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** Median ms of ONNX Runtime Web on `/onnx/${arch}.onnx`, its outputs read to the CPU. */
+async function ortMs(ort, arch, size, input, backend) {
+  const session = await ort.InferenceSession.create(`/onnx/${arch}.onnx`, {
+    executionProviders: [backend === "webgpu" ? "webgpu" : "wasm"],
+    graphOptimizationLevel: "all",
+  });
+  const feeds = { input: new ort.Tensor("float32", input, [1, 3, size, size]) };
+  const times = [];
+  for (let i = 0; i < warmup + runs; i++) {
+    const t = performance.now();
+    const { logits } = await session.run(feeds);
+    await logits.getData();
+    if (i >= warmup) times.push(performance.now() - t);
+  }
+  await session.release();
+  return times;
+}
+
 try {
   await init();
   const info = await backendInfo(device);
   report({ backend: info.backend, adapter: info.adapter, fallbackReason: info.fallbackReason ?? null });
+  let ort = null;
+  if (params.get("ort") === "1") {
+    ort = await import("/ort/ort.webgpu.min.mjs");
+    ort.env.wasm.wasmPaths = "/ort/";
+    ort.env.wasm.numThreads = 1;
+    report({ engine: "onnxruntime-web", version: ort.env.versions?.web ?? null, wasmThreads: 1 });
+  }
   for (const [arch, size] of [["resnet20", 32], ["resnet18", 224], ["resnet50", 224]]) {
     const classifier = await Classifier.random({ arch, device });
     const input = new Float32Array(3 * size * size).map(() => Math.random() * 2 - 1);
@@ -28,8 +57,15 @@ try {
       await classifier.logits(input, Uint32Array.from([1, 3, size, size]));
       if (i >= warmup) times.push(performance.now() - t);
     }
-    report({ mode: "infer", arch, size, batch: 1, device: info.backend, ms: +median(times).toFixed(1), msMin: +Math.min(...times).toFixed(1), runs });
+    const ms = median(times);
+    report({ mode: "infer", arch, size, batch: 1, device: info.backend, ms: +ms.toFixed(1), msMin: +Math.min(...times).toFixed(1), runs });
     classifier.free();
+    if (ort) {
+      const theirs = await ortMs(ort, arch, size, input, info.backend);
+      const theirMs = median(theirs);
+      report({ engine: "onnxruntime-web", mode: "infer", arch, size, batch: 1, device: info.backend, ms: +theirMs.toFixed(1), msMin: +Math.min(...theirs).toFixed(1), runs });
+      report({ ratio: +(theirMs / ms).toFixed(2), arch, device: info.backend, note: "onnxruntime-web ms / ours: above 1, we are faster" });
+    }
   }
   if (params.get("train") !== "0") {
     const batch = Number(params.get("batch") ?? 128);
