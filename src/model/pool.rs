@@ -8,8 +8,9 @@ use burn::tensor::Tensor;
 /// backends (burn-cubecl) give wrong values when they reduce a length-1 axis of a
 /// channels-last tensor, which is what their convolutions return, and `mean_dims` reduces
 /// the height first, a length-1 axis for a map one pixel high (a 32x64 input to an ImageNet
-/// net, or a CIFAR net given a 4x12 one). A 1x1 map is returned as it is. One reduction is
-/// also one kernel launch instead of two. See docs/upstream/burn-reduce-unit-axis.md.
+/// net, or a CIFAR net given a 4x12 one). A 1x1 map is returned as it is. On a GPU the
+/// flattening of a channels-last map is a copy, so this is as many launches as before (a copy
+/// and a reduction instead of two reductions). See docs/upstream/burn-reduce-unit-axis.md.
 ///
 /// # Shapes
 /// - `x`: `[batch, channels, height, width]`
