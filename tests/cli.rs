@@ -165,7 +165,8 @@ fn info_reports_exact_parameter_counts_as_json() {
         &out,
     ]);
     assert!(
-        err.contains("inception_resnet_v2 is not of the ResNet tree"),
+        err.contains("inception_resnet_v2 needs images of at least 75x75")
+            && err.contains("--data imagenet:DIR"),
         "{err}"
     );
     // bench takes every tree; a DenseNet runs with BN as layers (only ResNets fold it).
@@ -479,6 +480,65 @@ fn train_and_eval_on_an_imagenet_folder() {
         "10",
     ]);
     assert!(err.contains("takes 64x64 images"), "{err}");
+}
+
+/// Inception-ResNet-v2 trains natively on full-size images (at 75x75, its smallest input: two
+/// steps on the generated ImageNet folder), with Inception's normalisation in its card, and
+/// its weights classify.
+#[test]
+fn inception_resnet_v2_trains_on_an_imagenet_folder() {
+    let dir = scratch("imagenet-irv2");
+    let data = dir.join("data");
+    ok(&[
+        "data",
+        "imagenet-sample",
+        "--to",
+        data.to_str().unwrap(),
+        "--train",
+        "1",
+        "--val",
+        "1",
+    ]);
+    let data_arg = format!("imagenet:{}", data.display());
+    let run = dir.join("run");
+    let out = ok(&[
+        "train",
+        "--arch",
+        "inception_resnet_v2",
+        "--data",
+        &data_arg,
+        "--image-size",
+        "75",
+        "--batch-size",
+        "2",
+        "--iterations",
+        "2",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.contains("test top-1 error"), "{out}");
+    let model = run.join("model.bpk");
+    let line = ok(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        &data_arg,
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(report["images"], 4);
+    // Inception's preprocessing (mean and std 0.5), as timm's weights take.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let normalization = &config["train"]["normalization"];
+    assert_eq!(normalization["mean"][0], 0.5, "{normalization}");
+    assert_eq!(normalization["std"][2], 0.5, "{normalization}");
+    // 55.8 M parameters in a checkpoint and a model file: 440 MB not to leave behind.
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A GPU that is not there is a one-line error naming it, not a panic.

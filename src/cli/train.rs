@@ -263,9 +263,12 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     }
     let model = spec.model(classes)?;
     // Full-size images take ImageNet's statistics (the first images of a sorted folder are
-    // all one class); CIFAR-sized data its own.
+    // all one class), Inception's for Inception-ResNet as timm's weights do; CIFAR-sized data
+    // its own.
     let normalization = if data.train.image_size() == 32 {
         data.train.channel_statistics(5_000)
+    } else if let crate::model::NetConfig::InceptionResNet(_) = model {
+        crate::io::Normalization::INCEPTION
     } else {
         crate::io::Normalization::IMAGENET
     };

@@ -62,6 +62,23 @@ fn channels_last(weight: Tensor<4>) -> Tensor<4> {
         .permute([0, 3, 1, 2])
 }
 
+/// ReLU as one kernel on a GPU: burn's `relu` is a comparison and a masked fill, two launches
+/// (38 of ResNet-20's 98 per image on wgpu). Only for inference: under autodiff a clamp's
+/// backward costs more than ReLU's. WGSL leaves `clamp` of NaN undefined, which inference can
+/// afford. flex keeps burn's `relu`, a little faster there than its clamp.
+fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_cpu(&x) {
+        return burn::tensor::activation::relu(x);
+    }
+    x.clamp(0.0, f32::INFINITY)
+}
+
+/// Whether `x` is on flex, the CPU backend, rather than a GPU (the levers above are for the
+/// GPU's kernels).
+fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device().without_autodiff() == burn::tensor::Device::flex()
+}
+
 /// `conv` followed by `bn` folded into one convolution, or `conv` alone.
 fn fold_if(conv: &Conv2d, bn: Option<&BatchNorm>) -> Conv2d {
     match bn {
@@ -475,21 +492,4 @@ mod tests {
             );
         }
     }
-}
-
-/// ReLU as one kernel on a GPU: burn's `relu` is a comparison and a masked fill, two launches
-/// (38 of ResNet-20's 98 per image on wgpu). Only for inference: under autodiff a clamp's
-/// backward costs more than ReLU's. WGSL leaves `clamp` of NaN undefined, which inference can
-/// afford. flex keeps burn's `relu`, a little faster there than its clamp.
-fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if on_cpu(&x) {
-        return burn::tensor::activation::relu(x);
-    }
-    x.clamp(0.0, f32::INFINITY)
-}
-
-/// Whether `x` is on flex, the CPU backend, rather than a GPU (the levers above are for the
-/// GPU's kernels).
-fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
-    x.device().without_autodiff() == burn::tensor::Device::flex()
 }

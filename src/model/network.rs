@@ -93,9 +93,9 @@ pub enum NotResNet {
     Unknown(#[from] UnknownArch),
     /// A DenseNet or Inception-ResNet.
     #[error(
-        "{0} is not of the ResNet tree: the lesion study needs residual blocks, and training \
-         takes the ResNet tree and DenseNets; every member runs in `resnet info`, `logits`, \
-         `import`, `classify`, `eval`, `bench` and `export`"
+        "{0} is not of the ResNet tree: the lesion study needs residual blocks, and a family \
+         comparison (compareWith) takes the ResNet tree and DenseNets; every member runs in \
+         `resnet info`, `logits`, `import`, `classify`, `train`, `eval`, `bench` and `export`"
     )]
     OtherTree(String),
 }

@@ -85,8 +85,10 @@ pub fn training_bytes(config: &NetConfig, input_size: usize, batch: usize) -> u6
             config.activations(input_size),
             config.stats(input_size).params,
         ),
-        // Not trained here (TrainConfig refuses it); counted as never fitting.
-        NetConfig::InceptionResNet(_) => (u64::MAX / (1 << 40), usize::MAX / (1 << 10)),
+        NetConfig::InceptionResNet(config) => (
+            config.activations(input_size),
+            config.stats(input_size).params,
+        ),
     };
     batch as u64 * activations * 4 * COPIES_PER_ACTIVATION + params as u64 * 4 * 4
 }

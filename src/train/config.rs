@@ -165,10 +165,13 @@ impl TrainConfig {
     /// momentum, weight decay or label smoothing out of range, an impossible normalisation.
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| e.to_string())?;
-        if let NetConfig::InceptionResNet(_) = self.model {
+        let min = self.model.min_input_size();
+        if self.input_size < min {
             return Err(format!(
-                "{} is not trained here: it classifies only",
-                self.model.name()
+                "{} needs images of at least {min}x{min} (its windows are unpadded), not \
+                 {1}x{1}: train it on full-size images (--data imagenet:DIR, --image-size)",
+                self.model.name(),
+                self.input_size
             ));
         }
         let sizes = crate::io::MIN_INPUT_SIZE..=crate::io::MAX_INPUT_SIZE;

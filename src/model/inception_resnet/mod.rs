@@ -216,6 +216,24 @@ impl InceptionResNetConfig {
     /// Parameters and multiply-adds of one `input_size`x`input_size` image (at least
     /// [MIN_INPUT](Self::MIN_INPUT); smaller sizes count the parameters only).
     pub fn stats(&self, input_size: usize) -> ModelStats {
+        let c = self.count(input_size);
+        ModelStats {
+            arch: self.name(),
+            params: c.params,
+            macs: c.macs,
+            depth: self.depth(),
+            input_size,
+            num_classes: self.num_classes,
+        }
+    }
+
+    /// Convolution output elements of one `input_size`x`input_size` image (the training
+    /// memory estimate's unit, as for the other trees).
+    pub fn activations(&self, input_size: usize) -> u64 {
+        self.count(input_size).activations
+    }
+
+    fn count(&self, input_size: usize) -> Count {
         let mut c = Count::default();
         let mut stem = units::STEM;
         stem[0].cin = self.in_channels;
@@ -241,14 +259,7 @@ impl InceptionResNetConfig {
         c.unit(&units::HEAD, size, true);
         c.params += units::HEAD.cout * self.num_classes + self.num_classes;
         c.macs += (units::HEAD.cout * self.num_classes) as u64;
-        ModelStats {
-            arch: self.name(),
-            params: c.params,
-            macs: c.macs,
-            depth: self.depth(),
-            input_size,
-            num_classes: self.num_classes,
-        }
+        c
     }
 }
 
@@ -257,12 +268,13 @@ fn max_pool(size: Option<usize>) -> Option<usize> {
     size.and_then(|s| out_size(s, 3, 2, 0))
 }
 
-/// Parameters and multiply-adds, threading the spatial size through (`None` once an input is
+/// Parameters, multiply-adds and convolution outputs, threading the spatial size through (`None` once an input is
 /// too small for a valid window).
 #[derive(Default)]
 struct Count {
     params: usize,
     macs: u64,
+    activations: u64,
 }
 
 impl Count {
@@ -273,6 +285,7 @@ impl Count {
         let out = size.and_then(|s| out_size(s, u.kernel[0], u.stride, u.pad[0]));
         if let Some(out) = out {
             self.macs += (weights * out * out) as u64;
+            self.activations += (u.cout * out * out) as u64;
         }
         out
     }
@@ -305,6 +318,17 @@ mod tests {
 
     /// timm 1.0.31: `sum(p.numel() for p in create_model('inception_resnet_v2').parameters())`;
     /// timm's table gives 13.2 G multiply-adds at 299x299.
+    #[test]
+    fn activations_match_timm() {
+        // timm's model card (fvcore's count of convolution and linear outputs) gives 25.1 M
+        // activations at 299x299; ours counts the convolutions: the linear adds 1,000.
+        let config = parse("inception_resnet_v2").unwrap();
+        let activations = config.activations(299) + 1_000;
+        assert_eq!((activations as f64 / 1e5).round(), 251.0, "{activations}");
+        // The training memory estimate reads it: a 75x75 image is a sliver of a 299 one.
+        assert!(config.activations(75) * 10 < activations);
+    }
+
     #[test]
     fn counts_match_timm() {
         let config = parse("inception_resnet_v2").unwrap();

@@ -156,8 +156,9 @@ impl RunSpec {
         })
     }
 
-    /// The network: `arch`, made plain if asked, with `classes` outputs. A DenseNet trains
-    /// as it is (it has no shortcuts to remove or change); Inception-ResNet is not trained here.
+    /// The network: `arch`, made plain if asked, with `classes` outputs. A DenseNet or an
+    /// Inception-ResNet trains as it is (no shortcuts to remove or change); the training
+    /// configuration checks that its images are large enough.
     pub fn model(&self, classes: usize) -> Result<NetConfig, crate::Error> {
         let model = match crate::model::network::parse(&self.arch)? {
             NetConfig::ResNet(mut model) => {
@@ -169,9 +170,6 @@ impl RunSpec {
                 }
                 let residual = model.residual && !self.plain;
                 NetConfig::ResNet(model.with_residual(residual))
-            }
-            NetConfig::InceptionResNet(model) => {
-                return Err(crate::model::network::NotResNet::OtherTree(model.name()).into());
             }
             other => {
                 if self.plain || self.compare || self.shortcut.is_some() {
