@@ -54,6 +54,24 @@ pub fn check(what: &str, got: &[f32], want: &[f32]) -> String {
     format!("{what}: max |Δ| = {diff:e} (scale {scale:e})")
 }
 
+/// `net` forked to `device` in train mode, its logits on `x`, `x` itself and the gradients of
+/// the logits weighted by `weights`.
+fn net_forward_backward<M: Module>(
+    net: &M,
+    x: &TensorData,
+    weights: &TensorData,
+    device: &Device,
+    forward: impl Fn(&M, Tensor<4>) -> Tensor<2>,
+) -> (M, Tensor<4>, Tensor<2>, Gradients) {
+    let net = net.clone().fork(device).train();
+    let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
+    let y = forward(&net, x.clone());
+    let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
+        .sum()
+        .backward();
+    (net, x, y, grads)
+}
+
 /// A stride-2 bottleneck from 24 channels, width 16, with `variant`, made on the CPU.
 fn bottleneck(variant: BlockVariant) -> Block {
     BlockConfig::new(BlockKind::Bottleneck, 24, 16)
@@ -125,12 +143,8 @@ pub fn pooling_a_map_one_pixel_high() -> Case {
     let (x, weights) = (random([2, 3, 4, 12]), random([2, 5]));
     Case {
         run: Box::new(move |device| {
-            let net = net.clone().fork(device).train();
-            let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
-            let y = net.forward(x.clone());
-            let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
-                .sum()
-                .backward();
+            let (net, x, y, grads) =
+                net_forward_backward(&net, &x, &weights, device, |net, x| net.forward(x));
             let se = net.layer3[0].se.as_ref().unwrap();
             vec![
                 ("logits", y.unsqueeze_dims(&[2, 3])),
@@ -212,12 +226,8 @@ pub fn dense_concatenation() -> Case {
     let (x, weights) = (random([2, 3, 9, 9]), random([2, 5]));
     Case {
         run: Box::new(move |device| {
-            let net = net.clone().fork(device).train();
-            let x = Tensor::<4>::from_data(x.clone(), device).require_grad();
-            let y = net.forward(x.clone());
-            let grads = (y.clone() * Tensor::from_data(weights.clone(), device))
-                .sum()
-                .backward();
+            let (net, x, y, grads) =
+                net_forward_backward(&net, &x, &weights, device, |net, x| net.forward(x));
             let f = &net.features;
             let transition = f.transition1.as_ref().unwrap();
             vec![
