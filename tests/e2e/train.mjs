@@ -340,10 +340,15 @@ try {
   check(deep.length === 2 && deep.every((h) => h === 56), `depth 56: ${arches.join(" and ")} train side by side, heatmaps of ${deep} layers`);
   const ran = DEVICE === "webgpu" ? "webgpu" : "cpu";
   check(nets56.every((n) => n.backend === ran), `depth 56 trained on ${ran}, as asked (${nets56.map((n) => n.backend).join(", ")})`);
+  // Both nets train, every loss finite. Whether a loss falls is not checked here: at 16 steps
+  // of batch 8 the batch losses are noise (2026-11-30: resnet56's ranged 1.97 to 4.56,
+  // plain56's 2.15 to 2.59 around ln 10), and a float-rounding change in the pooling flipped
+  // plain56's first-four/last-four means (2.315 → 2.380). Learning is checked above (24 steps
+  // of ResNet-20 and plain-20) and natively (tests/train.rs).
   for (const n of nets56) {
-    const [a, b] = [mean(n.loss.slice(0, 4)), mean(n.loss.slice(-4))];
-    check(n.loss.length === 16 && n.loss.every(Number.isFinite) && b < a, `${n.arch}: loss fell over ${n.loss.length} steps, ${a.toFixed(3)} → ${b.toFixed(3)} (first and last four)`);
+    check(n.loss.length === 16 && n.loss.every(Number.isFinite), `${n.arch}: ${n.loss.length} finite losses (${Math.min(...n.loss).toFixed(2)} to ${Math.max(...n.loss).toFixed(2)})`);
   }
+  check(nets56[0].loss.some((v, i) => v !== nets56[1].loss[i]), "the two nets' losses differ (two nets, not one drawn twice)");
   await screenshot(page, "train-depth56");
 
   // Three members of the family side by side (ResNet-20, the pre-activation ResNet-20 of He et
