@@ -18,6 +18,19 @@ use crate::readback::read_f32;
 #[cfg(not(target_family = "wasm"))]
 const IMAGENET_CLASSES: &str = include_str!("data/imagenet_classes.txt");
 
+/// Refuses an input that is not all finite numbers, naming the first value that is not: a
+/// NaN or an infinity gives no meaningful logits, and on a GPU the folded net's ReLU (a clamp,
+/// which WGSL leaves undefined for NaN) could even hide it behind finite ones.
+pub fn finite_input(values: &[f32]) -> Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "input value {i} is {}: the model takes finite numbers only",
+            values[i]
+        )),
+    }
+}
+
 /// [IMAGENET_CLASSES], one name per class (none in the browser package).
 pub fn imagenet_labels() -> Option<Vec<String>> {
     #[cfg(not(target_family = "wasm"))]

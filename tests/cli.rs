@@ -294,6 +294,24 @@ fn logits_refuse_wrong_npy_dtype_and_shape() {
         err.contains("f8.npy: dtype is '<f8', expected float32"),
         "{err}"
     );
+    // A NaN pixel is named, not turned into logits.
+    let nan = scratch("nan.npy");
+    let mut data = vec![0.5f32; 12];
+    data[7] = f32::NAN;
+    std::fs::write(
+        &nan,
+        NpyF32 {
+            shape: vec![1, 3, 2, 2],
+            data,
+        }
+        .to_bytes(),
+    )
+    .unwrap();
+    let err = logits_of(nan.to_str().unwrap());
+    assert!(
+        err.contains("nan.npy: input value 7 is NaN: the model takes finite numbers only"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -625,6 +625,15 @@ async fn impossible_input_sizes_are_refused() {
         .unwrap();
         assert_eq!(kind(error), "input", "size {size}");
     }
+    // A non-finite input value is named, on the GPU as on the CPU.
+    let classifier = load("webgpu").await;
+    let mut input = vec![0.25f32; 3 * 32 * 32];
+    input[100] = f32::INFINITY;
+    let promise = classifier.logits(Float32Array::from(&input[..]), vec![1, 3, 32, 32]);
+    let error = JsFuture::from(promise).await.unwrap_err();
+    let message = get(&error, "message").as_string().unwrap();
+    assert!(message.contains("input value 100 is inf"), "{message}");
+    assert_eq!(kind(error), "input");
 }
 
 /// One CIFAR record: `label_bytes` (CIFAR-100: coarse, then fine), then 32x32 planar RGB

@@ -73,6 +73,8 @@ pub(super) fn logits(
             array.shape
         )));
     }
+    crate::infer::finite_input(&array.data)
+        .map_err(|e| Error::Shape(format!("{}: {e}", input.display())))?;
     let classifier = model.classifier(weights, device)?;
     let min = classifier.card().config.min_input_size();
     if h < min || w < min {

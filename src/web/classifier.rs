@@ -211,6 +211,7 @@ impl Classifier {
                     format!("{} values for shape {shape:?}", data.len()),
                 ));
             }
+            crate::infer::finite_input(&data).map_err(|e| js_error(Kind::Input, e))?;
             let x = Tensor::<4>::from_data(TensorData::new(data, shape), inner.device());
             let logits = read_f32(inner.logits(x)).await?;
             Ok(Float32Array::from(&logits[..]).into())
