@@ -421,12 +421,9 @@ fn import_names_the_imagenet_classes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The run, small: a ResNet-50 trains on an ImageNet-layout folder under torchvision's
-/// recipe, and `resnet eval` scores it with the center, 10-crop and multi-scale views; a model
-/// that takes 64x64 images is not scored on 32x32 thumbnails.
-#[test]
-fn train_and_eval_on_an_imagenet_folder() {
-    let dir = scratch("imagenet-folder");
+/// `resnet data imagenet-sample` into `dir/data` (`train` and `val` JPEGs per class): the
+/// `--data` argument naming it, and what the command printed.
+fn imagenet_sample(dir: &Path, train: usize, val: usize) -> (String, String) {
     let data = dir.join("data");
     let out = ok(&[
         "data",
@@ -434,12 +431,21 @@ fn train_and_eval_on_an_imagenet_folder() {
         "--to",
         data.to_str().unwrap(),
         "--train",
-        "2",
+        &train.to_string(),
         "--val",
-        "1",
+        &val.to_string(),
     ]);
+    (format!("imagenet:{}", data.display()), out)
+}
+
+/// The run, small: a ResNet-50 trains on an ImageNet-layout folder under torchvision's
+/// recipe, and `resnet eval` scores it with the center, 10-crop and multi-scale views; a model
+/// that takes 64x64 images is not scored on 32x32 thumbnails.
+#[test]
+fn train_and_eval_on_an_imagenet_folder() {
+    let dir = scratch("imagenet-folder");
+    let (data_arg, out) = imagenet_sample(&dir, 2, 1);
     assert!(out.contains("8 train / 4 val JPEGs"), "{out}");
-    let data_arg = format!("imagenet:{}", data.display());
     let run = dir.join("run");
     ok(&[
         "train",
@@ -506,18 +512,7 @@ fn train_and_eval_on_an_imagenet_folder() {
 #[test]
 fn inception_resnet_v2_trains_on_an_imagenet_folder() {
     let dir = scratch("imagenet-irv2");
-    let data = dir.join("data");
-    ok(&[
-        "data",
-        "imagenet-sample",
-        "--to",
-        data.to_str().unwrap(),
-        "--train",
-        "1",
-        "--val",
-        "1",
-    ]);
-    let data_arg = format!("imagenet:{}", data.display());
+    let (data_arg, _) = imagenet_sample(&dir, 1, 1);
     let run = dir.join("run");
     let out = ok(&[
         "train",
