@@ -22,7 +22,10 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::tensor::Tensor;
 
+use std::sync::Arc;
+
 use super::block::{Block, Downsample, parameter_free_shortcut, split_and_pool};
+use super::cpu::{BlockPlan, CpuConv, NetPlan};
 use super::resnet::{ResNet, pool_and_classify};
 use super::se::SqueezeExcitation;
 use super::split_attn::SplitAttention;
@@ -216,6 +219,30 @@ impl FoldedBlock {
         relu(out + shortcut)
     }
 
+    /// This block as [CpuConv]s, if it is made of convolutions and shortcuts only.
+    fn cpu_plan(&self) -> Option<BlockPlan> {
+        let plain = self.pre.is_none() && self.attn.is_none() && self.avd.is_none();
+        let pooled = self.downsample.as_ref().is_some_and(|d| d.pool.is_some());
+        if !plain || self.se.is_some() || pooled {
+            return None;
+        }
+        Some(BlockPlan {
+            conv1: CpuConv::new(&self.conv1)?,
+            conv2: CpuConv::new(&self.conv2)?,
+            conv3: match &self.conv3 {
+                Some(conv) => Some(CpuConv::new(conv)?),
+                None => None,
+            },
+            downsample: match &self.downsample {
+                Some(projection) => Some(CpuConv::new(&projection.conv)?),
+                None => None,
+            },
+            stride: self.stride,
+            residual: self.residual,
+            out_channels: self.out_channels,
+        })
+    }
+
     /// The convolutions (BNs folded) and the SE gate of F, from the block's input (its
     /// pre-activated input in a pre-activation block).
     fn branch(&self, input: Tensor<4>) -> Tensor<4> {
@@ -265,6 +292,9 @@ pub struct FoldedResNet {
     /// Pre-activation nets: the final BN-ReLU.
     norm: Option<Affine>,
     fc: Linear,
+    /// On flex, the net as channels-last convolutions ([super::cpu]): none where a block has
+    /// more than convolutions and shortcuts.
+    cpu: Option<Arc<NetPlan>>,
 }
 
 impl FoldedResNet {
@@ -274,7 +304,7 @@ impl FoldedResNet {
             Some(stem) => vec![fold(&stem.conv1, &stem.bn1), fold(&stem.conv2, &stem.bn2)],
             None => Vec::new(),
         };
-        Self {
+        let mut folded = Self {
             deep_stem,
             conv1: fold_if(&model.conv1, model.bn1.as_ref()),
             stem_relu: model.bn1.is_some(),
@@ -282,7 +312,29 @@ impl FoldedResNet {
             blocks: model.stages().flatten().map(FoldedBlock::new).collect(),
             norm: model.norm.as_ref().map(Affine::new),
             fc: model.fc.clone(),
+            cpu: None,
+        };
+        folded.cpu = folded.cpu_plan().map(Arc::new);
+        folded
+    }
+
+    /// The net as [CpuConv]s, on flex only.
+    fn cpu_plan(&self) -> Option<NetPlan> {
+        let device = self.conv1.weight.device();
+        if device != burn::tensor::Device::flex() || self.norm.is_some() {
+            return None;
         }
+        let stem = self.deep_stem.iter().chain([&self.conv1]);
+        Some(NetPlan {
+            stem: stem.map(CpuConv::new).collect::<Option<_>>()?,
+            stem_relu: self.stem_relu,
+            maxpool: self.maxpool.clone(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(FoldedBlock::cpu_plan)
+                .collect::<Option<_>>()?,
+        })
     }
 
     /// Number of output classes.
@@ -310,6 +362,16 @@ impl FoldedResNet {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        if let Some(plan) = self
+            .cpu
+            .as_ref()
+            .filter(|_| x.device() == burn::tensor::Device::flex())
+        {
+            let removed: Vec<bool> = self.blocks.iter().map(|b| b.removed).collect();
+            if let Some(logits) = plan.forward(&x, &removed, &self.fc) {
+                return logits;
+            }
+        }
         let x = self
             .deep_stem
             .iter()
@@ -439,6 +501,28 @@ mod tests {
                     Tolerance::rel_abs(1e-4, 1e-5 * scale),
                 );
             }
+        }
+    }
+
+    /// The nets made of convolutions and shortcuts run as channels-last convolutions on flex
+    /// (so the two tests here check that path against burn's unfolded net); the others keep
+    /// burn's ops.
+    #[test]
+    fn the_cpu_path_covers_convolution_only_nets() {
+        let cases = [
+            ("resnet20", true),
+            ("plain20", true),
+            ("resnet50", true),
+            ("resnext29_2x4d", true),
+            ("wrn16_2", false), // pre-activation
+            ("seresnet18", false),
+            ("preact_resnet20", false),
+            ("resnest14d", false),
+            ("resnet18d", false),
+        ];
+        for (arch, covered) in cases {
+            let folded = FoldedResNet::new(&parse(arch).unwrap().init(&device()));
+            assert_eq!(folded.cpu.is_some(), covered, "{arch}");
         }
     }
 

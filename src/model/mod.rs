@@ -7,6 +7,7 @@
 pub mod arch;
 mod block;
 mod config;
+mod cpu;
 pub mod densenet;
 mod fold;
 pub mod inception_resnet;

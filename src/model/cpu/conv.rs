@@ -1,0 +1,298 @@
+//! A folded convolution on an NHWC [Map]: im2col rows (none for a 1x1 stride-1 convolution),
+//! one gemm per group against the weight stored `[out, kh, kw, in/groups]`, then bias,
+//! residual and ReLU in one pass over the output.
+
+use std::sync::Arc;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+
+use super::{Map, for_rows};
+
+/// Floats of im2col rows built at a time (4 MB): a batch-16 ResNet-18 stem would otherwise
+/// need a 118 MB buffer; a tile this size still gives the gemm hundreds of rows.
+const TILE_FLOATS: usize = 1 << 20;
+
+/// A convolution with its BN folded, ready for [Map]s.
+#[derive(Debug, Clone)]
+pub(crate) struct CpuConv {
+    /// `[kh, kw, in / groups, out]`: output channels contiguous, which is the layout the
+    /// gemm's kernel reads the weight in (it computes the output transposed), so it skips
+    /// repacking the weight when the map is small (ResNet-18's last stage at batch 1).
+    weight: Arc<[f32]>,
+    bias: Option<Arc<[f32]>>,
+    out_channels: usize,
+    in_channels: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Top, left, bottom, right.
+    padding: [usize; 4],
+    groups: usize,
+}
+
+impl CpuConv {
+    /// `conv`'s weights read back, or `None` for padding other than explicit.
+    pub fn new(conv: &Conv2d) -> Option<Self> {
+        let padding = match conv.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
+            PaddingConfig2d::Valid => [0; 4],
+            PaddingConfig2d::Same => return None,
+        };
+        let [out_channels, in_per_group, kh, kw] = conv.weight.dims();
+        let weight = conv.weight.val().permute([2, 3, 1, 0]).into_data();
+        let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+        Some(Self {
+            weight: weight.try_into_vec::<f32>().ok()?.into(),
+            bias: match bias {
+                Some(b) => Some(b.try_into_vec::<f32>().ok()?.into()),
+                None => None,
+            },
+            out_channels,
+            in_channels: in_per_group * conv.groups,
+            kernel: [kh, kw],
+            stride: conv.stride,
+            dilation: conv.dilation,
+            padding,
+            groups: conv.groups,
+        })
+    }
+
+    /// Output height and width for an input of `height` x `width`, `None` if the kernel does
+    /// not fit.
+    fn output_size(&self, height: usize, width: usize) -> Option<(usize, usize)> {
+        let [top, left, bottom, right] = self.padding;
+        let span = |k: usize, d: usize| (k - 1) * d + 1;
+        let oh = (height + top + bottom).checked_sub(span(self.kernel[0], self.dilation[0]))?;
+        let ow = (width + left + right).checked_sub(span(self.kernel[1], self.dilation[1]))?;
+        Some((oh / self.stride[0] + 1, ow / self.stride[1] + 1))
+    }
+
+    /// Whether the input rows are the im2col rows already.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0; 4]
+    }
+
+    /// `relu?(conv(x) + bias + residual)`, or `None` if `x` does not fit this convolution
+    /// (the caller falls back to burn's, which reports the problem).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, height, width, in]`
+    /// - `residual`, output: `[batch, out_height, out_width, out]`
+    pub fn forward(&self, x: &Map, residual: Option<&Map>, relu: bool) -> Option<Map> {
+        if x.channels != self.in_channels {
+            return None;
+        }
+        let (height, width) = self.output_size(x.height, x.width)?;
+        let positions = x.batch * height * width;
+        let out_channels = self.out_channels;
+        if let Some(r) = residual {
+            if (r.batch, r.height, r.width, r.channels) != (x.batch, height, width, out_channels) {
+                return None;
+            }
+        }
+        let [kh, kw] = self.kernel;
+        let in_per_group = self.in_channels / self.groups;
+        let out_per_group = out_channels / self.groups;
+        let depth = kh * kw * in_per_group;
+        let mut out = vec![0.0f32; positions * out_channels];
+        let rows_per_tile = match self.is_pointwise() {
+            true => positions,
+            false => (TILE_FLOATS / (depth * self.groups)).clamp(1, positions),
+        };
+        let mut col = match self.is_pointwise() {
+            true => Vec::new(),
+            false => vec![0.0f32; rows_per_tile * depth * self.groups],
+        };
+        for first in (0..positions).step_by(rows_per_tile) {
+            let rows = rows_per_tile.min(positions - first);
+            let lhs: &[f32] = match self.is_pointwise() {
+                true => &x.data[first * self.in_channels..],
+                false => {
+                    let col = &mut col[..rows * depth * self.groups];
+                    self.im2col(x, (height, width), first, col);
+                    col
+                }
+            };
+            let dst = &mut out[first * out_channels..(first + rows) * out_channels];
+            for g in 0..self.groups {
+                // SAFETY: every index gemm touches is in bounds: lhs holds `rows` rows of
+                // `groups * depth` floats (the input's channels when pointwise) and group g's
+                // columns start at `g * depth`; the weight holds `depth` rows of `out`
+                // floats, group g's columns at `g * out_per_group`; dst holds `rows` rows of `out` floats, group g's at `g *
+                // out_per_group`.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        out_per_group,
+                        depth,
+                        dst.as_mut_ptr().add(g * out_per_group),
+                        1,
+                        out_channels as isize,
+                        false,
+                        lhs.as_ptr().add(g * depth),
+                        1,
+                        (depth * self.groups) as isize,
+                        self.weight.as_ptr().add(g * out_per_group),
+                        1,
+                        out_channels as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism(),
+                    );
+                }
+            }
+        }
+        let bias = self.bias.as_deref();
+        for_rows(&mut out, out_channels, |p, row| {
+            if let Some(bias) = bias {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+            if let Some(r) = residual {
+                let r = &r.data[p * out_channels..(p + 1) * out_channels];
+                row.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+            }
+            if relu {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        });
+        Some(Map {
+            data: out,
+            batch: x.batch,
+            height,
+            width,
+            channels: out_channels,
+        })
+    }
+
+    /// im2col rows `first..` (as many as `col` holds) of `x`, each `groups` runs of `kh * kw`
+    /// segments of `in / groups` channels, zeros where the kernel overhangs the padding.
+    fn im2col(&self, x: &Map, (height, width): (usize, usize), first: usize, col: &mut [f32]) {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [dh, dw] = self.dilation;
+        let [top, left, _, _] = self.padding;
+        let in_per_group = self.in_channels / self.groups;
+        let c = x.channels;
+        for_rows(col, kh * kw * c, |r, row| {
+            let p = first + r;
+            let (n, oy, ox) = (p / (height * width), p / width % height, p % width);
+            let mut segments = row.chunks_exact_mut(in_per_group);
+            for g in 0..self.groups {
+                for ky in 0..kh {
+                    let iy = (oy * sh + ky * dh)
+                        .checked_sub(top)
+                        .filter(|&y| y < x.height);
+                    for kx in 0..kw {
+                        let ix = (ox * sw + kx * dw)
+                            .checked_sub(left)
+                            .filter(|&x_| x_ < x.width);
+                        let segment = segments.next().expect("row length");
+                        match (iy, ix) {
+                            (Some(iy), Some(ix)) => {
+                                let at =
+                                    ((n * x.height + iy) * x.width + ix) * c + g * in_per_group;
+                                segment.copy_from_slice(&x.data[at..at + in_per_group]);
+                            }
+                            _ => segment.fill(0.0),
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Every thread natively (the gemm decides how many a product is worth), one in a browser.
+fn parallelism() -> gemm::Parallelism {
+    #[cfg(not(target_family = "wasm"))]
+    return gemm::Parallelism::Rayon(rayon::current_num_threads());
+    #[cfg(target_family = "wasm")]
+    gemm::Parallelism::None
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::activation::relu;
+    use burn::tensor::{Device, Distribution, Tensor, Tolerance};
+
+    use super::*;
+
+    /// Against burn's convolution on flex, with and without the fused residual and ReLU, for
+    /// each geometry ResNets and their successors use and the edge cases of the im2col.
+    #[test]
+    fn matches_burns_convolution() {
+        let device = Device::flex();
+        // in, out, kernel, stride, padding, dilation, groups, height, width
+        let cases = [
+            (3, 8, 7, 2, 3, 1, 1, 15, 13),  // the ImageNet stem, odd sizes
+            (8, 8, 3, 1, 1, 1, 1, 9, 9),    // a basic block
+            (8, 16, 3, 2, 1, 1, 1, 9, 10),  // a downsampling 3x3
+            (8, 16, 1, 2, 0, 1, 1, 9, 9),   // a projection shortcut
+            (16, 8, 1, 1, 0, 1, 1, 5, 6),   // a bottleneck's 1x1 (no im2col)
+            (16, 16, 3, 1, 1, 1, 4, 7, 7),  // ResNeXt's grouped 3x3
+            (8, 12, 1, 1, 0, 1, 2, 4, 4),   // a grouped 1x1
+            (4, 6, 3, 1, 2, 2, 1, 8, 8),    // dilated
+            (4, 4, 3, 1, 0, 1, 1, 3, 3),    // no padding, one output position
+            (64, 8, 3, 1, 1, 1, 1, 32, 32), // more im2col rows than one tile
+        ];
+        for (i, o, k, s, p, d, g, h, w) in cases {
+            let conv = Conv2dConfig::new([i, o], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_dilation([d, d])
+                .with_groups(g)
+                .init(&device);
+            let x = Tensor::<4>::random([2, i, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let expected = conv.forward(x.clone());
+            let residual =
+                Tensor::<4>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let cpu = CpuConv::new(&conv).unwrap();
+            let map = Map::from_tensor(x).unwrap();
+            let case = format!("{i}->{o} k{k} s{s} p{p} d{d} g{g} {h}x{w}");
+            let plain = cpu.forward(&map, None, false).expect(&case);
+            plain
+                .into_tensor(&device)
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &expected.clone().into_data(),
+                    Tolerance::rel_abs(1e-5, 1e-5),
+                );
+            let fused = cpu
+                .forward(
+                    &map,
+                    Some(&Map::from_tensor(residual.clone()).unwrap()),
+                    true,
+                )
+                .expect(&case);
+            fused
+                .into_tensor(&device)
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &relu(expected + residual).into_data(),
+                    Tolerance::rel_abs(1e-5, 1e-5),
+                );
+        }
+    }
+
+    /// An input whose channels or size do not fit is declined, not misread.
+    #[test]
+    fn declines_what_does_not_fit() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([4, 4], [3, 3]).init(&device);
+        let cpu = CpuConv::new(&conv).unwrap();
+        let map = |c, h| Map::from_tensor(Tensor::<4>::zeros([1, c, h, h], &device)).unwrap();
+        assert!(cpu.forward(&map(3, 8), None, false).is_none());
+        assert!(cpu.forward(&map(4, 2), None, false).is_none());
+        let wrong_residual = map(4, 8);
+        assert!(
+            cpu.forward(&map(4, 8), Some(&wrong_residual), true)
+                .is_none()
+        );
+        assert!(cpu.forward(&map(4, 8), None, false).is_some());
+    }
+}

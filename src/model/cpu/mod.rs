@@ -1,0 +1,197 @@
+//! Folded inference on the CPU in channels-last layout, around one gemm per convolution.
+//!
+//! flex's convolution converts its NCHW input to NHWC, builds im2col tiles of 512 output
+//! positions, runs a gemm per tile and writes the result back to NCHW: per layer, two layout
+//! passes over the activations, and on a small map (ResNet-18's last stage has 49 positions
+//! per image) a single tile, so a single thread for the layers with the most weights. Here an
+//! activation map stays NHWC from the stem to the pool: a 1x1 convolution is a gemm straight
+//! on the input, a kxk one a gemm on its im2col rows; the gemm splits its work over every
+//! thread whatever the map's size; and bias, residual and ReLU are applied in one pass over
+//! the output. The gemm is the `gemm` crate flex itself calls.
+//!
+//! Only inference of a folded net ([super::FoldedResNet]) takes this path; whatever it does not
+//! cover (squeeze-excitation, split attention, pre-activation, pools other than the stem's)
+//! goes through burn's ops on a tensor view of the same memory.
+
+mod conv;
+mod plan;
+
+pub(crate) use conv::CpuConv;
+pub(crate) use plan::{BlockPlan, NetPlan};
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// An activation map on the CPU, `[batch, height, width, channels]` row-major.
+#[derive(Debug, Clone)]
+pub(crate) struct Map {
+    pub data: Vec<f32>,
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl Map {
+    /// The map of an NCHW tensor (one copy unless its memory is channels last already, as
+    /// [Map::into_tensor]'s is), `None` unless it holds `f32`s.
+    pub fn from_tensor(x: Tensor<4>) -> Option<Self> {
+        let [batch, channels, height, width] = x.dims();
+        let data = x.permute([0, 2, 3, 1]).into_data();
+        Some(Self {
+            data: data.try_into_vec::<f32>().ok()?,
+            batch,
+            height,
+            width,
+            channels,
+        })
+    }
+
+    /// A `[batch, channels, height, width]` tensor on `device` viewing this memory (no copy).
+    pub fn into_tensor(self, device: &Device) -> Tensor<4> {
+        let shape = [self.batch, self.height, self.width, self.channels];
+        Tensor::<4>::from_data(TensorData::new(self.data, shape), device).permute([0, 3, 1, 2])
+    }
+}
+
+/// `f(row index, row)` over the `len`-long rows of `out`, on every thread natively.
+pub(crate) fn for_rows(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        // Rows in chunks of at least ~16 K floats: below that a task costs more than it saves.
+        let rows_per_task = (16_384 / len.max(1)).max(1);
+        out.par_chunks_mut(len * rows_per_task)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (i, row) in chunk.chunks_mut(len).enumerate() {
+                    f(task * rows_per_task + i, row);
+                }
+            });
+    }
+    #[cfg(target_family = "wasm")]
+    out.chunks_mut(len)
+        .enumerate()
+        .for_each(|(i, row)| f(i, row));
+}
+
+/// The stem's max-pool in NHWC, or `None` for a geometry this does not cover (only explicit
+/// padding, no dilation or ceil mode; the ImageNet stem's 3x3/2 pad 1 is covered).
+pub(crate) fn max_pool(pool: &MaxPool2d, x: &Map) -> Option<Map> {
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = pool.padding else {
+        return None;
+    };
+    if pool.dilation != [1, 1] || pool.ceil_mode {
+        return None;
+    }
+    let [kh, kw] = pool.kernel_size;
+    let [sh, sw] = pool.stride;
+    let height = (x.height + top + bottom).checked_sub(kh)? / sh + 1;
+    let width = (x.width + left + right).checked_sub(kw)? / sw + 1;
+    let c = x.channels;
+    let mut data = vec![f32::NEG_INFINITY; x.batch * height * width * c];
+    for_rows(&mut data, c, |p, out| {
+        let (n, oy, ox) = (p / (height * width), p / width % height, p % width);
+        for ky in 0..kh {
+            let Some(iy) = (oy * sh + ky).checked_sub(top).filter(|&iy| iy < x.height) else {
+                continue;
+            };
+            for kx in 0..kw {
+                let Some(ix) = (ox * sw + kx).checked_sub(left).filter(|&ix| ix < x.width) else {
+                    continue;
+                };
+                let at = ((n * x.height + iy) * x.width + ix) * c;
+                for (o, &v) in out.iter_mut().zip(&x.data[at..at + c]) {
+                    // NaN propagates, as in burn's and PyTorch's max-pool.
+                    if !(v <= *o) {
+                        *o = v;
+                    }
+                }
+            }
+        }
+    });
+    Some(Map {
+        data,
+        batch: x.batch,
+        height,
+        width,
+        channels: c,
+    })
+}
+
+/// The paper's option-A shortcut in NHWC: `x[:, ::s, ::s]` with zero channels appended up to
+/// `out_channels` (see `block::parameter_free_shortcut`).
+pub(crate) fn parameter_free_shortcut(x: &Map, stride: usize, out_channels: usize) -> Map {
+    let height = x.height.div_ceil(stride);
+    let width = x.width.div_ceil(stride);
+    let mut data = vec![0.0; x.batch * height * width * out_channels];
+    for_rows(&mut data, out_channels, |p, out| {
+        let (n, oy, ox) = (p / (height * width), p / width % height, p % width);
+        let at = ((n * x.height + oy * stride) * x.width + ox * stride) * x.channels;
+        out[..x.channels].copy_from_slice(&x.data[at..at + x.channels]);
+    });
+    Map {
+        data,
+        batch: x.batch,
+        height,
+        width,
+        channels: out_channels,
+    }
+}
+
+/// The global average pool of `x`, `[batch, channels]`.
+pub(crate) fn global_average(x: &Map, device: &Device) -> Tensor<2> {
+    let per_image = x.height * x.width * x.channels;
+    let mut means = vec![0.0f32; x.batch * x.channels];
+    for (n, mean) in means.chunks_mut(x.channels).enumerate() {
+        for pixel in x.data[n * per_image..(n + 1) * per_image].chunks(x.channels) {
+            mean.iter_mut().zip(pixel).for_each(|(m, v)| *m += v);
+        }
+        let scale = 1.0 / (x.height * x.width) as f32;
+        mean.iter_mut().for_each(|m| *m *= scale);
+    }
+    Tensor::from_data(TensorData::new(means, [x.batch, x.channels]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    fn random(shape: [usize; 4]) -> Tensor<4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
+    }
+
+    /// The stem's max-pool and option A's shortcut against burn's ops, at odd sizes.
+    #[test]
+    fn pool_and_shortcut_match_burn() {
+        let device = Device::flex();
+        let pool = MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init();
+        let x = random([2, 5, 9, 7]);
+        let map = Map::from_tensor(x.clone()).unwrap();
+        max_pool(&pool, &map)
+            .unwrap()
+            .into_tensor(&device)
+            .into_data()
+            .assert_eq(&pool.forward(x.clone()).into_data(), true);
+        let expected = crate::model::block::parameter_free_shortcut(x, 2, 8);
+        parameter_free_shortcut(&map, 2, 8)
+            .into_tensor(&device)
+            .into_data()
+            .assert_eq(&expected.into_data(), true);
+        let x = random([2, 6, 3, 5]);
+        let [b, c, _, _] = x.dims();
+        global_average(&Map::from_tensor(x.clone()).unwrap(), &device)
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &crate::model::global_average(x).reshape([b, c]).into_data(),
+                Tolerance::rel_abs(1e-6, 1e-6),
+            );
+    }
+}
