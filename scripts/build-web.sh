@@ -37,3 +37,12 @@ opt=$(stat -c %s "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 awk -v raw="$raw" -v opt="$opt" -v gz="$gz" 'BEGIN {
   printf "pkg/resnet_bg.wasm: %.1f MB before wasm-opt, %.1f MB after, %.2f MB gzipped\n", raw/1e6, opt/1e6, gz/1e6 }'
+
+# The budget of what the page loads first (issue 12; README, "Sizes and benchmarks"): a build
+# over it fails here, so CI does not let it land.
+budget=3000000
+if [ "$gz" -gt "$budget" ]; then
+  echo "build-web: pkg/resnet_bg.wasm is $gz bytes gzipped, over the $budget-byte budget of what the page loads first" >&2
+  exit 1
+fi
+echo "pkg/resnet_bg.wasm: $gz bytes gzipped, $((budget - gz)) under the $budget-byte budget"

@@ -177,15 +177,19 @@ async fn bad_images_are_rejected_with_a_typed_error() {
         .await
         .unwrap_err();
     assert_eq!(kind(error), "input");
-    // The package leaves the GIF decoder out (the page decodes GIFs): the error says how.
-    let gif = include_bytes!("fixtures/ring.gif");
-    let error = classify(&classifier, gif, "center", 5).await.unwrap_err();
-    let message = get(&error, "message").as_string().unwrap();
-    assert!(
-        message.contains("GIF") && message.contains("createImageBitmap"),
-        "{message}"
-    );
-    assert_eq!(kind(error), "image");
+    // The package leaves the GIF and WebP decoders out (the page decodes them): the error says
+    // how.
+    let gif: &[u8] = include_bytes!("fixtures/ring.gif");
+    let webp: &[u8] = include_bytes!("fixtures/ring.webp");
+    for (format, bytes) in [("GIF", gif), ("WebP", webp)] {
+        let error = classify(&classifier, bytes, "center", 5).await.unwrap_err();
+        let message = get(&error, "message").as_string().unwrap();
+        assert!(
+            message.contains(format) && message.contains("createImageBitmap"),
+            "{message}"
+        );
+        assert_eq!(kind(error), "image");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -1,6 +1,6 @@
-//! Decoding user images (JPEG, PNG, WebP; BMP and GIF natively) with bounded memory. The
-//! browser package leaves the BMP and GIF decoders out (its 3 MB budget): a page decodes them
-//! itself (`createImageBitmap`) and passes the pixels.
+//! Decoding user images (JPEG, PNG; WebP, BMP and GIF natively) with bounded memory. The
+//! browser package leaves the WebP, BMP and GIF decoders out (its 3 MB budget): a page decodes
+//! them itself (`createImageBitmap`) and passes the pixels.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
@@ -71,6 +71,12 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         image::ImageFormat::Gif => {
             return Err(ImageError::Unsupported(
                 "GIF is not decoded by the browser package: decode it with createImageBitmap \
+                 and pass the ImageData",
+            ));
+        }
+        image::ImageFormat::WebP => {
+            return Err(ImageError::Unsupported(
+                "WebP is not decoded by the browser package: decode it with createImageBitmap \
                  and pass the ImageData",
             ));
         }

@@ -159,7 +159,7 @@ impl Classifier {
         })
     }
 
-    /// Classifies encoded image bytes (JPEG/PNG/WebP; BMP and GIF as an `ImageData`) or an `ImageData`.
+    /// Classifies encoded image bytes (JPEG/PNG; WebP, BMP and GIF as an `ImageData`) or an `ImageData`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Classification>")]
     pub fn classify(
         &self,

@@ -115,15 +115,18 @@ async function classifyDropped(browser, name, expectBackend) {
   check(await page.isHidden("#error"), `the BMP is classified, not refused: "${await page.textContent("#error")}"`);
   const fromBmp = await predictions(page);
   check(fromBmp[0].label === sample.label, `a dropped BMP of the same image is recognised too (got '${fromBmp[0].label}')`);
-  // And as a GIF (tests/fixtures/ring.gif, the ring sample saved by Pillow), which the page
-  // decodes too.
+  // And as a GIF and a WebP (tests/fixtures/ring.gif and ring.webp, the ring sample saved by
+  // Pillow), which the page decodes too; the WebP is dropped without a type, so the page must
+  // know it by its bytes.
   if (sample.label === "ring") {
-    await page.evaluate(() => { document.querySelector("#latency").textContent = "stale"; });
-    await dropFile(page, readFileSync(resolve(root, "tests/fixtures/ring.gif")), "ring.gif", "image/gif");
-    await page.waitForFunction(() => /\d+ ms on/.test(document.querySelector("#latency").textContent) || !document.querySelector("#error").hidden, null, { timeout: TIMEOUT });
-    check(await page.isHidden("#error"), `the GIF is classified, not refused: "${await page.textContent("#error")}"`);
-    const fromGif = await predictions(page);
-    check(fromGif[0].label === "ring", `a dropped GIF of the ring is recognised too (got '${fromGif[0].label}')`);
+    for (const [file, type] of [["ring.gif", "image/gif"], ["ring.webp", ""]]) {
+      await page.evaluate(() => { document.querySelector("#latency").textContent = "stale"; });
+      await dropFile(page, readFileSync(resolve(root, "tests/fixtures", file)), file, type);
+      await page.waitForFunction(() => /\d+ ms on/.test(document.querySelector("#latency").textContent) || !document.querySelector("#error").hidden, null, { timeout: TIMEOUT });
+      check(await page.isHidden("#error"), `the ${file} is classified, not refused: "${await page.textContent("#error")}"`);
+      const fromFile = await predictions(page);
+      check(fromFile[0].label === "ring", `a dropped ${file} of the ring is recognised too (got '${fromFile[0].label}')`);
+    }
   }
 
   // 10-crop from the toggle.

@@ -23,10 +23,12 @@ $("tta-select").addEventListener("change", async (e) => {
 // ---------- images ----------
 async function setImageBytes(bytes, type) {
   state.image = { kind: "bytes", bytes };
-  // The wasm package decodes JPEG, PNG and WebP; the browser decodes BMP and GIF for it.
-  const magic = bytes.byteLength > 4 ? new TextDecoder().decode(new Uint8Array(bytes, 0, 4)) : "";
-  const decodedHere = type === "image/bmp" ? "image/bmp" : type === "image/gif" ? "image/gif"
-    : magic.startsWith("BM") ? "image/bmp" : magic === "GIF8" ? "image/gif" : null;
+  // The wasm package decodes JPEG and PNG; the browser decodes WebP, BMP and GIF for it.
+  const head = bytes.byteLength > 12 ? new TextDecoder().decode(new Uint8Array(bytes, 0, 12)) : "";
+  const magic = head.slice(0, 4);
+  const decodedHere = ["image/bmp", "image/gif", "image/webp"].includes(type) ? type
+    : magic.startsWith("BM") ? "image/bmp" : magic === "GIF8" ? "image/gif"
+    : magic === "RIFF" && head.slice(8) === "WEBP" ? "image/webp" : null;
   if (decodedHere) {
     try {
       const bitmap = await createImageBitmap(new Blob([bytes], { type: decodedHere }));
@@ -35,7 +37,7 @@ async function setImageBytes(bytes, type) {
       context.drawImage(bitmap, 0, 0);
       state.image = { kind: "pixels", imageData: context.getImageData(0, 0, bitmap.width, bitmap.height) };
     } catch {
-      // Not a BMP or GIF the browser can read: the crate names the problem.
+      // Not an image the browser can read: the crate names the problem.
     }
   }
   const preview = $("preview");
