@@ -31,6 +31,21 @@ pub fn finite_input(values: &[f32]) -> Result<(), String> {
     }
 }
 
+/// Whether `height` x `width` inputs fit the network of `card`: Inception-ResNet's unpadded
+/// windows need at least 75x75 (a smaller map would reach a convolution smaller than its
+/// kernel, which burn does not report as an error).
+pub fn fits_input(card: &ModelCard, height: usize, width: usize) -> Result<(), String> {
+    let min = card.config.min_input_size();
+    if height < min || width < min {
+        return Err(format!(
+            "{} needs images of at least {min}x{min} (its windows are unpadded), got \
+             {height}x{width}",
+            card.config.name()
+        ));
+    }
+    Ok(())
+}
+
 /// [IMAGENET_CLASSES], one name per class (none in the browser package).
 pub fn imagenet_labels() -> Option<Vec<String>> {
     #[cfg(not(target_family = "wasm"))]

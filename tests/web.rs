@@ -830,3 +830,53 @@ async fn classifier_load_takes_a_densenet_card() {
         .to_vec();
     assert_close("DenseNet logits on WebGPU", &got, &want);
 }
+
+/// The npm `Classifier.load` takes Inception-ResNet-v2 (here with one unit per stage, timm's
+/// widths, at its smallest input, 75x75): the file names the net, and the package's logits on
+/// the CPU are the native-side model's.
+#[wasm_bindgen_test]
+async fn classifier_load_takes_an_inception_resnet_card() {
+    use burn::tensor::{Device, Distribution, Tensor};
+    use resnet::io::{ModelCard, Normalization, Precision};
+    use resnet::model::{InceptionResNetConfig, NetConfig};
+
+    let config = NetConfig::from(
+        InceptionResNetConfig::new()
+            .with_repeats([1, 1, 1])
+            .with_num_classes(10),
+    );
+    let model = config.init(&Device::flex());
+    let card = ModelCard::for_config(config.clone());
+    assert_eq!(card.normalization, Normalization::INCEPTION);
+    let bytes = resnet::io::to_bytes_async(&model, &card, Precision::F32)
+        .await
+        .unwrap();
+    let classifier = Classifier::load(
+        Uint8Array::from(&bytes[..]),
+        options(&[("device", "cpu".into())]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(classifier.arch(), "inception_resnet_v2-1x1x1");
+    let x = Tensor::<4>::random(
+        [1, 3, 75, 75],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let input = read(x.clone()).await;
+    let want = read(model.forward(x).unsqueeze_dims(&[2, 3])).await;
+    let got = JsFuture::from(classifier.logits(Float32Array::from(&input[..]), vec![1, 3, 75, 75]))
+        .await
+        .unwrap()
+        .dyn_into::<Float32Array>()
+        .unwrap()
+        .to_vec();
+    assert_close("Inception-ResNet logits on the CPU", &got, &want);
+    // Smaller than its unpadded windows allow: a typed error, not a panic of the module.
+    let small = vec![0.0f32; 3 * 32 * 32];
+    let promise = classifier.logits(Float32Array::from(&small[..]), vec![1, 3, 32, 32]);
+    let error = JsFuture::from(promise).await.unwrap_err();
+    let message = get(&error, "message").as_string().unwrap();
+    assert!(message.contains("at least 75x75"), "{message}");
+    assert_eq!(kind(error), "input");
+}

@@ -76,14 +76,8 @@ pub(super) fn logits(
     crate::infer::finite_input(&array.data)
         .map_err(|e| Error::Shape(format!("{}: {e}", input.display())))?;
     let classifier = model.classifier(weights, device)?;
-    let min = classifier.card().config.min_input_size();
-    if h < min || w < min {
-        return Err(Error::Shape(format!(
-            "{}: {} needs images of at least {min}x{min} (its windows are unpadded), got {h}x{w}",
-            input.display(),
-            classifier.card().config.name()
-        )));
-    }
+    crate::infer::fits_input(classifier.card(), h, w)
+        .map_err(|e| Error::Shape(format!("{}: {e}", input.display())))?;
     let classes = classifier.card().config.num_classes();
     let device = classifier.device().clone();
     let forward = |x| classifier.logits(x);

@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::arch::{self, UnknownArch};
 use super::densenet::{self, DenseNet, DenseNetConfig};
-#[cfg(not(target_family = "wasm"))]
-use super::inception_resnet::InceptionResNet;
-use super::inception_resnet::{self, InceptionResNetConfig};
+use super::inception_resnet::{self, InceptionResNet, InceptionResNetConfig};
 use super::{ConfigError, ModelStats, ResNet, ResNetConfig};
 
 /// The configuration of any member of the family.
@@ -207,11 +205,7 @@ impl NetConfig {
         match self {
             Self::ResNet(c) => Network::ResNet(c.init(device)),
             Self::DenseNet(c) => Network::DenseNet(c.init(device)),
-            #[cfg(not(target_family = "wasm"))]
             Self::InceptionResNet(c) => Network::InceptionResNet(c.init(device)),
-            // validate refuses it in the browser package.
-            #[cfg(target_family = "wasm")]
-            Self::InceptionResNet(c) => panic!("{}: {:?}", c.name(), c.validate()),
         }
     }
 }
@@ -243,24 +237,6 @@ impl ModulePath {
     }
 }
 
-/// The Inception-ResNet module a [Network] holds: the real one natively; in the browser
-/// package none at all (an uninhabited type), which keeps its code out of the wasm file the
-/// page loads (its 224 MB of weights make it no browser model; the package stays under its
-/// 3 MB budget). [InceptionResNetConfig::validate] refuses it there.
-#[cfg(not(target_family = "wasm"))]
-pub type InceptionResNetNet = InceptionResNet;
-/// See the native definition.
-#[cfg(target_family = "wasm")]
-pub type InceptionResNetNet = NotInTheBrowser;
-
-/// No network: what the browser package has instead of Inception-ResNet-v2. Nothing builds
-/// one (its field is private and [NetConfig::init] stops at the refusal of `validate`).
-#[cfg(target_family = "wasm")]
-#[derive(Module, Debug)]
-pub struct NotInTheBrowser {
-    never: bool,
-}
-
 /// Any member of the family.
 // The networks are held one at a time, never in collections: the size of the largest variant
 // costs nothing.
@@ -271,8 +247,8 @@ pub enum Network {
     ResNet(ResNet),
     /// DenseNet.
     DenseNet(DenseNet),
-    /// Inception-ResNet-v2 (native builds only).
-    InceptionResNet(InceptionResNetNet),
+    /// Inception-ResNet-v2.
+    InceptionResNet(InceptionResNet),
 }
 
 impl From<ResNet> for Network {
@@ -295,10 +271,7 @@ impl Network {
         match self {
             Self::ResNet(m) => m.num_classes(),
             Self::DenseNet(m) => m.classifier.weight.shape().dims::<2>()[1],
-            #[cfg(not(target_family = "wasm"))]
             Self::InceptionResNet(m) => m.classif.weight.shape().dims::<2>()[1],
-            #[cfg(target_family = "wasm")]
-            Self::InceptionResNet(m) => unreachable!("{m:?} is never built"),
         }
     }
 
@@ -311,10 +284,7 @@ impl Network {
         match self {
             Self::ResNet(m) => m.forward(x),
             Self::DenseNet(m) => m.forward(x),
-            #[cfg(not(target_family = "wasm"))]
             Self::InceptionResNet(m) => m.forward(x),
-            #[cfg(target_family = "wasm")]
-            Self::InceptionResNet(m) => unreachable!("{m:?} is never built"),
         }
     }
 }

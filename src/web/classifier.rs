@@ -212,6 +212,8 @@ impl Classifier {
                 ));
             }
             crate::infer::finite_input(&data).map_err(|e| js_error(Kind::Input, e))?;
+            crate::infer::fits_input(inner.card(), shape[2], shape[3])
+                .map_err(|e| js_error(Kind::Input, e))?;
             let x = Tensor::<4>::from_data(TensorData::new(data, shape), inner.device());
             let logits = read_f32(inner.logits(x)).await?;
             Ok(Float32Array::from(&logits[..]).into())

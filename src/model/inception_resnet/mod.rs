@@ -189,13 +189,6 @@ impl InceptionResNetConfig {
 
     /// Checks the configuration, so that [init](Self::init) cannot fail on it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if cfg!(target_family = "wasm") {
-            return Err(ConfigError::Variant(
-                "Inception-ResNet-v2 is not built into the browser package (55.8M parameters, \
-                 224 MB of weights): classify with it natively (`resnet classify`)"
-                    .into(),
-            ));
-        }
         for (value, name) in [
             (self.num_classes, "num_classes"),
             (self.in_channels, "in_channels"),
