@@ -793,16 +793,18 @@ async fn inception_resnet_units_match_the_cpu_on_webgpu() {
     on_webgpu(ops::inception_resnet_units()).await;
 }
 
-/// The npm `Classifier.load` takes a DenseNet: a DenseNet-BC written as a Burnpack file with
-/// its card (in the page, on the CPU) loads on WebGPU without being told its architecture,
-/// names it, and gives the logits the CPU model gives.
-#[wasm_bindgen_test]
-async fn classifier_load_takes_a_densenet_card() {
+/// `config` (random weights) written as a Burnpack file with its card, loaded through the npm
+/// `Classifier.load` on `device` without being told its architecture: it is named `arch`, and
+/// its logits on a `batch` of `size`x`size` inputs are the CPU model's.
+async fn load_card_and_compare(
+    config: resnet::model::NetConfig,
+    device: &str,
+    [batch, size]: [usize; 2],
+    arch: &str,
+) -> Classifier {
     use burn::tensor::{Device, Distribution, Tensor};
     use resnet::io::{ModelCard, Precision};
-    use resnet::model::network;
 
-    let config = network::parse("densenet_bc16_4").unwrap();
     let model = config.init(&Device::flex());
     let card = ModelCard::for_config(config.clone());
     let bytes = resnet::io::to_bytes_async(&model, &card, Precision::F32)
@@ -810,25 +812,32 @@ async fn classifier_load_takes_a_densenet_card() {
         .unwrap();
     let classifier = Classifier::load(
         Uint8Array::from(&bytes[..]),
-        options(&[("device", "webgpu".into())]),
+        options(&[("device", device.into())]),
     )
     .await
     .unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(classifier.arch(), "densenet_bc16_4");
-    let x = Tensor::<4>::random(
-        [2, 3, 32, 32],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
-    );
+    assert_eq!(classifier.arch(), arch);
+    let shape = [batch, 3, size, size];
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
     let input = read(x.clone()).await;
     let want = read(model.forward(x).unsqueeze_dims(&[2, 3])).await;
-    let got = JsFuture::from(classifier.logits(Float32Array::from(&input[..]), vec![2, 3, 32, 32]))
+    let dims = shape.iter().map(|&d| d as u32).collect();
+    let got = JsFuture::from(classifier.logits(Float32Array::from(&input[..]), dims))
         .await
         .unwrap()
         .dyn_into::<Float32Array>()
         .unwrap()
         .to_vec();
-    assert_close("DenseNet logits on WebGPU", &got, &want);
+    assert_close(&format!("{arch} logits on {device}"), &got, &want);
+    classifier
+}
+
+/// The npm `Classifier.load` takes a DenseNet: a DenseNet-BC written in the page on the CPU
+/// loads on WebGPU, is named, and gives the CPU model's logits.
+#[wasm_bindgen_test]
+async fn classifier_load_takes_a_densenet_card() {
+    let config = resnet::model::network::parse("densenet_bc16_4").unwrap();
+    load_card_and_compare(config, "webgpu", [2, 32], "densenet_bc16_4").await;
 }
 
 /// The npm `Classifier.load` takes Inception-ResNet-v2 (here with one unit per stage, timm's
@@ -836,8 +845,7 @@ async fn classifier_load_takes_a_densenet_card() {
 /// the CPU are the native-side model's.
 #[wasm_bindgen_test]
 async fn classifier_load_takes_an_inception_resnet_card() {
-    use burn::tensor::{Device, Distribution, Tensor};
-    use resnet::io::{ModelCard, Normalization, Precision};
+    use resnet::io::{ModelCard, Normalization};
     use resnet::model::{InceptionResNetConfig, NetConfig};
 
     let config = NetConfig::from(
@@ -845,33 +853,12 @@ async fn classifier_load_takes_an_inception_resnet_card() {
             .with_repeats([1, 1, 1])
             .with_num_classes(10),
     );
-    let model = config.init(&Device::flex());
-    let card = ModelCard::for_config(config.clone());
-    assert_eq!(card.normalization, Normalization::INCEPTION);
-    let bytes = resnet::io::to_bytes_async(&model, &card, Precision::F32)
-        .await
-        .unwrap();
-    let classifier = Classifier::load(
-        Uint8Array::from(&bytes[..]),
-        options(&[("device", "cpu".into())]),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(classifier.arch(), "inception_resnet_v2-1x1x1");
-    let x = Tensor::<4>::random(
-        [1, 3, 75, 75],
-        Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
+    assert_eq!(
+        ModelCard::for_config(config.clone()).normalization,
+        Normalization::INCEPTION
     );
-    let input = read(x.clone()).await;
-    let want = read(model.forward(x).unsqueeze_dims(&[2, 3])).await;
-    let got = JsFuture::from(classifier.logits(Float32Array::from(&input[..]), vec![1, 3, 75, 75]))
-        .await
-        .unwrap()
-        .dyn_into::<Float32Array>()
-        .unwrap()
-        .to_vec();
-    assert_close("Inception-ResNet logits on the CPU", &got, &want);
+    let classifier =
+        load_card_and_compare(config, "cpu", [1, 75], "inception_resnet_v2-1x1x1").await;
     // Smaller than its unpadded windows allow: a typed error, not a panic of the module.
     let small = vec![0.0f32; 3 * 32 * 32];
     let promise = classifier.logits(Float32Array::from(&small[..]), vec![1, 3, 32, 32]);
