@@ -86,10 +86,11 @@ impl CpuConv {
         let (height, width) = self.output_size(x.height, x.width)?;
         let positions = x.batch * height * width;
         let out_channels = self.out_channels;
-        if let Some(r) = residual {
-            if (r.batch, r.height, r.width, r.channels) != (x.batch, height, width, out_channels) {
-                return None;
-            }
+        let fits = |r: &Map| {
+            (r.batch, r.height, r.width, r.channels) == (x.batch, height, width, out_channels)
+        };
+        if residual.is_some_and(|r| !fits(r)) {
+            return None;
         }
         let [kh, kw] = self.kernel;
         let in_per_group = self.in_channels / self.groups;
