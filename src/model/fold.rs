@@ -25,7 +25,7 @@ use burn::tensor::Tensor;
 use std::sync::Arc;
 
 use super::block::{Block, Downsample, parameter_free_shortcut, split_and_pool};
-use super::cpu::{BlockPlan, CpuConv, NetPlan};
+use super::cpu::{BlockPlan, CpuConv, NetPlan, SePlan};
 use super::resnet::{ResNet, pool_and_classify};
 use super::se::SqueezeExcitation;
 use super::split_attn::SplitAttention;
@@ -223,7 +223,7 @@ impl FoldedBlock {
     fn cpu_plan(&self) -> Option<BlockPlan> {
         let plain = self.pre.is_none() && self.attn.is_none() && self.avd.is_none();
         let pooled = self.downsample.as_ref().is_some_and(|d| d.pool.is_some());
-        if !plain || self.se.is_some() || pooled {
+        if !plain || pooled {
             return None;
         }
         Some(BlockPlan {
@@ -231,6 +231,13 @@ impl FoldedBlock {
             conv2: CpuConv::new(&self.conv2)?,
             conv3: match &self.conv3 {
                 Some(conv) => Some(CpuConv::new(conv)?),
+                None => None,
+            },
+            se: match &self.se {
+                Some(se) => Some(SePlan {
+                    fc1: CpuConv::new(&se.fc1)?,
+                    fc2: CpuConv::new(&se.fc2)?,
+                }),
                 None => None,
             },
             downsample: match &self.downsample {
@@ -515,7 +522,8 @@ mod tests {
             ("resnet50", true),
             ("resnext29_2x4d", true),
             ("wrn16_2", false), // pre-activation
-            ("seresnet18", false),
+            ("seresnet18", true),
+            ("seresnext50_2x8d", true),
             ("preact_resnet20", false),
             ("resnest14d", false),
             ("resnet18d", false),

@@ -17,7 +17,7 @@ mod conv;
 mod plan;
 
 pub(crate) use conv::CpuConv;
-pub(crate) use plan::{BlockPlan, NetPlan};
+pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;
@@ -140,8 +140,8 @@ pub(crate) fn parameter_free_shortcut(x: &Map, stride: usize, out_channels: usiz
     }
 }
 
-/// The global average pool of `x`, `[batch, channels]`.
-pub(crate) fn global_average(x: &Map, device: &Device) -> Tensor<2> {
+/// Each image's mean per channel, a `[batch, 1, 1, channels]` map.
+pub(crate) fn channel_means(x: &Map) -> Map {
     let per_image = x.height * x.width * x.channels;
     let mut means = vec![0.0f32; x.batch * x.channels];
     for (n, mean) in means.chunks_mut(x.channels).enumerate() {
@@ -151,7 +151,41 @@ pub(crate) fn global_average(x: &Map, device: &Device) -> Tensor<2> {
         let scale = 1.0 / (x.height * x.width) as f32;
         mean.iter_mut().for_each(|m| *m *= scale);
     }
-    Tensor::from_data(TensorData::new(means, [x.batch, x.channels]), device)
+    Map {
+        data: means,
+        batch: x.batch,
+        height: 1,
+        width: 1,
+        channels: x.channels,
+    }
+}
+
+/// The global average pool of `x`, `[batch, channels]`.
+pub(crate) fn global_average(x: &Map, device: &Device) -> Tensor<2> {
+    let means = channel_means(x);
+    Tensor::from_data(TensorData::new(means.data, [x.batch, x.channels]), device)
+}
+
+/// `relu?(x · gate + shortcut)` in place, with `gate` one value per image and channel (`[batch,
+/// 1, 1, channels]`, squeeze-excitation's, before its sigmoid) and `shortcut` shaped as `x`.
+pub(crate) fn gate_and_join(mut x: Map, gate: &Map, shortcut: Option<&Map>, relu: bool) -> Map {
+    let c = x.channels;
+    let per_image = x.height * x.width;
+    for_rows(&mut x.data, c, |p, row| {
+        let gate = &gate.data[p / per_image * c..][..c];
+        row.iter_mut()
+            .zip(gate)
+            .for_each(|(v, g)| *v *= 1.0 / (1.0 + (-g).exp()));
+        if let Some(s) = shortcut {
+            row.iter_mut()
+                .zip(&s.data[p * c..][..c])
+                .for_each(|(v, s)| *v += s);
+        }
+        if relu {
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    });
+    x
 }
 
 #[cfg(test)]

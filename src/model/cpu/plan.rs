@@ -6,15 +6,26 @@ use burn::nn::Linear;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
 
-use super::{CpuConv, Map, global_average, max_pool, parameter_free_shortcut};
+use super::{
+    CpuConv, Map, channel_means, gate_and_join, global_average, max_pool, parameter_free_shortcut,
+};
+
+/// Squeeze-excitation's two 1x1 convolutions, run on the `[batch, 1, 1, channels]` means.
+#[derive(Debug, Clone)]
+pub(crate) struct SePlan {
+    pub fc1: CpuConv,
+    pub fc2: CpuConv,
+}
 
 /// One block: `relu(conv3(relu(conv2(relu(conv1(x))))) + shortcut(x))`, or without `conv3`
-/// (BasicBlock), or without the shortcut (a plain block).
+/// (BasicBlock), or without the shortcut (a plain block); with `se`, the last convolution's
+/// output is gated before the sum.
 #[derive(Debug, Clone)]
 pub(crate) struct BlockPlan {
     pub conv1: CpuConv,
     pub conv2: CpuConv,
     pub conv3: Option<CpuConv>,
+    pub se: Option<SePlan>,
     /// The projection shortcut; none: identity, or option A where the shape changes.
     pub downsample: Option<CpuConv>,
     pub stride: usize,
@@ -42,14 +53,25 @@ impl BlockPlan {
             }
             None => &self.conv2,
         };
-        if !self.residual {
-            return last.forward(&out, None, true);
-        }
         let identity =
             self.downsample.is_none() && self.stride == 1 && x.channels == self.out_channels;
-        match identity {
-            true => last.forward(&out, Some(x), true),
-            false => last.forward(&out, Some(&shortcut(false)?), true),
+        let projected = match self.residual && !identity {
+            true => Some(shortcut(false)?),
+            false => None,
+        };
+        let join = match (self.residual, &projected) {
+            (false, _) => None,
+            (true, Some(projected)) => Some(projected),
+            (true, None) => Some(x),
+        };
+        match &self.se {
+            None => last.forward(&out, join, true),
+            Some(se) => {
+                let out = last.forward(&out, None, false)?;
+                let hidden = se.fc1.forward(&channel_means(&out), None, true)?;
+                let gate = se.fc2.forward(&hidden, None, false)?;
+                Some(gate_and_join(out, &gate, join, true))
+            }
         }
     }
 }
