@@ -97,10 +97,12 @@ impl CpuConv {
         let out_per_group = out_channels / self.groups;
         let depth = kh * kw * in_per_group;
         let mut out = vec![0.0f32; positions * out_channels];
+        // At least one row per tile, also for an empty batch (`step_by(0)` would panic).
         let rows_per_tile = match self.is_pointwise() {
             true => positions,
-            false => (TILE_FLOATS / (depth * self.groups)).clamp(1, positions),
-        };
+            false => (TILE_FLOATS / (depth * self.groups)).min(positions),
+        }
+        .max(1);
         let mut col = match self.is_pointwise() {
             true => Vec::new(),
             false => vec![0.0f32; rows_per_tile * depth * self.groups],
@@ -295,5 +297,11 @@ mod tests {
                 .is_none()
         );
         assert!(cpu.forward(&map(4, 8), None, false).is_some());
+        // An empty batch is an empty output, for a pointwise convolution too.
+        let empty = Map::from_tensor(Tensor::<4>::zeros([0, 4, 8, 8], &device)).unwrap();
+        let pointwise = CpuConv::new(&Conv2dConfig::new([4, 4], [1, 1]).init(&device)).unwrap();
+        for conv in [&cpu, &pointwise] {
+            assert!(conv.forward(&empty, None, true).unwrap().data.is_empty());
+        }
     }
 }
