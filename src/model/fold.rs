@@ -219,7 +219,8 @@ impl FoldedBlock {
         relu(out + shortcut)
     }
 
-    /// This block as [CpuConv]s, if it is made of convolutions and shortcuts only.
+    /// This block as [CpuConv]s, if it is made of convolutions, shortcuts and
+    /// squeeze-excitation only.
     fn cpu_plan(&self) -> Option<BlockPlan> {
         let plain = self.pre.is_none() && self.attn.is_none() && self.avd.is_none();
         let pooled = self.downsample.as_ref().is_some_and(|d| d.pool.is_some());

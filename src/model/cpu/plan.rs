@@ -1,6 +1,6 @@
 //! A folded ResNet as [CpuConv]s: what [super::super::FoldedResNet] runs on flex when every
-//! block is made of convolutions and shortcuts only (ResNets, their plain twins, ResNeXt, Wide
-//! ResNet, each shortcut option, the deep stem).
+//! block is made of convolutions, shortcuts and squeeze-excitation only (ResNets, their plain
+//! twins, ResNeXt, Wide ResNet, SE nets, each shortcut option, the deep stem).
 
 use burn::nn::Linear;
 use burn::nn::pool::MaxPool2d;
@@ -55,14 +55,14 @@ impl BlockPlan {
         };
         let identity =
             self.downsample.is_none() && self.stride == 1 && x.channels == self.out_channels;
-        let projected = match self.residual && !identity {
-            true => Some(shortcut(false)?),
-            false => None,
-        };
-        let join = match (self.residual, &projected) {
-            (false, _) => None,
-            (true, Some(projected)) => Some(projected),
-            (true, None) => Some(x),
+        let projected;
+        let join = if !self.residual {
+            None
+        } else if identity {
+            Some(x)
+        } else {
+            projected = shortcut(false)?;
+            Some(&projected)
         };
         match &self.se {
             None => last.forward(&out, join, true),
