@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor, s};
 #[cfg(doc)]
 use super::config::BlockVariant;
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
+use super::cpu::convolve;
 use super::se::SqueezeExcitation;
 use super::split_attn::SplitAttention;
 
@@ -269,7 +270,7 @@ impl Downsample {
             Some(pool) => pool.forward(x),
             None => x,
         };
-        let x = self.conv.forward(x);
+        let x = convolve(&self.conv, x);
         match &self.bn {
             Some(bn) => bn.forward(x),
             None => x,
@@ -323,10 +324,10 @@ impl Block {
         if self.preactivation {
             return self.preactivated_branch(self.preactivate(x));
         }
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(convolve(&self.conv1, x)));
+        let out = self.bn2.forward(convolve(&self.conv2, out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(self.mix(relu(out)))),
+            (Some(conv3), Some(bn3)) => bn3.forward(convolve(conv3, self.mix(relu(out)))),
             _ => out,
         };
         self.gate(out)
@@ -351,10 +352,10 @@ impl Block {
     /// A pre-activation block's F from its pre-activated input: conv1, then BN-ReLU-conv
     /// once (basic) or twice (bottleneck).
     fn preactivated_branch(&self, pre: Tensor<4>) -> Tensor<4> {
-        let out = self.conv1.forward(pre);
-        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        let out = convolve(&self.conv1, pre);
+        let out = convolve(&self.conv2, relu(self.bn2.forward(out)));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => conv3.forward(relu(bn3.forward(out))),
+            (Some(conv3), Some(bn3)) => convolve(conv3, relu(bn3.forward(out))),
             _ => out,
         };
         self.gate(out)

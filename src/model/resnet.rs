@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
 use super::config::{BlockKind, Joining, ResNetConfig, Stem};
+use super::cpu::convolve;
 use super::pool::global_average;
 use super::stem::DeepStem;
 
@@ -304,7 +305,7 @@ impl ResNet {
             Some(stem) => stem.forward(x),
             None => x,
         };
-        let x = self.conv1.forward(x);
+        let x = convolve(&self.conv1, x);
         let x = match &self.bn1 {
             Some(bn1) => relu(bn1.forward(x)),
             None => x,

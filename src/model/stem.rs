@@ -14,6 +14,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{batch_norm, conv};
+use super::cpu::convolve;
 
 /// The two convolutions of a deep stem before the net's `conv1`.
 #[derive(Module, Debug)]
@@ -43,7 +44,7 @@ impl DeepStem {
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, w, height / 2, width / 2]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
-        relu(self.bn2.forward(self.conv2.forward(x)))
+        let x = relu(self.bn1.forward(convolve(&self.conv1, x)));
+        relu(self.bn2.forward(convolve(&self.conv2, x)))
     }
 }

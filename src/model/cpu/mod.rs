@@ -14,10 +14,13 @@
 //! goes through burn's ops on a tensor view of the same memory.
 
 mod conv;
+mod nchw;
 mod plan;
+mod train_conv;
 
 pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
+pub(crate) use train_conv::convolve;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;

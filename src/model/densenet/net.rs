@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 use super::DenseNetConfig;
 use crate::model::block::batch_norm;
 use crate::model::config::Stem;
+use crate::model::cpu::convolve;
 use crate::model::resnet::pool_and_classify;
 
 /// A bias-free convolution with torchvision's DenseNet init (`kaiming_normal_`: fan-in, ReLU
@@ -50,8 +51,8 @@ impl DenseLayer {
     /// - `x`: `[batch, channels, h, w]`
     /// - output: `[batch, growth_rate, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv1.forward(relu(self.norm1.forward(x)));
-        self.conv2.forward(relu(self.norm2.forward(x)))
+        let x = convolve(&self.conv1, relu(self.norm1.forward(x)));
+        convolve(&self.conv2, relu(self.norm2.forward(x)))
     }
 }
 
@@ -73,7 +74,7 @@ impl Transition {
     /// - output: `[batch, c / 2, h / 2, w / 2]` (rounded down)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool
-            .forward(self.conv.forward(relu(self.norm.forward(x))))
+            .forward(convolve(&self.conv, relu(self.norm.forward(x))))
     }
 }
 
@@ -190,7 +191,7 @@ impl Features {
     /// - output: `[batch, feature_channels, height / s, width / s]` (s = 32 for ImageNet
     ///   nets, 4 for the CIFAR ones), after `norm5` but before its ReLU
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.conv0.forward(x);
+        let mut x = convolve(&self.conv0, x);
         if let Some(norm0) = &self.norm0 {
             x = relu(norm0.forward(x));
         }

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{InceptionResNetConfig, Unit, units};
 use crate::model::block::he_normal_fan_out;
+use crate::model::cpu::convolve;
 use crate::model::resnet::pool_and_classify;
 
 /// Convolution (no bias), BN (ε = 0.001) and ReLU: timm's `ConvNormAct`.
@@ -41,7 +42,7 @@ impl ConvBn {
     /// - `x`: `[batch, cin, h, w]`
     /// - output: `[batch, cout, h', w']` (the window's valid positions)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        relu(self.bn.forward(convolve(&self.conv, x)))
     }
 }
 
@@ -173,7 +174,7 @@ impl Residual {
             .filter(|b| !b.is_empty())
             .map(|b| run(b, x.clone()))
             .collect();
-        let out = self.conv2d.forward(Tensor::cat(branches, 1)) * self.scale + x;
+        let out = convolve(&self.conv2d, Tensor::cat(branches, 1)) * self.scale + x;
         if self.relu { relu(out) } else { out }
     }
 }

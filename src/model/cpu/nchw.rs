@@ -1,0 +1,427 @@
+//! A convolution and its two gradients on NCHW `f32` slices, image by image: im2col rows
+//! `[in * kh * kw, out positions]` (none for a pointwise convolution), then
+//!
+//! - forward: `y = W · cols`;
+//! - weight gradient: `dW += dy · colsᵀ`, summed over the images;
+//! - input gradient: `dcols = Wᵀ · dy`, scattered back by col2im.
+//!
+//! One gemm per image and group, with the images split over the threads. The layout stays
+//! the one burn's BatchNorm and ReLU work in, so nothing is transposed between layers.
+
+/// The shape of one convolution on one input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// Top, left, bottom, right.
+    pub padding: [usize; 4],
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// Output height and width, `None` if the kernel does not fit the padded input.
+    pub fn output_size(&self) -> Option<[usize; 2]> {
+        let [top, left, bottom, right] = self.padding;
+        let span = |k: usize, d: usize| (k.max(1) - 1) * d + 1;
+        let oh =
+            (self.height + top + bottom).checked_sub(span(self.kernel[0], self.dilation[0]))?;
+        let ow = (self.width + left + right).checked_sub(span(self.kernel[1], self.dilation[1]))?;
+        Some([oh / self.stride[0] + 1, ow / self.stride[1] + 1])
+    }
+
+    /// Rows of one group's im2col matrix (the weight's row length).
+    pub fn depth(&self) -> usize {
+        self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
+    }
+
+    fn positions(&self) -> usize {
+        let [oh, ow] = self.output_size().unwrap_or([0, 0]);
+        oh * ow
+    }
+
+    /// Whether an image's `[in, h * w]` memory is its im2col matrix already.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0; 4]
+    }
+
+    /// Floats of one image's im2col matrix (what each thread allocates).
+    pub fn cols_len(&self) -> usize {
+        self.depth() * self.groups * self.positions()
+    }
+
+    /// Whether every size is positive and the channels split into the groups.
+    pub fn is_valid(&self) -> bool {
+        let positive = [
+            self.in_channels,
+            self.height,
+            self.width,
+            self.out_channels,
+            self.groups,
+        ];
+        positive.iter().all(|&n| n > 0)
+            && self
+                .kernel
+                .iter()
+                .chain(&self.stride)
+                .chain(&self.dilation)
+                .all(|&n| n > 0)
+            && self.in_channels.is_multiple_of(self.groups)
+            && self.out_channels.is_multiple_of(self.groups)
+            && self.output_size().is_some()
+    }
+}
+
+/// `conv(x, w)`: `x` is `[batch, in, height, width]`, `w` `[out, in / groups, kh, kw]`; the
+/// result is `[batch, out, oh, ow]`.
+pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
+    let (image_in, image_out) = (
+        g.in_channels * g.height * g.width,
+        g.out_channels * g.positions(),
+    );
+    let mut y = vec![0.0f32; g.batch * image_out];
+    per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
+        let mut cols = scratch(g);
+        for (i, y) in chunk.chunks_mut(image_out).enumerate() {
+            let x = &x[(first + i) * image_in..][..image_in];
+            let cols: &[f32] = match g.is_pointwise() {
+                true => x,
+                false => {
+                    im2col(x, g, &mut cols);
+                    &cols
+                }
+            };
+            products(g, |group, m, k, n| {
+                // y_g [out_g, P] = W_g [out_g, K] · cols_g [K, P]
+                let (w, c) = (&w[group * m * k..], &cols[group * k * n..]);
+                gemm(
+                    m,
+                    n,
+                    k,
+                    &mut y[group * m * n..],
+                    [1, n],
+                    false,
+                    w,
+                    [1, k],
+                    c,
+                    [1, n],
+                    parallelism,
+                );
+            });
+        }
+    });
+    y
+}
+
+/// The gradient of the loss with respect to `w`, given `dy` (`[batch, out, oh, ow]`).
+pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    let (image_in, image_out) = (
+        g.in_channels * g.height * g.width,
+        g.out_channels * g.positions(),
+    );
+    let len = g.out_channels * g.depth();
+    let partial = |first: usize, images: usize, parallelism| {
+        let mut dw = vec![0.0f32; len];
+        let mut cols = scratch(g);
+        for i in first..first + images {
+            let x = &x[i * image_in..][..image_in];
+            let cols: &[f32] = match g.is_pointwise() {
+                true => x,
+                false => {
+                    im2col(x, g, &mut cols);
+                    &cols
+                }
+            };
+            let dy = &dy[i * image_out..][..image_out];
+            products(g, |group, m, k, n| {
+                // dW_g [out_g, K] += dy_g [out_g, P] · cols_gᵀ [P, K]
+                let (d, c) = (&dy[group * m * n..], &cols[group * k * n..]);
+                gemm(
+                    m,
+                    k,
+                    n,
+                    &mut dw[group * m * k..],
+                    [1, k],
+                    true,
+                    d,
+                    [1, n],
+                    c,
+                    [n, 1],
+                    parallelism,
+                );
+            });
+        }
+        dw
+    };
+    let chunks = chunk_images(g.batch);
+    let parallelism = inner_parallelism(chunks.len());
+    #[cfg(not(target_family = "wasm"))]
+    let partials: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        chunks
+            .par_iter()
+            .map(|&(first, n)| partial(first, n, parallelism))
+            .collect()
+    };
+    #[cfg(target_family = "wasm")]
+    let partials: Vec<Vec<f32>> = chunks
+        .iter()
+        .map(|&(first, n)| partial(first, n, parallelism))
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; len]);
+    for p in partials {
+        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    dw
+}
+
+/// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
+pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    let (image_in, image_out) = (
+        g.in_channels * g.height * g.width,
+        g.out_channels * g.positions(),
+    );
+    let mut dx = vec![0.0f32; g.batch * image_in];
+    per_image_chunks(&mut dx, image_in, g, |first, chunk, parallelism| {
+        let mut cols = scratch(g);
+        for (i, dx) in chunk.chunks_mut(image_in).enumerate() {
+            let dy = &dy[(first + i) * image_out..][..image_out];
+            // dcols_g [K, P] = W_gᵀ [K, out_g] · dy_g [out_g, P]
+            let dcols = |dst: &mut [f32]| {
+                products(g, |group, m, k, n| {
+                    let (w, d) = (&w[group * m * k..], &dy[group * m * n..]);
+                    gemm(
+                        k,
+                        n,
+                        m,
+                        &mut dst[group * k * n..],
+                        [1, n],
+                        false,
+                        w,
+                        [k, 1],
+                        d,
+                        [1, n],
+                        parallelism,
+                    );
+                })
+            };
+            match g.is_pointwise() {
+                true => dcols(dx),
+                false => {
+                    dcols(&mut cols);
+                    col2im(&cols, g, dx);
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// `f(group, out_g, depth, positions)` for each group.
+fn products(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let (m, k, n) = (g.out_channels / g.groups, g.depth(), g.positions());
+    (0..g.groups).for_each(|group| f(group, m, k, n));
+}
+
+fn scratch(g: &Geometry) -> Vec<f32> {
+    match g.is_pointwise() {
+        true => Vec::new(),
+        false => vec![0.0; g.cols_len()],
+    }
+}
+
+/// `dst [m, n] = (read ? dst : 0) + lhs [m, k] · rhs [k, n]`; strides as `[column, row]`.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    [dst_cs, dst_rs]: [usize; 2],
+    read: bool,
+    lhs: &[f32],
+    [lhs_cs, lhs_rs]: [usize; 2],
+    rhs: &[f32],
+    [rhs_cs, rhs_rs]: [usize; 2],
+    parallelism: gemm::Parallelism,
+) {
+    let last = |cs: usize, rs: usize, rows: usize, cols: usize| match rows * cols {
+        0 => 0,
+        _ => (rows - 1) * rs + (cols - 1) * cs + 1,
+    };
+    // The slices must hold every element the strides reach: the gemm reads raw pointers.
+    assert!(
+        dst.len() >= last(dst_cs, dst_rs, m, n),
+        "gemm: destination too short"
+    );
+    assert!(
+        lhs.len() >= last(lhs_cs, lhs_rs, m, k),
+        "gemm: left operand too short"
+    );
+    assert!(
+        rhs.len() >= last(rhs_cs, rhs_rs, k, n),
+        "gemm: right operand too short"
+    );
+    // SAFETY: the assertions above keep every access inside the three slices, and `dst` is
+    // borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            read,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Image ranges `(first, count)`, one per thread (one range in a browser).
+fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
+    #[cfg(not(target_family = "wasm"))]
+    let threads = rayon::current_num_threads().max(1);
+    #[cfg(target_family = "wasm")]
+    let threads = 1;
+    let per = batch.div_ceil(threads).max(1);
+    (0..batch)
+        .step_by(per)
+        .map(|first| (first, per.min(batch - first)))
+        .collect()
+}
+
+/// One thread per range of images when there are enough images for every thread; otherwise
+/// the gemm itself splits over the threads (batch 1 inference).
+fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        let threads = rayon::current_num_threads();
+        if chunks < threads {
+            return gemm::Parallelism::Rayon(threads);
+        }
+    }
+    let _ = chunks;
+    gemm::Parallelism::None
+}
+
+/// `f(first image, its images' part of out, gemm parallelism)` over [chunk_images].
+fn per_image_chunks(
+    out: &mut [f32],
+    image_len: usize,
+    g: &Geometry,
+    f: impl Fn(usize, &mut [f32], gemm::Parallelism) + Sync + Send,
+) {
+    let chunks = chunk_images(g.batch);
+    let parallelism = inner_parallelism(chunks.len());
+    if image_len == 0 {
+        return;
+    }
+    let per = chunks.first().map_or(1, |c| c.1);
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(per * image_len)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * per, chunk, parallelism));
+    }
+    #[cfg(target_family = "wasm")]
+    out.chunks_mut(per * image_len)
+        .enumerate()
+        .for_each(|(i, chunk)| f(i * per, chunk, parallelism));
+}
+
+/// The output positions `lo..hi` whose kernel tap `t` falls inside an input of `size`.
+#[inline]
+fn inside(
+    out: usize,
+    t: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    size: usize,
+) -> (usize, usize) {
+    let offset = t * dilation;
+    // o * stride + offset - pad must lie in 0..size.
+    let lo = pad.saturating_sub(offset).div_ceil(stride);
+    let hi = (size + pad)
+        .checked_sub(offset)
+        .map_or(0, |end| end.div_ceil(stride));
+    (lo.min(out), hi.min(out).max(lo.min(out)))
+}
+
+/// One image `[in, h, w]` to its im2col matrix `[in * kh * kw, oh * ow]`.
+fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
+    let [oh, ow] = g.output_size().unwrap_or([0, 0]);
+    let [kh, kw] = g.kernel;
+    let ([sh, sw], [dh, dw]) = (g.stride, g.dilation);
+    let (h, w) = (g.height, g.width);
+    for (row, cols) in cols.chunks_mut(oh * ow).enumerate() {
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &x[c * h * w..][..h * w];
+        let (y0, y1) = inside(oh, i, sh, dh, g.padding[0], h);
+        let (x0, x1) = inside(ow, j, sw, dw, g.padding[1], w);
+        cols[..y0 * ow].fill(0.0);
+        cols[y1 * ow..].fill(0.0);
+        for oy in y0..y1 {
+            let line = &plane[(oy * sh + i * dh - g.padding[0]) * w..][..w];
+            let out = &mut cols[oy * ow..][..ow];
+            out[..x0].fill(0.0);
+            out[x1..].fill(0.0);
+            if x1 > x0 {
+                let first = x0 * sw + j * dw - g.padding[1];
+                match sw {
+                    1 => out[x0..x1].copy_from_slice(&line[first..first + x1 - x0]),
+                    _ => out[x0..x1]
+                        .iter_mut()
+                        .zip(line[first..].iter().step_by(sw))
+                        .for_each(|(o, v)| *o = *v),
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [im2col]: adds each column entry back onto the input position it came from.
+fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
+    let [oh, ow] = g.output_size().unwrap_or([0, 0]);
+    let [kh, kw] = g.kernel;
+    let ([sh, sw], [dh, dw]) = (g.stride, g.dilation);
+    let (h, w) = (g.height, g.width);
+    for (row, cols) in cols.chunks(oh * ow).enumerate() {
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &mut dx[c * h * w..][..h * w];
+        let (y0, y1) = inside(oh, i, sh, dh, g.padding[0], h);
+        let (x0, x1) = inside(ow, j, sw, dw, g.padding[1], w);
+        if x1 <= x0 {
+            continue;
+        }
+        let first = x0 * sw + j * dw - g.padding[1];
+        for oy in y0..y1 {
+            let line = &mut plane[(oy * sh + i * dh - g.padding[0]) * w..][..w];
+            let col = &cols[oy * ow + x0..oy * ow + x1];
+            line[first..]
+                .iter_mut()
+                .step_by(sw)
+                .zip(col)
+                .for_each(|(d, v)| *d += v);
+        }
+    }
+}
