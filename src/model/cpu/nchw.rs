@@ -417,11 +417,18 @@ fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
         for oy in y0..y1 {
             let line = &mut plane[(oy * sh + i * dh - g.padding[0]) * w..][..w];
             let col = &cols[oy * ow + x0..oy * ow + x1];
-            line[first..]
-                .iter_mut()
-                .step_by(sw)
-                .zip(col)
-                .for_each(|(d, v)| *d += v);
+            match sw {
+                // Contiguous: the add vectorizes.
+                1 => line[first..first + col.len()]
+                    .iter_mut()
+                    .zip(col)
+                    .for_each(|(d, v)| *d += v),
+                _ => line[first..]
+                    .iter_mut()
+                    .step_by(sw)
+                    .zip(col)
+                    .for_each(|(d, v)| *d += v),
+            }
         }
     }
 }
