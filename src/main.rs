@@ -3,6 +3,7 @@
 #[cfg(not(target_family = "wasm"))]
 fn main() {
     use clap::Parser;
+    resnet::cli::keep_freed_memory();
     let cli = resnet::cli::Cli::parse();
     if let Err(err) = resnet::cli::run(cli) {
         eprintln!("error: {err}");

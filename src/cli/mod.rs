@@ -1,5 +1,6 @@
 //! The native `resnet` command.
 
+mod allocator;
 mod analyse;
 mod bench;
 mod data;
@@ -20,6 +21,7 @@ use crate::data::views::TestView;
 use crate::infer::Classifier;
 use crate::io::WeightsFile;
 use crate::model::{NetConfig, ResNetConfig, ShortcutOption, StridePlacement};
+pub use allocator::keep_freed_memory;
 pub use device::Backend;
 
 /// ResNet (He et al. 2015) on Burn: inspect, import, run and train ResNets.
