@@ -10,8 +10,12 @@
 //! the output. The gemm is the `gemm` crate flex itself calls.
 //!
 //! Only inference of a folded net ([super::FoldedResNet]) takes this path; whatever it does not
-//! cover (squeeze-excitation, split attention, pre-activation, pools other than the stem's)
-//! goes through burn's ops on a tensor view of the same memory.
+//! cover (split attention, pre-activation, pools other than the stem's) goes through burn's ops
+//! on a tensor view of the same memory.
+//!
+//! Unfolded nets (training, and inference with separate BN) keep NCHW, the layout burn's BN
+//! and ReLU work in, and run their convolutions through [convolve]: per-image im2col and gemm
+//! with a backward of its own ([nchw], [train_conv]).
 
 mod conv;
 mod nchw;
