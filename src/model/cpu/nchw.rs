@@ -35,6 +35,14 @@ impl Geometry {
         Some([oh / self.stride[0] + 1, ow / self.stride[1] + 1])
     }
 
+    /// Floats of one input image and one output image.
+    fn image_lens(&self) -> [usize; 2] {
+        [
+            self.in_channels * self.height * self.width,
+            self.out_channels * self.positions(),
+        ]
+    }
+
     /// Rows of one group's im2col matrix (the weight's row length).
     pub fn depth(&self) -> usize {
         self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
@@ -80,22 +88,12 @@ impl Geometry {
 /// `conv(x, w)`: `x` is `[batch, in, height, width]`, `w` `[out, in / groups, kh, kw]`; the
 /// result is `[batch, out, oh, ow]`.
 pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
-    let (image_in, image_out) = (
-        g.in_channels * g.height * g.width,
-        g.out_channels * g.positions(),
-    );
+    let [image_in, image_out] = g.image_lens();
     let mut y = vec![0.0f32; g.batch * image_out];
     per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
         let mut cols = scratch(g);
         for (i, y) in chunk.chunks_mut(image_out).enumerate() {
-            let x = &x[(first + i) * image_in..][..image_in];
-            let cols: &[f32] = match g.is_pointwise() {
-                true => x,
-                false => {
-                    im2col(x, g, &mut cols);
-                    &cols
-                }
-            };
+            let cols = image_cols(&x[(first + i) * image_in..][..image_in], g, &mut cols);
             products(g, |group, m, k, n| {
                 // y_g [out_g, P] = W_g [out_g, K] · cols_g [K, P]
                 let (w, c) = (&w[group * m * k..], &cols[group * k * n..]);
@@ -120,10 +118,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// The gradient of the loss with respect to `w`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
-    let (image_in, image_out) = (
-        g.in_channels * g.height * g.width,
-        g.out_channels * g.positions(),
-    );
+    let [image_in, image_out] = g.image_lens();
     let len = g.out_channels * g.depth();
     // Each range of images sums into its own `dWᵀ` per group, `[depth, out_g]` (column-major
     // `dW_g`). Written that way the gemm gathers its strided operand from `dy` (out_g x P)
@@ -132,14 +127,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         let mut dwt = vec![0.0f32; len];
         let mut cols = scratch(g);
         for i in first..first + images {
-            let x = &x[i * image_in..][..image_in];
-            let cols: &[f32] = match g.is_pointwise() {
-                true => x,
-                false => {
-                    im2col(x, g, &mut cols);
-                    &cols
-                }
-            };
+            let cols = image_cols(&x[i * image_in..][..image_in], g, &mut cols);
             let dy = &dy[i * image_out..][..image_out];
             products(g, |group, m, k, n| {
                 // dW_g [out_g, K] += dy_g [out_g, P] · cols_gᵀ [P, K], stored column-major
@@ -196,10 +184,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
-    let (image_in, image_out) = (
-        g.in_channels * g.height * g.width,
-        g.out_channels * g.positions(),
-    );
+    let [image_in, image_out] = g.image_lens();
     let mut dx = vec![0.0f32; g.batch * image_in];
     per_image_chunks(&mut dx, image_in, g, |first, chunk, parallelism| {
         let mut cols = scratch(g);
@@ -240,6 +225,18 @@ pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 fn products(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
     let (m, k, n) = (g.out_channels / g.groups, g.depth(), g.positions());
     (0..g.groups).for_each(|group| f(group, m, k, n));
+}
+
+/// One image's im2col matrix: the image itself for a pointwise convolution, else built in
+/// `scratch`.
+fn image_cols<'a>(x: &'a [f32], g: &Geometry, scratch: &'a mut [f32]) -> &'a [f32] {
+    match g.is_pointwise() {
+        true => x,
+        false => {
+            im2col(x, g, scratch);
+            scratch
+        }
+    }
 }
 
 fn scratch(g: &Geometry) -> Vec<f32> {
