@@ -390,6 +390,22 @@ fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
         let (x0, x1) = inside(ow, j, sw, dw, g.padding[1], w);
         cols[..y0 * ow].fill(0.0);
         cols[y1 * ow..].fill(0.0);
+        if sw == 1 && ow == w && y1 > y0 && x1 > x0 {
+            // Stride 1 along a row and an output as wide as the input (CIFAR's 3x3s): the
+            // row is the plane shifted by a constant offset, so its valid span is one copy,
+            // then the columns that wrapped around from the neighbouring line are zeroed.
+            let shift = ((i * dh) as isize - g.padding[0] as isize) * w as isize
+                + (j * dw) as isize
+                - g.padding[1] as isize;
+            let (start, end) = (y0 * ow + x0, (y1 - 1) * ow + x1);
+            let from = (start as isize + shift) as usize;
+            cols[start..end].copy_from_slice(&plane[from..from + end - start]);
+            for out in cols[y0 * ow..y1 * ow].chunks_mut(ow) {
+                out[..x0].fill(0.0);
+                out[x1..].fill(0.0);
+            }
+            continue;
+        }
         for oy in y0..y1 {
             let line = &plane[(oy * sh + i * dh - g.padding[0]) * w..][..w];
             let out = &mut cols[oy * ow..][..ow];
