@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, s};
 #[cfg(doc)]
 use super::config::BlockVariant;
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
-use super::cpu::convolve;
+use super::cpu::{convolve, normalize, normalize_relu};
 use super::se::SqueezeExcitation;
 use super::split_attn::SplitAttention;
 
@@ -272,7 +272,7 @@ impl Downsample {
         };
         let x = convolve(&self.conv, x);
         match &self.bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => normalize(bn, x),
             None => x,
         }
     }
@@ -324,11 +324,14 @@ impl Block {
         if self.preactivation {
             return self.preactivated_branch(self.preactivate(x));
         }
-        let out = relu(self.bn1.forward(convolve(&self.conv1, x)));
-        let out = self.bn2.forward(convolve(&self.conv2, out));
+        let out = normalize_relu(&self.bn1, convolve(&self.conv1, x));
+        let out = convolve(&self.conv2, out);
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(convolve(conv3, self.mix(relu(out)))),
-            _ => out,
+            (Some(conv3), Some(bn3)) => {
+                let out = self.mix(normalize_relu(&self.bn2, out));
+                normalize(bn3, convolve(conv3, out))
+            }
+            _ => normalize(&self.bn2, out),
         };
         self.gate(out)
     }
@@ -346,16 +349,16 @@ impl Block {
 
     /// A pre-activation block's `relu(bn1(x))`, shared by its branch and its projection.
     fn preactivate(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn1.forward(x))
+        normalize_relu(&self.bn1, x)
     }
 
     /// A pre-activation block's F from its pre-activated input: conv1, then BN-ReLU-conv
     /// once (basic) or twice (bottleneck).
     fn preactivated_branch(&self, pre: Tensor<4>) -> Tensor<4> {
         let out = convolve(&self.conv1, pre);
-        let out = convolve(&self.conv2, relu(self.bn2.forward(out)));
+        let out = convolve(&self.conv2, normalize_relu(&self.bn2, out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => convolve(conv3, relu(bn3.forward(out))),
+            (Some(conv3), Some(bn3)) => convolve(conv3, normalize_relu(bn3, out)),
             _ => out,
         };
         self.gate(out)

@@ -4,12 +4,11 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
 use super::config::{BlockKind, Joining, ResNetConfig, Stem};
-use super::cpu::convolve;
+use super::cpu::{convolve, normalize_relu};
 use super::pool::global_average;
 use super::stem::DeepStem;
 
@@ -307,7 +306,7 @@ impl ResNet {
         };
         let x = convolve(&self.conv1, x);
         let x = match &self.bn1 {
-            Some(bn1) => relu(bn1.forward(x)),
+            Some(bn1) => normalize_relu(bn1, x),
             None => x,
         };
         match &self.maxpool {
@@ -341,7 +340,7 @@ impl ResNet {
     /// - `x`, output: `[batch, feature_channels, h, w]`
     pub fn finish(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.norm {
-            Some(norm) => relu(norm.forward(x)),
+            Some(norm) => normalize_relu(norm, x),
             None => x,
         }
     }
@@ -377,6 +376,7 @@ impl ResNet {
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::activation::relu;
     use burn::tensor::{Distribution, Tensor, Tolerance};
 
     use super::*;

@@ -10,11 +10,10 @@
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{batch_norm, conv};
-use super::cpu::convolve;
+use super::cpu::{convolve, normalize_relu};
 
 /// The two convolutions of a deep stem before the net's `conv1`.
 #[derive(Module, Debug)]
@@ -44,7 +43,7 @@ impl DeepStem {
     /// - `x`: `[batch, in_channels, height, width]`
     /// - output: `[batch, w, height / 2, width / 2]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(convolve(&self.conv1, x)));
-        relu(self.bn2.forward(convolve(&self.conv2, x)))
+        let x = normalize_relu(&self.bn1, convolve(&self.conv1, x));
+        normalize_relu(&self.bn2, convolve(&self.conv2, x))
     }
 }

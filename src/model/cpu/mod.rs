@@ -17,13 +17,16 @@
 //! and ReLU work in, and run their convolutions through [convolve]: per-image im2col and gemm
 //! with a backward of its own ([nchw], [train_conv]).
 
+mod batch_norm;
 mod conv;
 mod nchw;
 mod plan;
+mod train_bn;
 mod train_conv;
 
 pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
+pub(crate) use train_bn::{normalize, normalize_relu};
 pub(crate) use train_conv::convolve;
 
 use burn::nn::PaddingConfig2d;

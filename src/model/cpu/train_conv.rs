@@ -155,7 +155,7 @@ impl Backward<Flex, 2> for ConvBackward {
 }
 
 /// The tensor's floats in row-major order (borrowed when it is contiguous already).
-fn floats(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn floats(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => s.into(),
         None => t

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 use super::DenseNetConfig;
 use crate::model::block::batch_norm;
 use crate::model::config::Stem;
-use crate::model::cpu::convolve;
+use crate::model::cpu::{convolve, normalize, normalize_relu};
 use crate::model::resnet::pool_and_classify;
 
 /// A bias-free convolution with torchvision's DenseNet init (`kaiming_normal_`: fan-in, ReLU
@@ -51,8 +51,8 @@ impl DenseLayer {
     /// - `x`: `[batch, channels, h, w]`
     /// - output: `[batch, growth_rate, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = convolve(&self.conv1, relu(self.norm1.forward(x)));
-        convolve(&self.conv2, relu(self.norm2.forward(x)))
+        let x = convolve(&self.conv1, normalize_relu(&self.norm1, x));
+        convolve(&self.conv2, normalize_relu(&self.norm2, x))
     }
 }
 
@@ -74,7 +74,7 @@ impl Transition {
     /// - output: `[batch, c / 2, h / 2, w / 2]` (rounded down)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool
-            .forward(convolve(&self.conv, relu(self.norm.forward(x))))
+            .forward(convolve(&self.conv, normalize_relu(&self.norm, x)))
     }
 }
 
@@ -193,7 +193,7 @@ impl Features {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = convolve(&self.conv0, x);
         if let Some(norm0) = &self.norm0 {
-            x = relu(norm0.forward(x));
+            x = normalize_relu(norm0, x);
         }
         if let Some(pool0) = &self.pool0 {
             x = pool0.forward(x);
@@ -214,7 +214,7 @@ impl Features {
                 x = transition.forward(x);
             }
         }
-        self.norm5.forward(x)
+        normalize(&self.norm5, x)
     }
 }
 

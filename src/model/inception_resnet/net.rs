@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{InceptionResNetConfig, Unit, units};
 use crate::model::block::he_normal_fan_out;
-use crate::model::cpu::convolve;
+use crate::model::cpu::{convolve, normalize_relu};
 use crate::model::resnet::pool_and_classify;
 
 /// Convolution (no bias), BN (ε = 0.001) and ReLU: timm's `ConvNormAct`.
@@ -42,7 +42,7 @@ impl ConvBn {
     /// - `x`: `[batch, cin, h, w]`
     /// - output: `[batch, cout, h', w']` (the window's valid positions)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(convolve(&self.conv, x)))
+        normalize_relu(&self.bn, convolve(&self.conv, x))
     }
 }
 
