@@ -184,6 +184,9 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    if let Some(t) = transposed(g) {
+        return forward(dy, &flipped(w, g), &t);
+    }
     let [image_in, image_out] = g.image_lens();
     let mut dx = vec![0.0f32; g.batch * image_in];
     per_image_chunks(&mut dx, image_in, g, |first, chunk, parallelism| {
@@ -219,6 +222,56 @@ pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         }
     });
     dx
+}
+
+/// With stride 1 the input gradient is itself a convolution: of `dy`, padded by what the
+/// forward's kernel overhung, with each group's weight transposed and flipped
+/// ([flipped]). Its im2col and one gemm per image replace the input gradient's `Wᵀ · dy`
+/// (a product as large as the im2col matrix) and col2im's scatter-add over it.
+fn transposed(g: &Geometry) -> Option<Geometry> {
+    if g.stride != [1, 1] || g.is_pointwise() {
+        return None;
+    }
+    let [oh, ow] = g.output_size()?;
+    let span = |k: usize, d: usize| (k - 1) * d;
+    let (sh, sw) = (
+        span(g.kernel[0], g.dilation[0]),
+        span(g.kernel[1], g.dilation[1]),
+    );
+    let [top, left, bottom, right] = g.padding;
+    let padding = [
+        sh.checked_sub(top)?,
+        sw.checked_sub(left)?,
+        sh.checked_sub(bottom)?,
+        sw.checked_sub(right)?,
+    ];
+    let t = Geometry {
+        in_channels: g.out_channels,
+        height: oh,
+        width: ow,
+        out_channels: g.in_channels,
+        padding,
+        ..*g
+    };
+    (t.output_size() == Some([g.height, g.width])).then_some(t)
+}
+
+/// Each group's weight `[out_g, in_g, kh, kw]` as `[in_g, out_g, kh, kw]`, the kernel
+/// rotated by 180°: the weight of [transposed]'s convolution.
+fn flipped(w: &[f32], g: &Geometry) -> Vec<f32> {
+    let (og, ig) = (g.out_channels / g.groups, g.in_channels / g.groups);
+    let taps = g.kernel[0] * g.kernel[1];
+    let mut out = vec![0.0; w.len()];
+    for (src, dst) in w.chunks(og * ig * taps).zip(out.chunks_mut(og * ig * taps)) {
+        for o in 0..og {
+            for i in 0..ig {
+                for t in 0..taps {
+                    dst[(i * og + o) * taps + taps - 1 - t] = src[(o * ig + i) * taps + t];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `f(group, out_g, depth, positions)` for each group.
