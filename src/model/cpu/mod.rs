@@ -23,6 +23,7 @@ mod nchw;
 mod plan;
 mod train_bn;
 mod train_conv;
+mod transposed;
 
 pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};

@@ -36,7 +36,7 @@ impl Geometry {
     }
 
     /// Floats of one input image and one output image.
-    fn image_lens(&self) -> [usize; 2] {
+    pub(super) fn image_lens(&self) -> [usize; 2] {
         [
             self.in_channels * self.height * self.width,
             self.out_channels * self.positions(),
@@ -48,13 +48,13 @@ impl Geometry {
         self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
     }
 
-    fn positions(&self) -> usize {
+    pub(super) fn positions(&self) -> usize {
         let [oh, ow] = self.output_size().unwrap_or([0, 0]);
         oh * ow
     }
 
     /// Whether an image's `[in, h * w]` memory is its im2col matrix already.
-    fn is_pointwise(&self) -> bool {
+    pub(super) fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0; 4]
     }
 
@@ -184,9 +184,6 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
-    if let Some(t) = transposed(g) {
-        return forward(dy, &flipped(w, g), &t);
-    }
     let [image_in, image_out] = g.image_lens();
     let mut dx = vec![0.0f32; g.batch * image_in];
     per_image_chunks(&mut dx, image_in, g, |first, chunk, parallelism| {
@@ -224,65 +221,15 @@ pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     dx
 }
 
-/// With stride 1 the input gradient is itself a convolution: of `dy`, padded by what the
-/// forward's kernel overhung, with each group's weight transposed and flipped
-/// ([flipped]). Its im2col and one gemm per image replace the input gradient's `Wᵀ · dy`
-/// (a product as large as the im2col matrix) and col2im's scatter-add over it.
-fn transposed(g: &Geometry) -> Option<Geometry> {
-    if g.stride != [1, 1] || g.is_pointwise() {
-        return None;
-    }
-    let [oh, ow] = g.output_size()?;
-    let span = |k: usize, d: usize| (k - 1) * d;
-    let (sh, sw) = (
-        span(g.kernel[0], g.dilation[0]),
-        span(g.kernel[1], g.dilation[1]),
-    );
-    let [top, left, bottom, right] = g.padding;
-    let padding = [
-        sh.checked_sub(top)?,
-        sw.checked_sub(left)?,
-        sh.checked_sub(bottom)?,
-        sw.checked_sub(right)?,
-    ];
-    let t = Geometry {
-        in_channels: g.out_channels,
-        height: oh,
-        width: ow,
-        out_channels: g.in_channels,
-        padding,
-        ..*g
-    };
-    (t.output_size() == Some([g.height, g.width])).then_some(t)
-}
-
-/// Each group's weight `[out_g, in_g, kh, kw]` as `[in_g, out_g, kh, kw]`, the kernel
-/// rotated by 180°: the weight of [transposed]'s convolution.
-fn flipped(w: &[f32], g: &Geometry) -> Vec<f32> {
-    let (og, ig) = (g.out_channels / g.groups, g.in_channels / g.groups);
-    let taps = g.kernel[0] * g.kernel[1];
-    let mut out = vec![0.0; w.len()];
-    for (src, dst) in w.chunks(og * ig * taps).zip(out.chunks_mut(og * ig * taps)) {
-        for o in 0..og {
-            for i in 0..ig {
-                for t in 0..taps {
-                    dst[(i * og + o) * taps + taps - 1 - t] = src[(o * ig + i) * taps + t];
-                }
-            }
-        }
-    }
-    out
-}
-
 /// `f(group, out_g, depth, positions)` for each group.
-fn products(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
+pub(super) fn products(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
     let (m, k, n) = (g.out_channels / g.groups, g.depth(), g.positions());
     (0..g.groups).for_each(|group| f(group, m, k, n));
 }
 
 /// One image's im2col matrix: the image itself for a pointwise convolution, else built in
 /// `scratch`.
-fn image_cols<'a>(x: &'a [f32], g: &Geometry, scratch: &'a mut [f32]) -> &'a [f32] {
+pub(super) fn image_cols<'a>(x: &'a [f32], g: &Geometry, scratch: &'a mut [f32]) -> &'a [f32] {
     match g.is_pointwise() {
         true => x,
         false => {
@@ -292,7 +239,7 @@ fn image_cols<'a>(x: &'a [f32], g: &Geometry, scratch: &'a mut [f32]) -> &'a [f3
     }
 }
 
-fn scratch(g: &Geometry) -> Vec<f32> {
+pub(super) fn scratch(g: &Geometry) -> Vec<f32> {
     match g.is_pointwise() {
         true => Vec::new(),
         false => vec![0.0; g.cols_len()],
@@ -301,7 +248,7 @@ fn scratch(g: &Geometry) -> Vec<f32> {
 
 /// `dst [m, n] = (read ? dst : 0) + lhs [m, k] · rhs [k, n]`; strides as `[column, row]`.
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(super) fn gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -359,7 +306,7 @@ fn gemm(
 }
 
 /// Image ranges `(first, count)`, one per thread (one range in a browser).
-fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
+pub(super) fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
     #[cfg(not(target_family = "wasm"))]
     let threads = rayon::current_num_threads().max(1);
     #[cfg(target_family = "wasm")]
@@ -373,7 +320,7 @@ fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
 
 /// One thread per range of images when there are enough images for every thread; otherwise
 /// the gemm itself splits over the threads (batch 1 inference).
-fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
+pub(super) fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
     #[cfg(not(target_family = "wasm"))]
     {
         let threads = rayon::current_num_threads();

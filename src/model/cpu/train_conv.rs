@@ -19,6 +19,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 use super::nchw::{self, Geometry};
+use super::transposed;
 
 /// Floats of im2col scratch one thread may hold (64 MB); larger convolutions (a stem at
 /// 640x640) keep burn's.
@@ -138,15 +139,22 @@ impl Backward<Flex, 2> for ConvBackward {
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
         let dy = floats(&dy);
-        if let Some(node) = node_x {
-            let dx = nchw::input_grad(&floats(&weight), &dy, &g);
+        let want = [node_x.is_some(), node_weight.is_some()];
+        let (x, weight) = (floats(&x), floats(&weight));
+        let (dx, dw) = match transposed::backward(&x, &weight, &dy, &g, want) {
+            Some(both) => both,
+            None => (
+                want[0].then(|| nchw::input_grad(&weight, &dy, &g)),
+                want[1].then(|| nchw::weight_grad(&x, &dy, &g)),
+            ),
+        };
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(
                 node.id,
                 tensor(dx, [g.batch, g.in_channels, g.height, g.width]),
             );
         }
-        if let Some(node) = node_weight {
-            let dw = nchw::weight_grad(&floats(&x), &dy, &g);
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
             let [kh, kw] = g.kernel;
             let shape = [g.out_channels, g.in_channels / g.groups, kh, kw];
             grads.register::<Flex>(node.id, tensor(dw, shape));
