@@ -21,6 +21,7 @@ mod batch_norm;
 mod conv;
 mod nchw;
 mod plan;
+mod rows;
 mod train_bn;
 mod train_conv;
 mod transposed;

@@ -8,6 +8,8 @@
 //! One gemm per image and group, with the images split over the threads. The layout stays
 //! the one burn's BatchNorm and ReLU work in, so nothing is transposed between layers.
 
+use super::rows;
+
 /// The shape of one convolution on one input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -90,6 +92,17 @@ impl Geometry {
 pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let [image_in, image_out] = g.image_lens();
     let mut y = vec![0.0f32; g.batch * image_out];
+    if rows::applies(g) {
+        let weights = rows::weights(w, g);
+        per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
+            let mut cols = vec![0.0f32; rows::cols_len(g)];
+            for (i, y) in chunk.chunks_mut(image_out).enumerate() {
+                rows::im2col(&x[(first + i) * image_in..][..image_in], g, &mut cols);
+                rows::product(&cols, &weights, g, y, parallelism);
+            }
+        });
+        return y;
+    }
     per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
         let mut cols = scratch(g);
         for (i, y) in chunk.chunks_mut(image_out).enumerate() {
@@ -333,7 +346,7 @@ pub(super) fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
 }
 
 /// `f(first image, its images' part of out, gemm parallelism)` over [chunk_images].
-fn per_image_chunks(
+pub(super) fn per_image_chunks(
     out: &mut [f32],
     image_len: usize,
     g: &Geometry,
@@ -360,7 +373,7 @@ fn per_image_chunks(
 
 /// The output positions `lo..hi` whose kernel tap `t` falls inside an input of `size`.
 #[inline]
-fn inside(
+pub(super) fn inside(
     out: usize,
     t: usize,
     stride: usize,

@@ -193,9 +193,10 @@ mod tests {
     /// ResNet's convolutions and the odd ones: CIFAR 3x3, its stride-2 first, a 1x1
     /// projection with stride 2, a bottleneck's pointwise 1x1, the ImageNet stem, ResNeXt's
     /// grouped 3x3, a dilated 3x3, asymmetric padding on a non-square map (with stride 2, and
-    /// with stride 1, whose input gradient is a convolution of its own), batch 1 (the gemm
-    /// splits over the threads) and 5 (uneven image ranges).
-    const CASES: [Case; 11] = [
+    /// with stride 1, whose input gradient is a convolution of its own), an unpadded 3x3
+    /// (output narrower than the input), batch 1 (the gemm splits over the threads) and 5
+    /// (uneven image ranges).
+    const CASES: [Case; 12] = [
         ([16, 16, 3, 3, 1, 1, 1, 4, 8, 8], [1, 1, 1, 1]),
         ([16, 32, 3, 3, 2, 1, 1, 4, 8, 8], [1, 1, 1, 1]),
         ([8, 16, 1, 1, 2, 1, 1, 3, 9, 9], [0, 0, 0, 0]),
@@ -205,6 +206,7 @@ mod tests {
         ([4, 4, 3, 3, 1, 2, 1, 2, 9, 9], [2, 2, 2, 2]),
         ([5, 7, 3, 2, 2, 1, 1, 2, 7, 10], [0, 1, 2, 0]),
         ([5, 7, 3, 2, 1, 1, 1, 2, 7, 10], [0, 1, 2, 0]),
+        ([4, 6, 3, 3, 1, 1, 1, 2, 7, 9], [0, 0, 0, 0]),
         ([6, 10, 3, 3, 1, 1, 1, 1, 11, 11], [1, 1, 1, 1]),
         ([6, 10, 3, 3, 1, 1, 1, 5, 6, 6], [1, 1, 1, 1]),
     ];

@@ -1,18 +1,19 @@
-//! The backward pass of a stride-1 convolution from one im2col matrix per image, that of
-//! `dy` under the transposed convolution.
+//! The backward pass of a stride-1 convolution from one set of im2col planes per image,
+//! those of `dy` under the transposed convolution.
 //!
 //! With stride 1 the input gradient is itself a convolution: of `dy`, padded by what the
 //! forward's kernel overhung, with each group's weight transposed and rotated by 180°
-//! ([flipped]). Its im2col rows `cols[(o, t'), q] = dy[o, q - offset(t)]` (t' the rotated tap
-//! t) serve the weight gradient as well:
+//! ([flipped]). Its im2col (row planes, [super::rows]) serves the weight gradient as well:
 //!
-//! - `dx = W' · cols`, one gemm per image, instead of `Wᵀ · dy` (a product as large as the
-//!   im2col matrix, written out) and col2im's scatter-add over it;
-//! - `dW[o, i, t] = Σ_q x[i, q] · cols[(o, t'), q]`, instead of a second im2col, of `x`.
+//! - `dx = Σ_a W'_a · cols_a`, instead of `Wᵀ · dy` (a product as large as the full im2col
+//!   matrix, written out) and col2im's scatter-add over it;
+//! - `dW[o, i, a, b] = Σ_q x[i, q] · cols_{a'}[(o, b'), q]` (`a'`, `b'` the rotated kernel
+//!   row and column), instead of a second im2col, of `x`.
 //!
-//! Both products of an image run while its im2col matrix is in cache.
+//! Both products of an image run while its planes are in cache.
 
-use super::nchw::{Geometry, chunk_images, gemm, image_cols, inner_parallelism, products, scratch};
+use super::nchw::{Geometry, chunk_images, gemm, inner_parallelism};
+use super::rows;
 
 /// The geometry of the input gradient's convolution, when the forward has stride 1.
 pub(super) fn transposed(g: &Geometry) -> Option<Geometry> {
@@ -75,7 +76,7 @@ pub(crate) fn backward(
     [want_dx, want_dw]: [bool; 2],
 ) -> Option<(Option<Vec<f32>>, Option<Vec<f32>>)> {
     let t = transposed(g)?;
-    let weight = flipped(w, g);
+    let weights = rows::weights(&flipped(w, g), &t);
     let [image_in, image_out] = g.image_lens();
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
@@ -86,51 +87,51 @@ pub(crate) fn backward(
         false => Vec::new(),
     };
     slices.resize_with(chunks.len(), || None);
-    // Each range of images sums `M_g [in_g, out_g · taps]` (column-major) over its images.
+    // Each range of images sums M, per group and kernel row a of the transposed
+    // convolution, `[in_g, out_g · kw]` column-major, over its images.
     let len = w.len();
+    let (ig, og) = (g.in_channels / g.groups, g.out_channels / g.groups);
+    let [kh, kw] = g.kernel;
     let chunk = |(&(first, images), mut dx): (&(usize, usize), Option<&mut [f32]>)| {
         let mut m = vec![0.0f32; if want_dw { len } else { 0 }];
-        let mut cols = scratch(&t);
+        let mut cols = vec![0.0f32; rows::cols_len(&t)];
+        let mut xt = vec![0.0f32; if want_dw { image_in } else { 0 }];
         for i in 0..images {
-            let x = &x[(first + i) * image_in..][..image_in];
-            let cols = image_cols(&dy[(first + i) * image_out..][..image_out], &t, &mut cols);
-            products(&t, |group, rows, depth, n| {
-                let c = &cols[group * depth * n..];
-                if let Some(dx) = dx.as_deref_mut() {
-                    // dx_g [in_g, P] = W'_g [in_g, depth] · cols_g [depth, P]
+            rows::im2col(&dy[(first + i) * image_out..][..image_out], &t, &mut cols);
+            if let Some(dx) = dx.as_deref_mut() {
+                let dx = &mut dx[i * image_in..][..image_in];
+                rows::product(&cols, &weights, &t, dx, parallelism);
+            }
+            if !want_dw {
+                continue;
+            }
+            // x as [P, in] (column-major): the gemm reads it as is, where it would pack
+            // (gather and copy) row-major x once per kernel row.
+            let (x, n) = (
+                &x[(first + i) * image_in..][..image_in],
+                image_in / g.in_channels,
+            );
+            transpose(x, g.in_channels, n, &mut xt);
+            for group in 0..g.groups {
+                for a in 0..kh {
+                    // M_{g,a} [in_g, out_g · kw] += x_g [in_g, P] · cols_{g,a}ᵀ [P, out_g · kw],
+                    // stored column-major.
+                    let (at, stride) = rows::view(&t, group, a);
                     gemm(
-                        rows,
+                        ig,
+                        og * kw,
                         n,
-                        depth,
-                        &mut dx[i * image_in + group * rows * n..],
-                        [1, n],
-                        false,
-                        &weight[group * rows * depth..],
-                        [1, depth],
-                        c,
-                        [1, n],
-                        parallelism,
-                    );
-                }
-                if want_dw {
-                    // M_g [in_g, depth] += x_g [in_g, P] · cols_gᵀ [P, depth], stored
-                    // column-major: the gemm gathers its strided operand from x, not from
-                    // the 9x larger im2col matrix.
-                    gemm(
-                        rows,
-                        depth,
-                        n,
-                        &mut m[group * depth * rows..],
-                        [rows, 1],
+                        &mut m[(group * kh + a) * og * kw * ig..],
+                        [ig, 1],
                         true,
-                        &x[group * rows * n..],
-                        [1, n],
-                        c,
-                        [n, 1],
+                        &xt[group * ig..],
+                        [g.in_channels, 1],
+                        &cols[at..],
+                        [stride, 1],
                         parallelism,
                     );
                 }
-            });
+            }
         }
         m
     };
@@ -147,15 +148,18 @@ pub(crate) fn backward(
         for p in partials {
             m.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         }
-        // dW[o, i, t] = M_g[i, (o, taps - 1 - t)], group by group.
-        let (og, ig) = (g.out_channels / g.groups, g.in_channels / g.groups);
-        let taps = g.kernel[0] * g.kernel[1];
+        // dW[o, c, a, b] = M_{g, kh-1-a}[c, (o, kw-1-b)]: the transposed convolution's
+        // kernel row and column a and b are the forward's rotated by 180°.
         let mut dw = vec![0.0f32; len];
-        for (dw, m) in dw.chunks_mut(og * ig * taps).zip(m.chunks(og * ig * taps)) {
+        for group in 0..g.groups {
             for o in 0..og {
-                for i in 0..ig {
-                    for t in 0..taps {
-                        dw[(o * ig + i) * taps + t] = m[(o * taps + taps - 1 - t) * ig + i];
+                for c in 0..ig {
+                    for a in 0..kh {
+                        for b in 0..kw {
+                            let row = (group * kh + kh - 1 - a) * og + o;
+                            dw[(((group * og + o) * ig + c) * kh + a) * kw + b] =
+                                m[(row * kw + kw - 1 - b) * ig + c];
+                        }
                     }
                 }
             }
@@ -163,4 +167,18 @@ pub(crate) fn backward(
         dw
     });
     Some((want_dx.then_some(dx), dw))
+}
+
+/// `dst [cols, rows] = src [rows, cols]ᵀ`, in blocks of 16 columns so that the 16 lines
+/// being written stay in cache while every row is read.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    for c0 in (0..cols).step_by(16) {
+        let width = 16.min(cols - c0);
+        for r in 0..rows {
+            let line = &src[r * cols + c0..][..width];
+            for (k, v) in line.iter().enumerate() {
+                dst[(c0 + k) * rows + r] = *v;
+            }
+        }
+    }
 }
