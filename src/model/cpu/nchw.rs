@@ -422,19 +422,31 @@ fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
         for oy in y0..y1 {
             let line = &plane[(oy * sh + i * dh - g.padding[0]) * w..][..w];
             let out = &mut cols[oy * ow..][..ow];
-            out[..x0].fill(0.0);
-            out[x1..].fill(0.0);
-            if x1 > x0 {
-                let first = x0 * sw + j * dw - g.padding[1];
-                match sw {
-                    1 => out[x0..x1].copy_from_slice(&line[first..first + x1 - x0]),
-                    _ => out[x0..x1]
-                        .iter_mut()
-                        .zip(line[first..].iter().step_by(sw))
-                        .for_each(|(o, v)| *o = *v),
-                }
+            match x1 > x0 {
+                true => gather_line(out, line, (x0, x1), x0 * sw + j * dw - g.padding[1], sw),
+                false => out.fill(0.0),
             }
         }
+    }
+}
+
+/// One im2col line: `out[x0..x1]` from `line` starting at `first` with stride `sw`, zeros
+/// around it.
+pub(super) fn gather_line(
+    out: &mut [f32],
+    line: &[f32],
+    (x0, x1): (usize, usize),
+    first: usize,
+    sw: usize,
+) {
+    out[..x0].fill(0.0);
+    out[x1..].fill(0.0);
+    match sw {
+        1 => out[x0..x1].copy_from_slice(&line[first..first + x1 - x0]),
+        _ => out[x0..x1]
+            .iter_mut()
+            .zip(line[first..].iter().step_by(sw))
+            .for_each(|(o, v)| *o = *v),
     }
 }
 

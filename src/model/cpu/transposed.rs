@@ -62,6 +62,9 @@ fn flipped(w: &[f32], g: &Geometry) -> Vec<f32> {
     out
 }
 
+/// `(dx, dW)`, each when asked for.
+pub(crate) type InputAndWeightGrads = (Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// `(dx, dW)` of a stride-1 convolution given `dy`, each when asked for; `None` when the
 /// geometry has no [transposed] convolution (strided, pointwise, padding past the kernel).
 ///
@@ -74,7 +77,7 @@ pub(crate) fn backward(
     dy: &[f32],
     g: &Geometry,
     [want_dx, want_dw]: [bool; 2],
-) -> Option<(Option<Vec<f32>>, Option<Vec<f32>>)> {
+) -> Option<InputAndWeightGrads> {
     let t = transposed(g)?;
     let weights = rows::weights(&flipped(w, g), &t);
     let [image_in, image_out] = g.image_lens();
