@@ -35,6 +35,16 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// `f()` on one of rayon's threads natively. A parallel loop started from outside the pool
+/// waits for a worker to wake (~0.1 ms here, more than many of a small net's layers take); one
+/// started on a worker runs there at once while the others join as they wake.
+pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(not(target_family = "wasm"))]
+    return rayon::scope(|_| f());
+    #[cfg(target_family = "wasm")]
+    f()
+}
+
 /// An activation map on the CPU, `[batch, height, width, channels]` row-major.
 #[derive(Debug, Clone)]
 pub(crate) struct Map {

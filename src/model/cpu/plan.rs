@@ -7,7 +7,8 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
 
 use super::{
-    CpuConv, Map, channel_means, gate_and_join, global_average, max_pool, parameter_free_shortcut,
+    CpuConv, Map, channel_means, gate_and_join, global_average, in_pool, max_pool,
+    parameter_free_shortcut,
 };
 
 /// Squeeze-excitation's two 1x1 convolutions, run on the `[batch, 1, 1, channels]` means.
@@ -95,6 +96,11 @@ impl NetPlan {
     /// - `x`: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: &Tensor<4>, removed: &[bool], fc: &Linear) -> Option<Tensor<2>> {
+        in_pool(|| self.run(x, removed, fc))
+    }
+
+    /// [Self::forward] on the calling thread.
+    fn run(&self, x: &Tensor<4>, removed: &[bool], fc: &Linear) -> Option<Tensor<2>> {
         let device = x.device();
         let mut x = Map::from_tensor(x.clone())?;
         let last = self.stem.len() - 1;
