@@ -25,6 +25,7 @@ mod rows;
 mod train_bn;
 mod train_conv;
 mod transposed;
+mod winograd;
 
 pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
