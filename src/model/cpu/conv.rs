@@ -38,14 +38,14 @@ pub(crate) struct CpuConv {
 impl CpuConv {
     /// `conv`'s weights read back, or `None` for padding other than explicit. A dense 3x3
     /// convolution with stride and dilation 1 runs Winograd's F(2x2, 3x3): natively, one
-    /// thread, it took each of ResNet-18's 3x3 layers at batch 1 from 1.3-1.6 ms to 0.3-1.0
+    /// thread, it took each of ResNet-18's 3x3 layers at batch 1 from 1.1-1.6 ms to 0.65-1.16
     /// (the last stage's 16 tiles included; README, **Native**).
     pub fn new(conv: &Conv2d) -> Option<Self> {
-        Self::with_winograd(conv, true)
+        Self::with_winograd(conv, winograd::MIN_CHANNELS)
     }
 
-    /// [Self::new], with Winograd only if `winograd` (and where it fits).
-    fn with_winograd(conv: &Conv2d, winograd: bool) -> Option<Self> {
+    /// [Self::new], with Winograd from `min_channels` in and out (where the geometry fits).
+    fn with_winograd(conv: &Conv2d, min_channels: usize) -> Option<Self> {
         let padding = match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
             PaddingConfig2d::Valid => [0; 4],
@@ -55,11 +55,11 @@ impl CpuConv {
         let weight = conv.weight.val().permute([2, 3, 1, 0]).into_data();
         let weight = weight.try_into_vec::<f32>().ok()?;
         let bias = conv.bias.as_ref().map(|b| b.val().into_data());
-        let winograd = winograd
-            && [kh, kw] == [3, 3]
+        let winograd = [kh, kw] == [3, 3]
             && conv.stride == [1, 1]
             && conv.dilation == [1, 1]
-            && conv.groups == 1;
+            && conv.groups == 1
+            && in_per_group.min(out_channels) >= min_channels;
         let in_channels = in_per_group * conv.groups;
         Some(Self {
             weight: match winograd {
@@ -309,7 +309,8 @@ mod tests {
             let map = Map::from_tensor(x).unwrap();
             let residual_map = Map::from_tensor(residual.clone()).unwrap();
             for winograd in [false, true] {
-                let cpu = CpuConv::with_winograd(&conv, winograd).unwrap();
+                let min_channels = if winograd { 0 } else { usize::MAX };
+                let cpu = CpuConv::with_winograd(&conv, min_channels).unwrap();
                 if winograd && !cpu.winograd {
                     continue;
                 }
