@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
-use crate::model::{FoldedResNet, NetConfig};
+use crate::model::{FoldedResNet, NetConfig, in_pool};
 use crate::readback::read_f32;
 use crate::train::evaluate::loss_and_hits;
 use crate::train::{Sgd, SgdConfig};
@@ -97,9 +97,14 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
                 Tensor::<2>::from_data(TensorData::new(one_hot, [args.batch, classes]), &device);
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
-                let (loss, _, _) = loss_and_hits(model.forward(x.clone()), one_hot.clone(), 0.0);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = sgd.step(0.01, model, grads);
+                // As the trainer's step does (train::Trainer::step).
+                let (loss, next) = in_pool(|| {
+                    let (loss, _, _) =
+                        loss_and_hits(model.forward(x.clone()), one_hot.clone(), 0.0);
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    (loss, sgd.step(0.01, model, grads))
+                });
+                model = next;
                 pollster::block_on(read_f32(loss.inner()))?;
                 first_step.get_or_insert(started.elapsed().as_secs_f64());
                 if i >= args.warmup {

@@ -25,6 +25,7 @@ pub use config::{
 };
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
+pub(crate) use cpu::in_pool;
 pub use inception_resnet::{InceptionResNet, InceptionResNetConfig};
 pub use network::{NetConfig, Network};
 pub use pool::global_average;

@@ -14,7 +14,7 @@ use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
 use crate::data::dataset::{Dataset, Sampler};
 use crate::data::rng::Rng;
 use crate::io::ModelCard;
-use crate::model::{Network, ResNet};
+use crate::model::{Network, ResNet, in_pool};
 use crate::readback::read_f32;
 
 /// A network being trained, with its optimizer, data order and augmentation stream.
@@ -341,16 +341,14 @@ impl Trainer {
         for _ in done..micro {
             let (x, one_hot, labels) = self.next_inputs(data);
             batch += labels.len() as f32;
-            let logits = self.model.forward(x);
-            let (loss, top1, top5) = loss_and_hits(logits, one_hot, self.config.label_smoothing);
-            let scaled = if micro > 1 {
-                loss.clone() / micro as f32
-            } else {
-                loss.clone()
-            };
-            let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
+            let (model, smoothing) = (&self.model, self.config.label_smoothing);
+            let (grads, part) = in_pool(|| {
+                let (loss, top1, top5) = loss_and_hits(model.forward(x), one_hot, smoothing);
+                let scaled = if micro > 1 { loss / micro as f32 } else { loss };
+                let grads = GradientsParams::from_grads(scaled.backward(), model);
+                (grads, (scaled.detach().inner(), top1.inner(), top5.inner()))
+            });
             accumulator.accumulate(&self.model, grads);
-            let part = (scaled.detach().inner(), top1.inner(), top5.inner());
             totals = Some(add_sums(totals, part));
         }
         let grads = accumulator.grads();
@@ -384,7 +382,8 @@ impl Trainer {
                 lr,
             });
         }
-        self.model = self.sgd.step(lr, self.model.clone(), grads);
+        let (sgd, model) = (&mut self.sgd, self.model.clone());
+        self.model = in_pool(|| sgd.step(lr, model, grads));
         self.step += 1;
         let top1_error = 1.0 - values[1] / batch;
         self.config.lr.observe_train_error(top1_error as f64);
