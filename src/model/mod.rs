@@ -23,9 +23,9 @@ pub use block::{Block, BlockConfig, Downsample};
 pub use config::{
     BlockKind, BlockVariant, Joining, ResNetConfig, ShortcutOption, Stem, StridePlacement,
 };
+pub(crate) use cpu::in_pool;
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use fold::FoldedResNet;
-pub(crate) use cpu::in_pool;
 pub use inception_resnet::{InceptionResNet, InceptionResNetConfig};
 pub use network::{NetConfig, Network};
 pub use pool::global_average;

@@ -19,6 +19,7 @@
 
 mod batch_norm;
 mod conv;
+mod geometry;
 mod nchw;
 mod plan;
 mod rows;
