@@ -8,7 +8,7 @@ use std::sync::Arc;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 
-use super::{Map, for_rows, winograd};
+use super::{Map, for_rows, simd, winograd};
 
 /// Floats of im2col rows built at a time (4 MB): a batch-16 ResNet-18 stem would otherwise
 /// need a 118 MB buffer; a tile this size still gives the gemm hundreds of rows.
@@ -198,14 +198,13 @@ impl CpuConv {
         let bias = self.bias.as_deref();
         for_rows(&mut out, out_channels, |p, row| {
             if let Some(bias) = bias {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                simd::add_assign(row, bias);
             }
             if let Some(r) = residual {
-                let r = &r.data[p * out_channels..(p + 1) * out_channels];
-                row.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+                simd::add_assign(row, &r.data[p * out_channels..(p + 1) * out_channels]);
             }
             if relu {
-                row.iter_mut().for_each(|v| *v = v.max(0.0));
+                simd::relu(row);
             }
         });
         Some(Map {

@@ -23,6 +23,7 @@ mod geometry;
 mod nchw;
 mod plan;
 mod rows;
+mod simd;
 mod train_bn;
 mod train_conv;
 mod transposed;

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::Map;
+use super::{Map, simd};
 
 /// Floats of V and M per block (2 MB): a block then stays in a core's L2 cache.
 const BLOCK_FLOATS: usize = 1 << 19;
@@ -205,28 +205,20 @@ fn transform_input(
         // Bᵀ d, row by row of the result.
         for j in 0..4 {
             let (d0, d1, d2, d3) = (d[0][j], d[1][j], d[2][j], d[3][j]);
-            combine(&mut t[j * c..][..c], d0, d2, -1.0);
-            combine(&mut t[(4 + j) * c..][..c], d1, d2, 1.0);
-            combine(&mut t[(8 + j) * c..][..c], d2, d1, -1.0);
-            combine(&mut t[(12 + j) * c..][..c], d1, d3, -1.0);
+            simd::add_scaled(&mut t[j * c..][..c], d0, d2, -1.0);
+            simd::add_scaled(&mut t[(4 + j) * c..][..c], d1, d2, 1.0);
+            simd::add_scaled(&mut t[(8 + j) * c..][..c], d2, d1, -1.0);
+            simd::add_scaled(&mut t[(12 + j) * c..][..c], d1, d3, -1.0);
         }
         // (Bᵀ d) B, column by column.
         for i in 0..4 {
             let r = |j: usize| &t[(4 * i + j) * c..][..c];
             let at = |j: usize| ((4 * i + j) * tiles + tile) * c;
-            combine(&mut v[at(0)..][..c], r(0), r(2), -1.0);
-            combine(&mut v[at(1)..][..c], r(1), r(2), 1.0);
-            combine(&mut v[at(2)..][..c], r(2), r(1), -1.0);
-            combine(&mut v[at(3)..][..c], r(1), r(3), -1.0);
+            simd::add_scaled(&mut v[at(0)..][..c], r(0), r(2), -1.0);
+            simd::add_scaled(&mut v[at(1)..][..c], r(1), r(2), 1.0);
+            simd::add_scaled(&mut v[at(2)..][..c], r(2), r(1), -1.0);
+            simd::add_scaled(&mut v[at(3)..][..c], r(1), r(3), -1.0);
         }
-    }
-}
-
-/// `out = a + sign * b`, element-wise.
-#[inline(always)]
-fn combine(out: &mut [f32], a: &[f32], b: &[f32], sign: f32) {
-    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
-        *o = a + sign * b;
     }
 }
 
@@ -257,14 +249,14 @@ fn transform_output(
             // Aᵀ M: two rows of four.
             for j in 0..4 {
                 let (t0, t1) = t.split_at_mut(4 * k);
-                sum3(
+                simd::add_scaled_sum(
                     &mut t0[j * k..][..k],
                     mrow(0, j),
                     mrow(1, j),
                     mrow(2, j),
                     1.0,
                 );
-                sum3(
+                simd::add_scaled_sum(
                     &mut t1[j * k..][..k],
                     mrow(1, j),
                     mrow(2, j),
@@ -280,30 +272,21 @@ fn transform_output(
                     let q = |j: usize| &t[(4 * a + j) * k..][..k];
                     // (Aᵀ M) A.
                     match b {
-                        0 => sum3(dst, q(0), q(1), q(2), 1.0),
-                        _ => sum3(dst, q(1), q(2), q(3), -1.0),
+                        0 => simd::add_scaled_sum(dst, q(0), q(1), q(2), 1.0),
+                        _ => simd::add_scaled_sum(dst, q(1), q(2), q(3), -1.0),
                     }
                     if let Some(bias) = bias {
-                        dst.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                        simd::add_assign(dst, bias);
                     }
                     if let Some(res) = residual {
                         let p = (n * s.out_height + oy) * ow + ox;
-                        let res = &res.data[p * k..][..k];
-                        dst.iter_mut().zip(res).for_each(|(v, r)| *v += r);
+                        simd::add_assign(dst, &res.data[p * k..][..k]);
                     }
                     if relu {
-                        dst.iter_mut().for_each(|v| *v = v.max(0.0));
+                        simd::relu(dst);
                     }
                 }
             }
         }
-    }
-}
-
-/// `out = a + sign * (b + c)`, element-wise: `Aᵀ`'s rows `a + b + c` and `a - b - c`.
-#[inline(always)]
-fn sum3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], sign: f32) {
-    for (((o, a), b), c) in out.iter_mut().zip(a).zip(b).zip(c) {
-        *o = a + sign * (b + c);
     }
 }
