@@ -12,6 +12,8 @@
 //! per map and in f64 across maps; the variance is biased, as burn's and PyTorch's
 //! normalization use it.
 
+use super::batch_norm_simd as imp;
+
 /// The shape of what is normalized: `[batch, channels, positions]` (a map flattened).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Dims {
@@ -89,6 +91,8 @@ pub(crate) fn forward(
         for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
             let (m, k, b) = (s.mean[c], scale[c], beta[c]);
             let input = d.map(x, i, c);
+            let done = imp::normalize(out, input, [m, k, b], relu);
+            let (out, input) = (&mut out[done..], &input[done..]);
             if relu {
                 out.iter_mut()
                     .zip(input)
@@ -125,7 +129,8 @@ pub(crate) fn backward(
             .map(|i| {
                 let (x, dy) = (d.map(x, i, c), d.map(dy, i, c));
                 let mut acc = [[0.0f32; 16]; 2];
-                for (xs, gs) in x.chunks(16).zip(dy.chunks(16)) {
+                let done = imp::masked_sums(x, dy, [m, k, b], relu, &mut acc);
+                for (xs, gs) in x[done..].chunks(16).zip(dy[done..].chunks(16)) {
                     for (l, (&v, &g)) in xs.iter().zip(gs).enumerate() {
                         let g = if relu && normalized(v, m, k, b) <= 0.0 {
                             0.0
@@ -159,6 +164,8 @@ pub(crate) fn backward(
             let (m, k, b) = (s.mean[c], scale[c], beta[c]);
             let (mean_dy, slope) = (centre[c], slope[c]);
             let (x, dy) = (d.map(x, i, c), d.map(dy, i, c));
+            let done = imp::input_grad(out, x, dy, [m, k, b], relu, [mean_dy, slope]);
+            let (out, x, dy) = (&mut out[done..], &x[done..], &dy[done..]);
             for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
                 let g = if relu && normalized(v, m, k, b) <= 0.0 {
                     0.0
@@ -181,7 +188,8 @@ fn normalized(v: f32, mean: f32, scale: f32, beta: f32) -> f32 {
 /// Σ (v - shift) in 16 f32 lanes, then in f64.
 fn lanes(v: &[f32], shift: f32) -> f64 {
     let mut acc = [0.0f32; 16];
-    for chunk in v.chunks(16) {
+    let done = imp::lanes(v, shift, false, &mut acc);
+    for chunk in v[done..].chunks(16) {
         for (a, &x) in acc.iter_mut().zip(chunk) {
             *a += x - shift;
         }
@@ -192,7 +200,8 @@ fn lanes(v: &[f32], shift: f32) -> f64 {
 /// Σ (v - mean)² in 16 f32 lanes, then in f64.
 fn squares(v: &[f32], mean: f32) -> f64 {
     let mut acc = [0.0f32; 16];
-    for chunk in v.chunks(16) {
+    let done = imp::lanes(v, mean, true, &mut acc);
+    for chunk in v[done..].chunks(16) {
         for (a, &x) in acc.iter_mut().zip(chunk) {
             *a += (x - mean) * (x - mean);
         }

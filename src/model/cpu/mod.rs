@@ -18,6 +18,7 @@
 //! with a backward of its own ([nchw], [train_conv]).
 
 mod batch_norm;
+mod batch_norm_simd;
 mod conv;
 mod geometry;
 mod nchw;
