@@ -226,17 +226,7 @@ fn per_image(out: &mut [f32], d: Dims, f: impl Fn(usize, &mut [f32]) + Sync + Se
     if len == 0 {
         return;
     }
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, image)| f(i, image));
-    }
-    #[cfg(target_family = "wasm")]
-    out.chunks_mut(len)
-        .enumerate()
-        .for_each(|(i, image)| f(i, image));
+    super::for_chunks(out, len, f);
 }
 
 #[cfg(test)]

@@ -102,6 +102,27 @@ pub(crate) fn for_rows(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]
         .for_each(|(i, row)| f(i, row));
 }
 
+/// `f(chunk index, chunk)` over the `len`-long chunks of `items`, on every thread natively.
+pub(crate) fn for_chunks<T: Send>(
+    items: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        items
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i, chunk));
+    }
+    #[cfg(target_family = "wasm")]
+    items
+        .chunks_mut(len)
+        .enumerate()
+        .for_each(|(i, chunk)| f(i, chunk));
+}
+
 /// The stem's max-pool in NHWC, or `None` for a geometry this does not cover (only explicit
 /// padding, no dilation or ceil mode; the ImageNet stem's 3x3/2 pad 1 is covered).
 pub(crate) fn max_pool(pool: &MaxPool2d, x: &Map) -> Option<Map> {

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::{Map, simd};
+use super::{Map, for_chunks, simd};
 
 /// Floats of V and M per block (2 MB): a block then stays in a core's L2 cache.
 const BLOCK_FLOATS: usize = 1 << 19;
@@ -157,17 +157,7 @@ pub(crate) fn forward(
             &m, s, tiles_h, tiles_w, first, block_rows, bias, residual, relu,
         );
     };
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        rows.par_chunks_mut(rows_per_block)
-            .enumerate()
-            .for_each(|(b, r)| block(b, r));
-    }
-    #[cfg(target_family = "wasm")]
-    rows.chunks_mut(rows_per_block)
-        .enumerate()
-        .for_each(|(b, r)| block(b, r));
+    for_chunks(&mut rows, rows_per_block, block);
     out
 }
 
