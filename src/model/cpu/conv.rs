@@ -37,9 +37,10 @@ pub(crate) struct CpuConv {
 
 impl CpuConv {
     /// `conv`'s weights read back, or `None` for padding other than explicit. A dense 3x3
-    /// convolution with stride and dilation 1 runs Winograd's F(2x2, 3x3): natively, one
-    /// thread, it took each of ResNet-18's 3x3 layers at batch 1 from 1.1-1.6 ms to 0.65-1.16
-    /// (the last stage's 16 tiles included; README, **Native**).
+    /// convolution with stride and dilation 1 and at least [winograd::MIN_CHANNELS] in and out
+    /// runs Winograd's F(2x2, 3x3): natively, one thread, it took each of ResNet-18's 3x3
+    /// layers at batch 1 from 1.1-1.6 ms to 0.65-1.16 (the last stage's 16 tiles included;
+    /// README, **Native**).
     pub fn new(conv: &Conv2d) -> Option<Self> {
         Self::with_winograd(conv, winograd::MIN_CHANNELS)
     }
