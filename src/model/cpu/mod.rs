@@ -149,12 +149,7 @@ pub(crate) fn max_pool(pool: &MaxPool2d, x: &Map) -> Option<Map> {
                     continue;
                 };
                 let at = ((n * x.height + iy) * x.width + ix) * c;
-                for (o, &v) in out.iter_mut().zip(&x.data[at..at + c]) {
-                    // NaN propagates, as in burn's and PyTorch's max-pool.
-                    if v > *o || v.is_nan() {
-                        *o = v;
-                    }
-                }
+                simd::max_assign(out, &x.data[at..at + c]);
             }
         }
     });

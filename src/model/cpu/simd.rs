@@ -34,6 +34,18 @@ pub(crate) fn add_assign(out: &mut [f32], a: &[f32]) {
     }
 }
 
+/// `out[i] = a[i]` where `a[i] > out[i]` or `a[i]` is NaN: a max that propagates NaN, as
+/// burn's and PyTorch's max-pool do.
+pub(crate) fn max_assign(out: &mut [f32], a: &[f32]) {
+    let n = out.len().min(a.len());
+    let done = imp::max_assign(&mut out[..n], &a[..n]);
+    for (o, &v) in out[done..n].iter_mut().zip(&a[done..n]) {
+        if v > *o || v.is_nan() {
+            *o = v;
+        }
+    }
+}
+
 /// `out[i] = max(out[i], 0)`, 0 for NaN as `f32::max` gives.
 pub(crate) fn relu(out: &mut [f32]) {
     let done = imp::relu(out);
@@ -97,6 +109,20 @@ mod imp {
         n
     }
 
+    pub fn max_assign(out: &mut [f32], a: &[f32]) -> usize {
+        let n = out.len() / 4 * 4;
+        for i in (0..n).step_by(4) {
+            // SAFETY: as in add_scaled.
+            unsafe {
+                let p = out.as_mut_ptr().add(i);
+                let (o, v) = (load(p), load(a.as_ptr().add(i)));
+                let take = v128_or(f32x4_gt(v, o), f32x4_ne(v, v));
+                v128_store(p as *mut v128, v128_bitselect(v, o, take));
+            }
+        }
+        n
+    }
+
     pub fn relu(out: &mut [f32]) -> usize {
         let n = out.len() / 4 * 4;
         let zero = f32x4_splat(0.0);
@@ -124,6 +150,9 @@ mod imp {
     pub fn add_assign(_: &mut [f32], _: &[f32]) -> usize {
         0
     }
+    pub fn max_assign(_: &mut [f32], _: &[f32]) -> usize {
+        0
+    }
     pub fn relu(_: &mut [f32]) -> usize {
         0
     }
@@ -147,6 +176,9 @@ mod tests {
         assert_eq!(out, [0.0, 12.0, 24.0, 36.0, 48.0, 60.0, 72.0]);
         add_assign(&mut out, &b);
         assert_eq!(out, [0.0, 22.0, 44.0, 66.0, 88.0, 110.0, 132.0]);
+        let mut m = vec![1.0, 5.0, f32::NAN, 0.0, 2.0, 1.0, 4.0];
+        max_assign(&mut m, &[2.0, 3.0, 1.0, f32::NAN, 2.0, f32::NAN, -1.0]);
+        assert_eq!(format!("{m:?}"), "[2.0, 5.0, NaN, NaN, 2.0, NaN, 4.0]");
         let mut v = vec![-1.0, 2.0, f32::NAN, -0.5, 3.0, f32::NAN, -2.0];
         relu(&mut v);
         assert_eq!(v, [0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 0.0]);
