@@ -15,7 +15,8 @@
 //!
 //! Unfolded nets (training, and inference with separate BN) keep NCHW, the layout burn's BN
 //! and ReLU work in, and run their convolutions through [convolve]: per-image im2col and gemm
-//! with a backward of its own ([nchw], [train_conv]).
+//! with a backward of its own ([nchw], [train_conv]), or Winograd's F(2x2, 3x3) for the 3x3
+//! stride-1 ones where it pays ([train_winograd]).
 
 mod batch_norm;
 mod batch_norm_simd;
@@ -27,7 +28,9 @@ mod rows;
 mod simd;
 mod train_bn;
 mod train_conv;
+mod train_winograd;
 mod transposed;
+mod wide;
 mod winograd;
 
 pub(crate) use conv::CpuConv;

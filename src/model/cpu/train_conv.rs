@@ -19,6 +19,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 use super::nchw::{self, Geometry};
+use super::train_winograd::{self, Pass};
 use super::transposed;
 
 /// Floats of im2col scratch one thread may hold (64 MB); larger convolutions (a stem at
@@ -93,7 +94,11 @@ pub trait NchwConv: Backend {
 
 impl NchwConv for Flex {
     fn nchw_conv2d(x: FlexTensor, weight: FlexTensor, g: Geometry) -> FlexTensor {
-        let y = nchw::forward(&floats(&x), &floats(&weight), &g);
+        let (x, weight) = (floats(&x), floats(&weight));
+        let y = match train_winograd::applies(&g, Pass::Forward) {
+            true => train_winograd::forward(&x, &weight, &g),
+            false => nchw::forward(&x, &weight, &g),
+        };
         let [oh, ow] = g.output_size().unwrap_or([0, 0]);
         tensor(y, [g.batch, g.out_channels, oh, ow])
     }
@@ -141,12 +146,14 @@ impl Backward<Flex, 2> for ConvBackward {
         let dy = floats(&dy);
         let want = [node_x.is_some(), node_weight.is_some()];
         let (x, weight) = (floats(&x), floats(&weight));
-        let (dx, dw) = match transposed::backward(&x, &weight, &dy, &g, want) {
-            Some(both) => both,
-            None => (
-                want[0].then(|| nchw::input_grad(&weight, &dy, &g)),
-                want[1].then(|| nchw::weight_grad(&x, &dy, &g)),
-            ),
+        let (dx, dw) = match train_winograd::applies(&g, Pass::Backward) {
+            true => train_winograd::backward(&x, &weight, &dy, &g, want),
+            false => transposed::backward(&x, &weight, &dy, &g, want).unwrap_or_else(|| {
+                (
+                    want[0].then(|| nchw::input_grad(&weight, &dy, &g)),
+                    want[1].then(|| nchw::weight_grad(&x, &dy, &g)),
+                )
+            }),
         };
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(
@@ -195,8 +202,9 @@ mod tests {
     /// grouped 3x3, a dilated 3x3, asymmetric padding on a non-square map (with stride 2, and
     /// with stride 1, whose input gradient is a convolution of its own), an unpadded 3x3
     /// (output narrower than the input), batch 1 (the gemm splits over the threads) and 5
-    /// (uneven image ranges).
-    const CASES: [Case; 12] = [
+    /// (uneven image ranges); and two that [train_winograd] takes: a wide map with 64 channels
+    /// (forward and backward), and 128 channels on 7x7 (its backward only).
+    const CASES: [Case; 14] = [
         ([16, 16, 3, 3, 1, 1, 1, 4, 8, 8], [1, 1, 1, 1]),
         ([16, 32, 3, 3, 2, 1, 1, 4, 8, 8], [1, 1, 1, 1]),
         ([8, 16, 1, 1, 2, 1, 1, 3, 9, 9], [0, 0, 0, 0]),
@@ -209,6 +217,8 @@ mod tests {
         ([4, 6, 3, 3, 1, 1, 1, 2, 7, 9], [0, 0, 0, 0]),
         ([6, 10, 3, 3, 1, 1, 1, 1, 11, 11], [1, 1, 1, 1]),
         ([6, 10, 3, 3, 1, 1, 1, 5, 6, 6], [1, 1, 1, 1]),
+        ([64, 64, 3, 3, 1, 1, 1, 1, 28, 29], [1, 1, 1, 1]),
+        ([128, 128, 3, 3, 1, 1, 1, 3, 7, 7], [1, 1, 1, 1]),
     ];
 
     fn layer(case: &Case, bias: bool, device: &Device) -> Conv2d {
@@ -235,10 +245,10 @@ mod tests {
         for (c, case) in CASES.iter().enumerate() {
             let conv = layer(case, c == 0, &device);
             let x = input(case, &device).require_grad();
-            assert!(
-                geometry(&conv, &x).is_some(),
-                "case {c} must take this path"
-            );
+            let g = geometry(&conv, &x);
+            assert!(g.is_some(), "case {c} must take this path");
+            let winograd = g.map(|g| train_winograd::applies(&g, Pass::Backward));
+            assert_eq!(winograd, Some(c >= 12), "case {c}: Winograd's backward");
             let expected = conv.forward(x.clone());
             let actual = convolve(&conv, x.clone());
             let upstream = Tensor::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);

@@ -27,11 +27,48 @@ const BLOCK_FLOATS: usize = 1 << 19;
 /// without; ResNet-18 (64 to 512) 20.3 ms from 32 or 64, 25.0 without (one thread).
 pub(crate) const MIN_CHANNELS: usize = 64;
 
-/// `[kh, kw, in, out]` 3x3 weights transformed into `U`: `[16, in, out]`, tap ξ = 4i + j
-/// holding `(G g Gᵀ)[i][j]` with `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
+/// `[kh, kw, in, out]` 3x3 weights transformed into `U`: `[16, in, out]` ([lift]).
 pub(crate) fn transform_weight(weight: &[f32], c: usize, k: usize) -> Arc<[f32]> {
-    let mut u = vec![0.0f32; 16 * c * k];
-    let g = |a: usize, b: usize, i: usize| weight[(a * 3 + b) * c * k + i];
+    lift(c * k, |i, a, b| weight[(a * 3 + b) * c * k + i]).into()
+}
+
+/// `pairs` 3x3 kernels, tap `(a, b)` of kernel `i` being `tap(i, a, b)`, transformed into
+/// `U`: `[16, pairs]`, tap ξ = 4r + s holding `(G g Gᵀ)[r][s]` with
+/// `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
+pub(crate) fn lift(pairs: usize, tap: impl Fn(usize, usize, usize) -> f32 + Sync) -> Vec<f32> {
+    let mut u = vec![0.0f32; 16 * pairs];
+    if pairs == 0 {
+        return u;
+    }
+    // One range of kernels per thread, each writing its part of the 16 planes.
+    #[cfg(not(target_family = "wasm"))]
+    let threads = rayon::current_num_threads().max(1);
+    #[cfg(target_family = "wasm")]
+    let threads = 1;
+    let per = pairs.div_ceil(threads);
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::with_capacity(16)).collect();
+    for plane in u.chunks_exact_mut(pairs) {
+        for (part, run) in parts.iter_mut().zip(plane.chunks_mut(per)) {
+            part.push(run);
+        }
+    }
+    let part =
+        |(index, mut planes): (usize, Vec<&mut [f32]>)| lift_range(index * per, &mut planes, &tap);
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        parts.into_par_iter().enumerate().for_each(part);
+    }
+    #[cfg(target_family = "wasm")]
+    parts.into_iter().enumerate().for_each(part);
+    u
+}
+
+/// [lift] of the kernels `first..` into `planes`, the 16 planes' runs for them.
+fn lift_range(first: usize, planes: &mut [&mut [f32]], tap: &impl Fn(usize, usize, usize) -> f32) {
+    /// Kernels transformed at a time: their 16 taps are then written as 16 runs, not as 16
+    /// scattered stores per kernel (a 512x512 layer's U is 16 MB).
+    const RUN: usize = 64;
     // (G row) · (g's three taps along one axis).
     let lift = |t: [f32; 3]| {
         [
@@ -41,18 +78,26 @@ pub(crate) fn transform_weight(weight: &[f32], c: usize, k: usize) -> Arc<[f32]>
             t[2],
         ]
     };
-    for i in 0..c * k {
-        // Columns first (G g: over the kernel's rows), then rows (· Gᵀ).
-        let columns: [[f32; 4]; 3] =
-            std::array::from_fn(|b| lift([g(0, b, i), g(1, b, i), g(2, b, i)]));
-        for r in 0..4 {
-            let row = lift([columns[0][r], columns[1][r], columns[2][r]]);
-            for (s, value) in row.into_iter().enumerate() {
-                u[(r * 4 + s) * c * k + i] = value;
+    let len = planes.first().map_or(0, |p| p.len());
+    let mut run = [[0.0f32; 16]; RUN];
+    for start in (0..len).step_by(RUN) {
+        let count = RUN.min(len - start);
+        for (q, taps) in run[..count].iter_mut().enumerate() {
+            let i = first + start + q;
+            // Columns first (G g: over the kernel's rows), then rows (· Gᵀ).
+            let columns: [[f32; 4]; 3] =
+                std::array::from_fn(|b| lift([tap(i, 0, b), tap(i, 1, b), tap(i, 2, b)]));
+            for r in 0..4 {
+                let row = lift([columns[0][r], columns[1][r], columns[2][r]]);
+                taps[r * 4..][..4].copy_from_slice(&row);
+            }
+        }
+        for (xi, plane) in planes.iter_mut().enumerate() {
+            for (dst, taps) in plane[start..start + count].iter_mut().zip(&run) {
+                *dst = taps[xi];
             }
         }
     }
-    u.into()
 }
 
 /// The geometry of one call.
