@@ -18,7 +18,8 @@
 //! Tiles go in blocks of whole tile rows (across the images of a thread's range): small enough
 //! for V and M to stay in cache, wide enough for the gemms.
 
-use super::nchw::{Geometry, chunk_images, gemm, inner_parallelism, per_image_chunks};
+use super::nchw::{Geometry, gemm, per_image_chunks};
+use super::transposed::{InputAndWeightGrads, over_image_ranges};
 use super::wide::{self, LANES, add, load, neg, store, sub};
 use super::{simd, winograd};
 
@@ -176,7 +177,7 @@ pub(crate) fn backward(
     dy: &[f32],
     g: &Geometry,
     want: [bool; 2],
-) -> super::transposed::InputAndWeightGrads {
+) -> InputAndWeightGrads {
     backward_in_blocks(x, w, dy, g, want, [BLOCK_FLOATS, MIN_TILES])
 }
 
@@ -187,22 +188,13 @@ fn backward_in_blocks(
     g: &Geometry,
     [want_dx, want_dw]: [bool; 2],
     blocking: [usize; 2],
-) -> super::transposed::InputAndWeightGrads {
+) -> InputAndWeightGrads {
     let [image_in, image_out] = g.image_lens();
     let (c, k) = (g.in_channels, g.out_channels);
     let u = transform_weight(w, g);
     // dM, and V or dV (one at a time).
     let t = Tiles::new(g, 16 * (c + k), blocking);
-    let chunks = chunk_images(g.batch);
-    let parallelism = inner_parallelism(chunks.len());
-    let per = chunks.first().map_or(1, |c| c.1);
-    let mut dx = vec![0.0f32; if want_dx { g.batch * image_in } else { 0 }];
-    let mut slices: Vec<Option<&mut [f32]>> = match want_dx {
-        true => dx.chunks_mut((per * image_in).max(1)).map(Some).collect(),
-        false => Vec::new(),
-    };
-    slices.resize_with(chunks.len(), || None);
-    let chunk = |(&(first, images), mut dx): (&(usize, usize), Option<&mut [f32]>)| {
+    let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
         let x = &x[first * image_in..][..images * image_in];
         let dy = &dy[first * image_out..][..images * image_out];
         let mut du = vec![0.0f32; if want_dw { 16 * k * c } else { 0 }];
@@ -256,22 +248,9 @@ fn backward_in_blocks(
         });
         du
     };
-    #[cfg(not(target_family = "wasm"))]
-    let partials: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        chunks.par_iter().zip(slices).map(chunk).collect()
-    };
-    #[cfg(target_family = "wasm")]
-    let partials: Vec<Vec<f32>> = chunks.iter().zip(slices).map(chunk).collect();
-    let dw = want_dw.then(|| {
-        let mut partials = partials.into_iter();
-        let mut du = partials.next().unwrap_or_else(|| vec![0.0; 16 * k * c]);
-        for p in partials {
-            simd::add_assign(&mut du, &p);
-        }
-        weight_grad(&du, k * c)
-    });
-    (want_dx.then_some(dx), dw)
+    let (dx, du) = over_image_ranges(g, want_dx, range);
+    let dw = want_dw.then(|| weight_grad(&du.unwrap_or_else(|| vec![0.0; 16 * k * c]), k * c));
+    (dx, dw)
 }
 
 /// `dW = Gᵀ dU G` per kernel: `du` `[16, pairs]` to `[pairs, 3, 3]`, the adjoint of

@@ -13,7 +13,7 @@
 //! Both products of an image run while its planes are in cache.
 
 use super::nchw::{Geometry, chunk_images, gemm, inner_parallelism};
-use super::rows;
+use super::{rows, simd};
 
 /// The geometry of the input gradient's convolution, when the forward has stride 1.
 pub(super) fn transposed(g: &Geometry) -> Option<Geometry> {
@@ -81,21 +81,12 @@ pub(crate) fn backward(
     let t = transposed(g)?;
     let weights = rows::weights(&flipped(w, g), &t);
     let [image_in, image_out] = g.image_lens();
-    let chunks = chunk_images(g.batch);
-    let parallelism = inner_parallelism(chunks.len());
-    let per = chunks.first().map_or(1, |c| c.1);
-    let mut dx = vec![0.0f32; if want_dx { g.batch * image_in } else { 0 }];
-    let mut slices: Vec<Option<&mut [f32]>> = match want_dx {
-        true => dx.chunks_mut((per * image_in).max(1)).map(Some).collect(),
-        false => Vec::new(),
-    };
-    slices.resize_with(chunks.len(), || None);
     // Each range of images sums M, per group and kernel row a of the transposed
     // convolution, `[in_g, out_g · kw]` column-major, over its images.
     let len = w.len();
     let (ig, og) = (g.in_channels / g.groups, g.out_channels / g.groups);
     let [kh, kw] = g.kernel;
-    let chunk = |(&(first, images), mut dx): (&(usize, usize), Option<&mut [f32]>)| {
+    let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
         let mut m = vec![0.0f32; if want_dw { len } else { 0 }];
         let mut cols = vec![0.0f32; rows::cols_len(&t)];
         let mut xt = vec![0.0f32; if want_dw { image_in } else { 0 }];
@@ -138,19 +129,9 @@ pub(crate) fn backward(
         }
         m
     };
-    #[cfg(not(target_family = "wasm"))]
-    let partials: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        chunks.par_iter().zip(slices).map(chunk).collect()
-    };
-    #[cfg(target_family = "wasm")]
-    let partials: Vec<Vec<f32>> = chunks.iter().zip(slices).map(chunk).collect();
+    let (dx, m) = over_image_ranges(g, want_dx, range);
     let dw = want_dw.then(|| {
-        let mut partials = partials.into_iter();
-        let mut m = partials.next().unwrap_or_else(|| vec![0.0; len]);
-        for p in partials {
-            m.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-        }
+        let m = m.unwrap_or_else(|| vec![0.0; len]);
         // dW[o, c, a, b] = M_{g, kh-1-a}[c, (o, kw-1-b)]: the transposed convolution's
         // kernel row and column a and b are the forward's rotated by 180°.
         let mut dw = vec![0.0f32; len];
@@ -169,7 +150,48 @@ pub(crate) fn backward(
         }
         dw
     });
-    Some((want_dx.then_some(dx), dw))
+    Some((dx, dw))
+}
+
+/// A backward pass split over the threads: `range(first image, images, their part of dx,
+/// gemm parallelism)` for each range of [chunk_images], in parallel, each returning its
+/// images' part of a gradient summed over the batch (a weight gradient, or none).
+///
+/// Returns dx (zeroed before the ranges add to it; `None` unless `want_dx`) and the ranges'
+/// parts summed (`None` for an empty batch).
+pub(super) fn over_image_ranges(
+    g: &Geometry,
+    want_dx: bool,
+    range: impl Fn(usize, usize, Option<&mut [f32]>, gemm::Parallelism) -> Vec<f32> + Sync + Send,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let [image_in, _] = g.image_lens();
+    let chunks = chunk_images(g.batch);
+    let parallelism = inner_parallelism(chunks.len());
+    let per = chunks.first().map_or(1, |c| c.1);
+    let mut dx = vec![0.0f32; if want_dx { g.batch * image_in } else { 0 }];
+    let mut slices: Vec<Option<&mut [f32]>> = match want_dx {
+        true => dx.chunks_mut((per * image_in).max(1)).map(Some).collect(),
+        false => Vec::new(),
+    };
+    slices.resize_with(chunks.len(), || None);
+    let run = |(&(first, images), dx): (&(usize, usize), Option<&mut [f32]>)| {
+        range(first, images, dx, parallelism)
+    };
+    #[cfg(not(target_family = "wasm"))]
+    let partials: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        chunks.par_iter().zip(slices).map(run).collect()
+    };
+    #[cfg(target_family = "wasm")]
+    let partials: Vec<Vec<f32>> = chunks.iter().zip(slices).map(run).collect();
+    let mut partials = partials.into_iter();
+    let sum = partials.next().map(|mut sum| {
+        for p in partials {
+            simd::add_assign(&mut sum, &p);
+        }
+        sum
+    });
+    (want_dx.then_some(dx), sum)
 }
 
 /// `dst [cols, rows] = src [rows, cols]ᵀ`, in blocks of 16 columns so that the 16 lines
