@@ -192,7 +192,7 @@ fn backward_in_blocks(
     let [image_in, image_out] = g.image_lens();
     let (c, k) = (g.in_channels, g.out_channels);
     let u = transform_weight(w, g);
-    // dM, and V or dV (one at a time).
+    // A block holds dM, and V or dV (one buffer, used for one then the other).
     let t = Tiles::new(g, 16 * (c + k), blocking);
     let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
         let x = &x[first * image_in..][..images * image_in];
@@ -289,9 +289,7 @@ fn weight_grad(du: &[f32], pairs: usize) -> Vec<f32> {
 #[inline(always)]
 fn block_rows(t: &Tiles, first: usize, rows: usize) -> impl Iterator<Item = (usize, usize, usize)> {
     let (per_image, cols) = (t.rows, t.cols);
-    (first..first + rows)
-        .zip((0..rows).map(move |r| r * cols))
-        .map(move |(row, at)| (row / per_image, row % per_image, at))
+    (0..rows).map(move |r| ((first + r) / per_image, (first + r) % per_image, r * cols))
 }
 
 /// `line` placed `left` columns into a zeroed row of `pad.len()`, split into its even and odd
