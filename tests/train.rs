@@ -24,6 +24,7 @@ fn config(arch_name: &str, batch_size: usize, lr: f64, augment: bool) -> TrainCo
         freeze_backbone: false,
         input_size: 32,
         accumulate: 1,
+        amp: Default::default(),
     }
 }
 
@@ -56,6 +57,31 @@ fn a_tiny_batch_is_overfitted_by_residual_and_plain_nets() {
             "{arch_name} did not overfit: {:?}",
             &losses[70..]
         );
+    }
+}
+
+/// Mixed precision trains: with its convolutions in f16 (from loss scale 2^16, halved at each
+/// overflow) or bf16, ResNet-8 memorises the tiny batch as the f32 run does.
+#[test]
+fn a_tiny_batch_is_overfitted_with_convolutions_in_16_bits() {
+    use resnet::model::amp::Amp;
+    let data = shapes(16);
+    for amp in [Amp::F16, Amp::Bf16] {
+        let config = TrainConfig {
+            amp,
+            ..config("resnet8", 16, 0.05, false)
+        };
+        let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
+        let steps: Vec<_> = (0..80)
+            .map(|_| pollster::block_on(trainer.step(&data)).unwrap())
+            .collect();
+        let skipped = steps.iter().filter(|m| m.skipped).count();
+        let (first, last) = (steps[0].loss, steps[79].loss);
+        println!("{amp:?}: loss {first:.3} → {last:.4}, {skipped} updates skipped, loss scale {:?}", steps[79].loss_scale);
+        assert!(first > 1.5, "{amp:?} starts near ln(10): {first}");
+        assert!(last < 0.1, "{amp:?} did not overfit: {:?}", &steps[70..]);
+        assert!(skipped < 10, "{amp:?}: {skipped} of 80 updates skipped");
+        assert_eq!(steps[79].loss_scale.is_some(), amp == Amp::F16);
     }
 }
 

@@ -2,15 +2,15 @@
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 
 use super::{DeviceArgs, ModelArgs};
 use crate::Error;
+use crate::model::amp::{self, Amp};
 use crate::model::{FoldedResNet, NetConfig, in_pool};
 use crate::readback::read_f32;
-use crate::train::evaluate::loss_and_hits;
+use crate::train::gradients::{batch_gradients, worst_convolution_gradient_error};
 use crate::train::{Sgd, SgdConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// folded into the convolutions, as `classify` runs it).
     #[arg(long)]
     unfolded: bool,
+    /// Mixed precision: the convolutions in f16 or bf16 (training with f16 scales the loss
+    /// by a constant 1024 here: no overflow check, as no overflow is expected on random data).
+    #[arg(long, value_enum, default_value_t = Amp::Off)]
+    amp: Amp,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -56,10 +60,12 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         return Err(Error::Other("--batch and --runs must be at least 1".into()));
     }
     let device = args.device.device.device().map_err(Error::Device)?;
+    args.amp.check(&device).map_err(Error::Other)?;
     let shape = [args.batch, 3, size, size];
     let mut times = Vec::with_capacity(args.runs);
     // The first batch alone: kernel compilation and autotuning on a GPU, allocation on the CPU.
     let mut first_step = None;
+    let mut grad_error = None;
     let folded_bn = matches!(config, NetConfig::ResNet(_)) && !args.unfolded;
     match args.mode {
         Mode::Infer => {
@@ -73,10 +79,10 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
-                let logits = match &folded {
+                let logits = amp::scope(args.amp, || match &folded {
                     Some(folded) => folded.forward(x.clone()),
                     None => model.forward(x.clone()),
-                };
+                });
                 pollster::block_on(read_f32(logits))?;
                 first_step.get_or_insert(started.elapsed().as_secs_f64());
                 if i >= args.warmup {
@@ -88,6 +94,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             let device = device.autodiff();
             let mut model = config.init(&device);
             let mut sgd = Sgd::new(SgdConfig::default());
+            let scale = if args.amp.scales_loss() { 1024.0 } else { 1.0 };
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let classes = config.num_classes();
             let one_hot: Vec<f32> = (0..args.batch * classes)
@@ -95,17 +102,28 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
                 .collect();
             let one_hot =
                 Tensor::<2>::from_data(TensorData::new(one_hot, [args.batch, classes]), &device);
+            // How far the mixed-precision gradients are from f32's on this device.
+            if args.amp != Amp::Off {
+                let gradients = |amp, scale| {
+                    let (x, one_hot) = (x.clone(), one_hot.clone());
+                    batch_gradients(&model, x, one_hot, 0.0, 1.0, amp, scale).0
+                };
+                let (got, want) = (gradients(args.amp, scale), gradients(Amp::Off, 1.0));
+                if let Some(error) = worst_convolution_gradient_error(&model, &got, scale, &want) {
+                    grad_error = Some(pollster::block_on(read_f32(error.inner()))?[0]);
+                }
+            }
             for i in 0..args.warmup + args.runs {
                 let started = Instant::now();
                 // As the trainer's step does (train::Trainer::step).
                 let (loss, next) = in_pool(|| {
-                    let (loss, _, _) =
-                        loss_and_hits(model.forward(x.clone()), one_hot.clone(), 0.0);
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    (loss, sgd.step(0.01, model, grads))
+                    let (x, one_hot) = (x.clone(), one_hot.clone());
+                    let (grads, (loss, _, _)) =
+                        batch_gradients(&model, x, one_hot, 0.0, 1.0, args.amp, scale);
+                    (loss, sgd.step_scaled(0.01, model, grads, scale))
                 });
                 model = next;
-                pollster::block_on(read_f32(loss.inner()))?;
+                pollster::block_on(read_f32(loss))?;
                 first_step.get_or_insert(started.elapsed().as_secs_f64());
                 if i >= args.warmup {
                     times.push(started.elapsed().as_secs_f64());
@@ -120,6 +138,10 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "device": args.device.device.to_string(),
         "batch": args.batch,
+        "amp": args.amp.name(),
+        // The largest error of a convolution's weight gradient against f32's, relative to
+        // that gradient's largest value (training with --amp).
+        "amp_gradient_error": grad_error,
         "bn": if args.mode == Mode::Train { "train" } else if folded_bn { "folded" } else { "separate" },
         "size": size,
         "runs": args.runs,

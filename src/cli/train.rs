@@ -10,6 +10,7 @@ use crate::Error;
 use crate::data::folder::{self, LoadedData};
 use crate::data::spec::DataSpec;
 use crate::io::WeightsFile;
+use crate::model::amp::Amp;
 use crate::train::learner::{self, RunDir, RunOptions};
 use crate::train::recipe::{Recipe, ScheduleKind};
 use crate::train::{RunSpec, TrainConfig};
@@ -136,6 +137,11 @@ pub struct TrainArgs {
     /// Label smoothing ε [default: 0].
     #[arg(long)]
     label_smoothing: Option<f64>,
+    /// Mixed precision, as PyTorch's autocast: the convolutions in f16 (with dynamic loss
+    /// scaling) or bf16, batch normalization, the classifier, the loss and the weights in f32
+    /// [default: off].
+    #[arg(long, value_enum)]
+    amp: Option<Amp>,
     /// Turn off pad-and-crop + flip augmentation.
     #[arg(long)]
     no_augment: bool,
@@ -209,6 +215,7 @@ impl TrainArgs {
         spec.schedule.every = self.step_every.or(spec.schedule.every);
         spec.schedule.error_warmup = self.error_warmup.or(spec.schedule.error_warmup);
         set(&mut spec.label_smoothing, self.label_smoothing);
+        set(&mut spec.amp, self.amp);
         spec.augment &= !self.no_augment;
         set(&mut spec.seed, self.seed);
         set(&mut spec.checkpoint_every, self.checkpoint_every);
@@ -298,7 +305,7 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
     };
     eprintln!(
         "training {} on {} for {iterations} iterations ({:.1} epochs of {per_epoch}), batch {}{}, \
-         lr {}, {}",
+         lr {}{}, {}",
         config.model.name(),
         data.description,
         iterations as f64 / per_epoch as f64,
@@ -309,6 +316,10 @@ pub fn train(args: TrainArgs) -> Result<(), Error> {
             String::new()
         },
         config.lr.base_lr,
+        match config.amp.dtype() {
+            Some(_) => format!(", convolutions in {}", config.amp.name()),
+            None => String::new(),
+        },
         if args.resume {
             "resuming"
         } else {

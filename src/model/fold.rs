@@ -24,6 +24,7 @@ use burn::tensor::Tensor;
 
 use std::sync::Arc;
 
+use super::amp;
 use super::block::{Block, Downsample, parameter_free_shortcut, split_and_pool};
 use super::cpu::{BlockPlan, CpuConv, NetPlan, SePlan};
 use super::resnet::{ResNet, pool_and_classify};
@@ -142,7 +143,7 @@ impl Projection {
             Some(pool) => pool.forward(x),
             None => x,
         };
-        self.conv.forward(x)
+        amp::forward(&self.conv, x)
     }
 }
 
@@ -254,11 +255,11 @@ impl FoldedBlock {
     /// The convolutions (BNs folded) and the SE gate of F, from the block's input (its
     /// pre-activated input in a pre-activation block).
     fn branch(&self, input: Tensor<4>) -> Tensor<4> {
-        let out = self.conv2.forward(relu(self.conv1.forward(input)));
+        let out = amp::forward(&self.conv2, relu(amp::forward(&self.conv1, input)));
         let out = match &self.conv3 {
             Some(conv3) => {
                 let mixed = split_and_pool(self.attn.as_ref(), self.avd.as_ref(), relu(out));
-                conv3.forward(mixed)
+                amp::forward(conv3, mixed)
             }
             None => out,
         };
@@ -383,8 +384,8 @@ impl FoldedResNet {
         let x = self
             .deep_stem
             .iter()
-            .fold(x, |x, conv| relu(conv.forward(x)));
-        let x = self.conv1.forward(x);
+            .fold(x, |x, conv| relu(amp::forward(conv, x)));
+        let x = amp::forward(&self.conv1, x);
         let x = if self.stem_relu { relu(x) } else { x };
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),

@@ -4,6 +4,7 @@
 //! DenseNet, the successor that concatenates ([densenet]), and Inception-ResNet-v2, Inception's
 //! multi-branch units made residual ([inception_resnet]).
 
+pub mod amp;
 pub mod arch;
 mod block;
 mod config;

@@ -7,6 +7,7 @@ use super::schedule::LrPolicy;
 use super::sgd::SgdConfig;
 use crate::io::Normalization;
 use crate::model::NetConfig;
+use crate::model::amp::Amp;
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct TrainConfig {
     /// Train the classifier only (fine-tuning): kept in snapshots so a restored run stays frozen.
     #[serde(default)]
     pub freeze_backbone: bool,
+    /// Mixed precision: the convolutions' dtype ([Amp]; off in runs written before it).
+    #[serde(default)]
+    pub amp: Amp,
 }
 
 fn cifar_size() -> usize {
@@ -69,6 +73,12 @@ pub struct StepMetrics {
     pub lr: f64,
     /// L2 norm of the weight gradient of each layer, input to output ([Trainer::layers]).
     pub grad_norms: Vec<f32>,
+    /// The loss scale the step's gradients were computed at (f16 mixed precision only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f32>,
+    /// The gradients overflowed f16: the update was skipped and the loss scale halved.
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 /// What an evaluation measured.

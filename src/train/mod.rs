@@ -24,9 +24,11 @@ pub mod evaluate;
 mod evaluate_files;
 pub mod events;
 pub mod finetune;
+pub mod gradients;
 #[cfg(not(target_family = "wasm"))]
 pub mod learner;
 pub mod lineup;
+pub mod loss_scale;
 pub mod recipe;
 #[cfg(not(target_family = "wasm"))]
 mod replicas;

@@ -13,8 +13,9 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
-use super::evaluate::loss_and_hits;
+use super::gradients::{Sums, batch_gradients};
 use crate::model::Network;
+use crate::model::amp::Amp;
 
 /// One batch of an update: its inputs and one-hot targets (on the main device).
 pub(super) struct Shard {
@@ -22,17 +23,15 @@ pub(super) struct Shard {
     pub one_hot: Tensor<2>,
 }
 
-/// The loss, top-1 and top-5 hits of a batch (on the main device, without autodiff).
-pub(super) type Sums = (Tensor<1>, Tensor<1>, Tensor<1>);
-
 /// The gradients of `shards[k]` on replica `k` of `model` on `devices[k]` (autodiff devices),
-/// each loss divided by `divide`, moved to `main`; with the batches' loss and hit sums.
+/// as [batch_gradients] with `(divide, amp, loss_scale)`, moved to `main`; with the batches'
+/// loss and hit sums.
 pub(super) fn parallel_gradients(
     model: &Network,
     devices: &[Device],
     shards: Vec<Shard>,
     smoothing: f64,
-    divide: f32,
+    (divide, amp, loss_scale): (f32, Amp, f32),
     main: &Device,
 ) -> Vec<(GradientsParams, Sums)> {
     let results: Vec<(GradientsParams, Sums)> = std::thread::scope(|scope| {
@@ -44,12 +43,9 @@ pub(super) fn parallel_gradients(
                 let replica = model.clone();
                 scope.spawn(move || {
                     let replica = replica.fork(&device);
-                    let logits = replica.forward(shard.x.to_device(&device));
+                    let x = shard.x.to_device(&device);
                     let one_hot = shard.one_hot.to_device(&device);
-                    let (loss, top1, top5) = loss_and_hits(logits, one_hot, smoothing);
-                    let loss = loss / divide;
-                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                    (grads, (loss.detach().inner(), top1.inner(), top5.inner()))
+                    batch_gradients(&replica, x, one_hot, smoothing, divide, amp, loss_scale)
                 })
             })
             .collect();

@@ -61,11 +61,24 @@ impl Sgd {
     }
 
     /// Applies one update with rate `lr` to every parameter that has a gradient in `grads`.
-    pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
+    pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        self.step_scaled(lr, module, grads, 1.0)
+    }
+
+    /// [Sgd::step] with gradients that are `scale` times the loss's (loss scaling): they are
+    /// divided by it first.
+    pub fn step_scaled<M: Module>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+        scale: f32,
+    ) -> M {
         let mut mapper = SgdMapper {
             sgd: self,
             grads: &mut grads,
             lr,
+            unscale: 1.0 / scale,
             path: Default::default(),
         };
         module.map(&mut mapper)
@@ -76,6 +89,8 @@ struct SgdMapper<'a> {
     sgd: &'a mut Sgd,
     grads: &'a mut GradientsParams,
     lr: f64,
+    /// What each gradient is multiplied by first (1 / the loss scale).
+    unscale: f32,
     path: crate::model::network::ModulePath,
 }
 
@@ -98,6 +113,11 @@ impl ModuleMapper for SgdMapper<'_> {
         let value = tensor.inner();
         let dims = value.dims();
         let count = dims.iter().product::<usize>();
+        let grad = if self.unscale != 1.0 {
+            grad * self.unscale
+        } else {
+            grad
+        };
 
         // BN γ/β and biases are the rank-1 parameters.
         let decays = D > 1 || config.decay_bn_and_bias;

@@ -26,6 +26,9 @@ struct TrainerState {
     /// The run spec (absent in snapshots written before specs existed).
     #[serde(default)]
     spec: Option<super::recipe::RunSpec>,
+    /// f16 loss scaling's state (absent without it, and in snapshots written before it).
+    #[serde(default)]
+    loss_scale: Option<super::loss_scale::LossScale>,
 }
 
 /// Metadata key of a snapshot's [TrainerState].
@@ -64,6 +67,7 @@ impl Trainer {
             step: self.step,
             classes: self.classes.clone(),
             spec: self.spec.clone(),
+            loss_scale: self.loss_scale.clone(),
         };
         let card =
             serde_json::to_string(&self.card(Some(format!("snapshot at step {}", self.step))))
@@ -112,6 +116,9 @@ impl Trainer {
         trainer.rng = Rng::from_state(state.rng);
         trainer.step = state.step;
         trainer.spec = state.spec;
+        if trainer.loss_scale.is_some() {
+            trainer.loss_scale = state.loss_scale.or(trainer.loss_scale);
+        }
         let counts = parameter_counts(&trainer.model);
         for t in velocity {
             let name = t.name[VELOCITY.len()..].to_string();

@@ -7,7 +7,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{StepMetrics, TrainConfig, TrainError};
-use super::evaluate::loss_and_hits;
+use super::gradients::{Sums, batch_gradients};
+use super::loss_scale::{LossScale, Verdict};
 use super::schedule::LrPolicy;
 use super::sgd::{Sgd, SgdConfig};
 use crate::data::augment::{CropPlan, normalize, pad_crop_flip};
@@ -34,6 +35,8 @@ pub struct Trainer {
     /// `device`).
     #[cfg(not(target_family = "wasm"))]
     replicas: Vec<Device>,
+    /// f16 loss scaling ([TrainConfig::amp] f16 only).
+    pub(super) loss_scale: Option<LossScale>,
 }
 
 /// A weighted layer whose gradient norm is reported.
@@ -118,6 +121,7 @@ impl Trainer {
             )));
         }
         let device = device.clone().autodiff();
+        config.amp.check(&device).map_err(TrainError::Invalid)?;
         let model = model.into();
         let model = if config.freeze_backbone {
             super::finetune::freeze_backbone(model)
@@ -126,6 +130,7 @@ impl Trainer {
         };
         let mut collector = LayerCollector::default();
         model.visit(&mut collector);
+        let loss_scale = config.amp.scales_loss().then(LossScale::default);
         Ok(Self {
             sampler: Sampler::new(config.seed, dataset_len, config.batch_size),
             rng: Rng::new(config.seed, 0xA06),
@@ -140,6 +145,7 @@ impl Trainer {
             spec: None,
             #[cfg(not(target_family = "wasm"))]
             replicas: Vec::new(),
+            loss_scale,
         })
     }
 
@@ -311,9 +317,11 @@ impl Trainer {
         // Gradient accumulation: each batch's loss is divided by their count, so the summed
         // gradients are those of the mean loss over all the update's images.
         let micro = self.config.accumulate.max(1);
+        let amp = self.config.amp;
+        let scale = self.loss_scale.as_ref().map_or(1.0, |s| s.scale);
         let mut accumulator = GradientsAccumulator::new();
         let mut batch = 0.0f32;
-        let mut totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)> = None;
+        let mut totals: Option<Sums> = None;
         #[cfg_attr(target_family = "wasm", allow(unused_mut))]
         let mut done = 0;
         #[cfg(not(target_family = "wasm"))]
@@ -330,7 +338,7 @@ impl Trainer {
                 &self.replicas,
                 shards,
                 self.config.label_smoothing,
-                micro as f32,
+                (micro as f32, amp, scale),
                 &self.device,
             );
             for (grads, part) in results {
@@ -342,12 +350,8 @@ impl Trainer {
             let (x, one_hot, labels) = self.next_inputs(data);
             batch += labels.len() as f32;
             let (model, smoothing) = (&self.model, self.config.label_smoothing);
-            let (grads, part) = in_pool(|| {
-                let (loss, top1, top5) = loss_and_hits(model.forward(x), one_hot, smoothing);
-                let scaled = if micro > 1 { loss / micro as f32 } else { loss };
-                let grads = GradientsParams::from_grads(scaled.backward(), model);
-                (grads, (scaled.detach().inner(), top1.inner(), top5.inner()))
-            });
+            let (grads, part) =
+                in_pool(|| batch_gradients(model, x, one_hot, smoothing, micro as f32, amp, scale));
             accumulator.accumulate(&self.model, grads);
             totals = Some(add_sums(totals, part));
         }
@@ -369,6 +373,12 @@ impl Trainer {
             })
             .collect();
         let mut parts = vec![loss, top1, top5];
+        // With loss scaling, one more value: the sum of every gradient, finite unless one
+        // overflowed.
+        if self.loss_scale.is_some() {
+            parts.push(gradient_sum(&self.model, &grads, &inner));
+        }
+        let count = parts.len();
         parts.extend(norms);
         let values = read_f32(Tensor::cat(parts, 0)).await?;
 
@@ -382,8 +392,27 @@ impl Trainer {
                 lr,
             });
         }
-        let (sgd, model) = (&mut self.sgd, self.model.clone());
-        self.model = in_pool(|| sgd.step(lr, model, grads));
+        let verdict = match &mut self.loss_scale {
+            Some(loss_scale) => loss_scale.observe(values[3].is_finite()),
+            None => Verdict::Apply,
+        };
+        match verdict {
+            Verdict::Apply => {
+                let (sgd, model) = (&mut self.sgd, self.model.clone());
+                self.model = in_pool(|| sgd.step_scaled(lr, model, grads, scale));
+            }
+            // As PyTorch's GradScaler: the batch counts as a step, its update is dropped
+            // (the forward pass's BN statistics stay).
+            Verdict::Skip => {}
+            Verdict::OutOfRange => {
+                self.model = last_good.train();
+                return Err(TrainError::Invalid(format!(
+                    "step {}: the gradients overflow f16 even without loss scaling; train \
+                     with --amp bf16 or without --amp",
+                    self.step + 1
+                )));
+            }
+        }
         self.step += 1;
         let top1_error = 1.0 - values[1] / batch;
         self.config.lr.observe_train_error(top1_error as f64);
@@ -394,16 +423,36 @@ impl Trainer {
             top1_error,
             top5_error: 1.0 - values[2] / batch,
             lr,
-            grad_norms: values[3..].iter().map(|v| v.sqrt()).collect(),
+            grad_norms: values[count..].iter().map(|v| v.sqrt() / scale).collect(),
+            loss_scale: self.loss_scale.as_ref().map(|_| scale),
+            skipped: verdict == Verdict::Skip,
         })
     }
 }
 
+/// The sum of every value of every gradient in `grads` (finite unless one overflowed).
+fn gradient_sum(model: &Network, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+    struct Summer<'a> {
+        grads: &'a GradientsParams,
+        sum: Tensor<1>,
+    }
+    impl ModuleVisitor for Summer<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.sum = self.sum.clone() + g.sum();
+            }
+        }
+    }
+    let mut summer = Summer {
+        grads,
+        sum: Tensor::zeros([1], device),
+    };
+    model.visit(&mut summer);
+    summer.sum
+}
+
 /// The loss and hit sums of an update's batches so far, with one more batch's.
-fn add_sums(
-    totals: Option<(Tensor<1>, Tensor<1>, Tensor<1>)>,
-    part: (Tensor<1>, Tensor<1>, Tensor<1>),
-) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+fn add_sums(totals: Option<Sums>, part: Sums) -> Sums {
     match totals {
         Some((l, t1, t5)) => (l + part.0, t1 + part.1, t5 + part.2),
         None => part,

@@ -111,6 +111,8 @@ export interface TrainerOptions {
   /** 4-pixel pad + random crop + flip (true). */
   augment?: boolean;
   labelSmoothing?: number;
+  /** Mixed precision ("off"): the convolutions in "f16" (with dynamic loss scaling) or "bf16", the rest in f32; refused, with a message, where the device lacks the dtype. */
+  amp?: "off" | "f16" | "bf16";
   /** Iterations of the run (default: the paper's 182 epochs scaled to the data and batch). */
   iterations?: number;
   epochs?: number;
@@ -164,6 +166,10 @@ export interface StepMetrics {
   lr: number;
   /** L2 norm of each layer's weight gradient, input to output (`trainer.layers`). */
   gradNorms: number[];
+  /** The loss scale of the step's gradients (amp "f16" only). */
+  lossScale?: number;
+  /** The gradients overflowed f16: the update was skipped and the loss scale halved. */
+  skipped: boolean;
 }
 export interface StepResult {
   steps: StepMetrics[];

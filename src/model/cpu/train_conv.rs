@@ -26,12 +26,16 @@ use super::transposed;
 /// 640x640) keep burn's.
 const MAX_COLS: usize = 16 << 20;
 
-/// `conv.forward(x)`, through [nchw] when `x` is on flex, else burn's.
+/// `conv.forward(x)`: in 16 bits inside an [amp](crate::model::amp) scope, else through [nchw]
+/// when `x` is on flex, else burn's.
 ///
 /// # Shapes
 /// - `x`: `[batch, in, height, width]`
 /// - output: `[batch, out, oh, ow]`
 pub(crate) fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if let Some(y) = crate::model::amp::convolve(conv, &x) {
+        return y;
+    }
     let Some(geometry) = geometry(conv, &x) else {
         return conv.forward(x);
     };

@@ -16,6 +16,7 @@ use super::sgd::SgdConfig;
 use crate::data::augment::Augmentation;
 use crate::data::spec::DataSpec;
 use crate::io::Normalization;
+use crate::model::amp::Amp;
 use crate::model::{NetConfig, ResNetConfig, ShortcutOption, StridePlacement};
 
 /// Everything a training run is made of. Absent fields take the defaults documented here.
@@ -60,6 +61,9 @@ pub struct RunSpec {
     pub image_size: Option<usize>,
     /// Label smoothing ε (0 in the paper).
     pub label_smoothing: f64,
+    /// Mixed precision: the convolutions in f16 (with dynamic loss scaling) or bf16, the rest
+    /// in f32, as PyTorch's autocast (`off`).
+    pub amp: Amp,
     /// Iterations of the run [default: the paper's 64k iterations for 45k images at batch
     /// 128 (182 epochs), scaled to the data and the batch].
     pub iterations: Option<usize>,
@@ -100,6 +104,7 @@ impl Default for RunSpec {
             augmentation: None,
             image_size: None,
             label_smoothing: 0.0,
+            amp: Amp::Off,
             iterations: None,
             epochs: None,
             eval_every: 1000,
@@ -317,6 +322,7 @@ impl RunSpec {
             normalization,
             freeze_backbone: self.fine_tune.as_ref().is_some_and(|f| f.freeze_backbone),
             input_size,
+            amp: self.amp,
         };
         config.validate()?;
         Ok(config)
