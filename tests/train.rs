@@ -77,7 +77,10 @@ fn a_tiny_batch_is_overfitted_with_convolutions_in_16_bits() {
             .collect();
         let skipped = steps.iter().filter(|m| m.skipped).count();
         let (first, last) = (steps[0].loss, steps[79].loss);
-        println!("{amp:?}: loss {first:.3} → {last:.4}, {skipped} updates skipped, loss scale {:?}", steps[79].loss_scale);
+        println!(
+            "{amp:?}: loss {first:.3} → {last:.4}, {skipped} updates skipped, loss scale {:?}",
+            steps[79].loss_scale
+        );
         assert!(first > 1.5, "{amp:?} starts near ln(10): {first}");
         assert!(last < 0.1, "{amp:?} did not overfit: {:?}", &steps[70..]);
         assert!(skipped < 10, "{amp:?}: {skipped} of 80 updates skipped");

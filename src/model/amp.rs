@@ -112,6 +112,12 @@ pub fn scope<R>(amp: Amp, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether this thread is inside a 16-bit [scope] (the CPU's channels-last inference path,
+/// which is f32 only, steps aside).
+pub(crate) fn active() -> bool {
+    DTYPE.with(Cell::get).is_some()
+}
+
 /// `conv.forward(x)` in the scope's dtype, with an f32 output; `None` outside a scope (or for
 /// an input that is not f32, or `Same` padding, which needs burn's private padding rule).
 ///

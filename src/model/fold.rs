@@ -374,7 +374,7 @@ impl FoldedResNet {
         if let Some(plan) = self
             .cpu
             .as_ref()
-            .filter(|_| x.device() == burn::tensor::Device::flex())
+            .filter(|_| x.device() == burn::tensor::Device::flex() && !amp::active())
         {
             let removed: Vec<bool> = self.blocks.iter().map(|b| b.removed).collect();
             if let Some(logits) = plan.forward(&x, &removed, &self.fc) {

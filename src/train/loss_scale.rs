@@ -95,6 +95,12 @@ mod tests {
         assert_eq!(s.scale, 1.0);
         assert_eq!(s.observe(false), Verdict::OutOfRange);
     }
+}
+
+/// The trainer's side of loss scaling (natively: the tests block on the async step).
+#[cfg(all(test, not(target_family = "wasm")))]
+mod trainer_tests {
+    use super::*;
 
     /// A ResNet-8 trainer on 16 Shapes images, plain gradient descent, convolutions in `amp`.
     fn trainer(
