@@ -4,7 +4,11 @@
 // With ?ort=1 (scripts/bench-web.mjs --ort serves /ort/ and /onnx/) each inference case is
 // also timed in ONNX Runtime Web, same input, same warm-up and median, and a ratio line
 // follows: ONNX Runtime's ms / ours (above 1, we are faster). Its wasm backend runs on one
-// thread, as our CPU fallback does.
+// thread, as our CPU fallback does. ONNX Runtime cannot train: with ?tfjs=1 (bench-web.mjs
+// --tfjs serves /tfjs/) the training step is also timed in TensorFlow.js (www/js/bench-tfjs.js:
+// the same ResNet-20, batch and step, its webgpu backend beside our WebGPU, its pure-JS cpu
+// backend beside our CPU fallback, as its wasm backend has no filter-gradient kernel), and a
+// ratio line follows. ?batch=N and ?trainRuns=N size the training row (128 and 3).
 import init, { Classifier, Dataset, Trainer, backendInfo } from "../pkg/resnet.js";
 
 const params = new URLSearchParams(location.search);
@@ -80,6 +84,25 @@ try {
     }
     const ms = median(times);
     report({ mode: "train", arch: "resnet20", size: 32, batch, device: info.backend, msPerStep: +ms.toFixed(0), imagesPerSecond: +((batch * 1000) / ms).toFixed(1), runs: trainRuns });
+    trainer.free();
+    if (params.get("tfjs") === "1") {
+      const { loadTf, wasmConvGradError, timeTraining, RESNET20_PARAMS } = await import("./bench-tfjs.js");
+      const tf = await loadTf("/tfjs/");
+      const engine = { engine: "tensorflow.js", version: tf.version.tfjs };
+      if (info.backend !== "webgpu") {
+        const error = await wasmConvGradError(tf);
+        report({ ...engine, backend: "wasm", mode: "train", trains: error === null, note: error === null ? "a conv filter gradient ran" : `its wasm backend cannot train convolutions: ${error}` });
+      }
+      const backend = info.backend === "webgpu" ? "webgpu" : "cpu";
+      const theirs = await timeTraining(tf, { backend, batch, trainRuns });
+      if (theirs.params !== RESNET20_PARAMS) report({ error: `tensorflow.js resnet20 has ${theirs.params} parameters, ours ${RESNET20_PARAMS}` });
+      if (!Number.isFinite(theirs.loss)) report({ error: `tensorflow.js loss ${theirs.loss}` });
+      if (theirs.gpuErrors.length) report({ error: `tensorflow.js: ${theirs.gpuErrors.length} WebGPU errors, the first: ${theirs.gpuErrors[0]}` });
+      report({ ...engine, arch: "resnet20", params: theirs.params, numTensorsBefore: theirs.tensorsBefore, numTensorsAfter: theirs.tensorsAfter, loss: +theirs.loss.toFixed(4) });
+      const theirMs = median(theirs.times);
+      report({ ...engine, backend: tf.getBackend(), mode: "train", arch: "resnet20", size: 32, batch, msPerStep: +theirMs.toFixed(0), imagesPerSecond: +((batch * 1000) / theirMs).toFixed(1), runs: trainRuns });
+      report({ ratio: +(theirMs / ms).toFixed(2), mode: "train", arch: "resnet20", batch, device: info.backend, note: "tensorflow.js ms / ours: above 1, we are faster" });
+    }
   }
 } catch (err) {
   report({ error: `${err.kind ?? "internal"}: ${err.message}` });
