@@ -2,7 +2,7 @@
 //! `resnet bench` all run.
 
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use super::evaluate::loss_and_hits;
 use crate::model::Network;
@@ -37,6 +37,28 @@ pub fn batch_gradients(
     };
     let grads = GradientsParams::from_grads(scaled.backward(), model);
     (grads, (loss.detach().inner(), top1.inner(), top5.inner()))
+}
+
+/// The sum of every value of every gradient in `grads` (finite unless one overflowed).
+pub(super) fn gradient_sum(model: &Network, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Summer<'a> {
+        grads: &'a GradientsParams,
+        sum: Tensor<1>,
+    }
+    impl ModuleVisitor for Summer<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.sum = self.sum.clone() + g.sum();
+            }
+        }
+    }
+    let mut summer = Summer {
+        grads,
+        sum: Tensor::zeros([1], device),
+    };
+    model.visit(&mut summer);
+    summer.sum
 }
 
 /// The largest error of a convolution's weight gradient in `got` (computed at loss scale

@@ -3,11 +3,11 @@
 //! [super::evaluate], snapshots in [super::snapshot], the loop around steps in [super::session].
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsAccumulator;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{StepMetrics, TrainConfig, TrainError};
-use super::gradients::{Sums, batch_gradients};
+use super::gradients::{Sums, batch_gradients, gradient_sum};
 use super::loss_scale::{LossScale, Verdict};
 use super::schedule::LrPolicy;
 use super::sgd::{Sgd, SgdConfig};
@@ -428,27 +428,6 @@ impl Trainer {
             skipped: verdict == Verdict::Skip,
         })
     }
-}
-
-/// The sum of every value of every gradient in `grads` (finite unless one overflowed).
-fn gradient_sum(model: &Network, grads: &GradientsParams, device: &Device) -> Tensor<1> {
-    struct Summer<'a> {
-        grads: &'a GradientsParams,
-        sum: Tensor<1>,
-    }
-    impl ModuleVisitor for Summer<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                self.sum = self.sum.clone() + g.sum();
-            }
-        }
-    }
-    let mut summer = Summer {
-        grads,
-        sum: Tensor::zeros([1], device),
-    };
-    model.visit(&mut summer);
-    summer.sum
 }
 
 /// The loss and hit sums of an update's batches so far, with one more batch's.
