@@ -39,63 +39,45 @@ pub fn batch_gradients(
     (grads, (loss.detach().inner(), top1.inner(), top5.inner()))
 }
 
-/// The sum of every value of every gradient in `grads` (finite unless one overflowed).
-pub(super) fn gradient_sum(model: &Network, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+/// Every gradient in `grads` of a parameter of `model`, in the model's order, flattened, with
+/// its parameter's rank.
+fn flat_gradients(model: &Network, grads: &GradientsParams) -> Vec<(usize, Tensor<1>)> {
     use burn::module::{Module, ModuleVisitor, Param};
-    struct Summer<'a> {
-        grads: &'a GradientsParams,
-        sum: Tensor<1>,
-    }
-    impl ModuleVisitor for Summer<'_> {
+    struct Flat<'a>(&'a GradientsParams, Vec<(usize, Tensor<1>)>);
+    impl ModuleVisitor for Flat<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                self.sum = self.sum.clone() + g.sum();
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1.push((D, g.flatten(0, D - 1)));
             }
         }
     }
-    let mut summer = Summer {
-        grads,
-        sum: Tensor::zeros([1], device),
-    };
-    model.visit(&mut summer);
-    summer.sum
+    let mut flat = Flat(grads, Vec::new());
+    model.visit(&mut flat);
+    flat.1
+}
+
+/// The sum of every value of every gradient in `grads` (finite unless one overflowed).
+pub(super) fn gradient_sum(model: &Network, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+    flat_gradients(model, grads)
+        .into_iter()
+        .fold(Tensor::zeros([1], device), |sum, (_, g)| sum + g.sum())
 }
 
 /// The largest error of a convolution's weight gradient in `got` (computed at loss scale
 /// `scale`) against `want`, relative to that gradient's largest value: how much mixed
-/// precision changes the update, on the device at hand (`resnet bench --amp`).
+/// precision changes the update, on the device at hand (`resnet bench --amp`). Both hold a
+/// gradient for every parameter of `model`.
 pub fn worst_convolution_gradient_error(
     model: &Network,
     got: &GradientsParams,
     scale: f32,
     want: &GradientsParams,
 ) -> Option<Tensor<1>> {
-    use burn::module::{Module, ModuleVisitor, Param};
-    struct Errors<'a> {
-        got: &'a GradientsParams,
-        want: &'a GradientsParams,
-        scale: f32,
-        errors: Vec<Tensor<1>>,
-    }
-    impl ModuleVisitor for Errors<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let (Some(got), Some(want)) =
-                (self.got.get::<D>(param.id), self.want.get::<D>(param.id))
-            else {
-                return;
-            };
-            if D == 4 {
-                let error = (got / self.scale - want.clone()).abs().max();
-                self.errors.push(error / want.abs().max());
-            }
-        }
-    }
-    let mut errors = Errors {
-        got,
-        want,
-        scale,
-        errors: Vec::new(),
-    };
-    model.visit(&mut errors);
-    (!errors.errors.is_empty()).then(|| Tensor::cat(errors.errors, 0).max())
+    let errors: Vec<Tensor<1>> = flat_gradients(model, got)
+        .into_iter()
+        .zip(flat_gradients(model, want))
+        .filter(|((rank, _), _)| *rank == 4)
+        .map(|((_, got), (_, want))| (got / scale - want.clone()).abs().max() / want.abs().max())
+        .collect();
+    (!errors.is_empty()).then(|| Tensor::cat(errors, 0).max())
 }
