@@ -1,7 +1,7 @@
 // Runs www/bench.html in headless Debian Chromium, on WebGPU and on the CPU fallback, and
 // prints its JSON lines. A benchmark, not a test:
 //   node scripts/bench-web.mjs [--no-train] [--device webgpu|cpu] [--ort] [--tfjs] [--runs N]
-//                              [--batch N] [--train-runs N]
+//                              [--batch N] [--train-runs N] [--threads N]
 // (Needs pkg/ built by scripts/build-web.sh.) --runs N: timed inference runs (5); --batch N and
 // --train-runs N: the training row's batch (128) and timed steps (3), after one warm-up step.
 //
@@ -12,6 +12,10 @@
 // scripts/export_onnx.py into ~/.cache/resnet-onnx using PyTorch from $TORCH_PYTHON, else
 // ~/.cache/resnet-torch-venv (created with pip install torch torchvision onnx, as
 // scripts/bench-native.sh does).
+//
+// --threads N runs the CPU cases on the threaded build (pkg/threads/, N Web Workers; the page is
+// served cross-origin isolated, as scripts/serve.mjs does) and, with --ort, ONNX Runtime Web's
+// wasm backend on the same N threads. It implies --device cpu.
 //
 // --tfjs times the training step in TensorFlow.js too (ONNX Runtime cannot train): the same
 // ResNet-20 and batch (www/js/bench-tfjs.js), on TF.js's webgpu backend beside our WebGPU and on
@@ -35,7 +39,9 @@ const train = !process.argv.includes("--no-train");
 const ort = process.argv.includes("--ort");
 const tfjs = process.argv.includes("--tfjs");
 const only = process.argv.indexOf("--device");
-const devices = only > 0 ? [process.argv[only + 1]] : ["webgpu", "cpu"];
+const threadsAt = process.argv.indexOf("--threads");
+const threads = threadsAt > 0 ? `&threads=${Number(process.argv[threadsAt + 1])}` : "";
+const devices = only > 0 ? [process.argv[only + 1]] : threads ? ["cpu"] : ["webgpu", "cpu"];
 const runsAt = process.argv.indexOf("--runs");
 const runs = runsAt > 0 ? `&runs=${Number(process.argv[runsAt + 1])}` : "";
 const query = (flag, name) => {
@@ -88,7 +94,7 @@ for (const device of devices) {
   const browser = await launch({ webgpu: true });
   try {
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${server.address().port}/bench.html?device=${device}&train=${train ? 1 : 0}&ort=${ort ? 1 : 0}&tfjs=${tfjs ? 1 : 0}${runs}${trainQuery}`);
+    await page.goto(`http://127.0.0.1:${server.address().port}/bench.html?device=${device}&train=${train ? 1 : 0}&ort=${ort ? 1 : 0}&tfjs=${tfjs ? 1 : 0}${runs}${trainQuery}${threads}`);
     await page.waitForSelector("body[data-done]", { timeout: 3_600_000 });
     console.log((await page.textContent("#out")).trim());
   } finally {

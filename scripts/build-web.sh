@@ -31,6 +31,35 @@ node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
   --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
   "$wasm" -o "$wasm.opt"
 mv "$wasm.opt" "$wasm"
+
+# The threaded CPU build (pkg/threads/; Cargo.toml says what is in it): rayon's pool on Web
+# Workers sharing one memory, which the page's worker loads where the CPU runs and the page is
+# cross-origin isolated. std must be rebuilt with atomics (`-Z build-std`, unstable): on the
+# project's stable toolchain with RUSTC_BOOTSTRAP=1 and its rust-src, rather than a nightly
+# (one less toolchain to download and no nightly breakage; scripts/setup.sh adds rust-src).
+# Its own target directory: the flags differ from every other build's. opt-level 3 (not "z"):
+# this file exists to be fast, and is not part of the first load's budget.
+threads_target="$CARGO_TARGET_DIR/threads"
+# A shared, imported memory (up to 4 GiB) and the thread-local storage symbols wasm-bindgen
+# initialises each worker's TLS with: rustc no longer passes these to wasm-ld by itself.
+threads_link=$(printf -- '-C link-arg=%s ' --shared-memory --import-memory --max-memory=4294967296 \
+  --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
+RUSTC_BOOTSTRAP=1 \
+  RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals $threads_link" \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=3 \
+  cargo build --lib --release --target wasm32-unknown-unknown --target-dir "$threads_target" \
+  -Z build-std=panic_abort,std
+rm -rf pkg/threads
+wasm-bindgen --target web --out-dir pkg/threads --out-name resnet \
+  "$threads_target/wasm32-unknown-unknown/release/resnet.wasm"
+node_modules/.bin/wasm-opt -O3 --strip-debug --strip-producers \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
+  --enable-threads pkg/threads/resnet_bg.wasm -o pkg/threads/resnet_bg.wasm.opt
+mv pkg/threads/resnet_bg.wasm.opt pkg/threads/resnet_bg.wasm
+threads_gz=$(gzip -9 -c pkg/threads/resnet_bg.wasm | wc -c)
+echo "pkg/threads/resnet_bg.wasm (the threaded CPU build, loaded only where it runs): $(stat -c %s pkg/threads/resnet_bg.wasm) bytes, $threads_gz gzipped"
+
 node scripts/package-json.mjs pkg/package.json
 
 opt=$(stat -c %s "$wasm")

@@ -1,7 +1,11 @@
 // A static server for the page: www/ at /, the built package at /pkg/. Node only, no deps.
 // `start({ mounts })` serves more directories under URL prefixes (the browser benchmark's
 // ONNX Runtime Web and ONNX files).
-//   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1]
+//   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1] [--no-isolation]
+// Pages are cross-origin isolated (COOP + COEP headers): only there may WebAssembly share
+// memory between workers, which the package's threaded CPU build (pkg/threads/) needs.
+// --no-isolation (`start({ isolate: false })`) serves them as a host that cannot send those
+// headers does: the page then runs the single-threaded build.
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
@@ -22,7 +26,13 @@ const TYPES = {
   ".bpk": "application/octet-stream", ".onnx": "application/octet-stream", ".bin": "application/octet-stream", ".ico": "image/x-icon",
 };
 
-export function start({ port: listenPort = port, host: listenHost = host, mounts = {} } = {}) {
+const ISOLATION = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+export function start({ port: listenPort = port, host: listenHost = host, mounts = {}, isolate = !process.argv.includes("--no-isolation") } = {}) {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://localhost");
     let path = decodeURIComponent(url.pathname);
@@ -40,6 +50,7 @@ export function start({ port: listenPort = port, host: listenHost = host, mounts
       res.writeHead(200, {
         "content-type": TYPES[extname(file)] ?? "application/octet-stream",
         "cache-control": "no-cache",
+        ...(isolate ? ISOLATION : {}),
       });
       res.end(body);
     } catch {

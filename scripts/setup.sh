@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building the page and running the tests need, from package registries only:
-# the wasm32 target, wasm-bindgen-cli at Cargo.lock's wasm-bindgen version, wasm-pack, the npm
+# the wasm32 target, rust-src (the threaded build rebuilds std), wasm-bindgen-cli at Cargo.lock's wasm-bindgen version, wasm-pack, the npm
 # dev packages (binaryen's wasm-opt, playwright-core, vite, uPlot) and, with --browser,
 # Debian's Chromium and chromedriver. Safe to run again: it skips what is already there.
 set -euo pipefail
@@ -28,6 +28,13 @@ fi
 rustup target list --installed | grep -qx wasm32-unknown-unknown || {
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
+}
+
+# The threaded browser build rebuilds std with atomics from the toolchain's sources
+# (scripts/build-web.sh).
+rustup component list --installed | grep -q '^rust-src' || {
+  say "adding the rust-src component"
+  rustup component add rust-src
 }
 
 # The CLI must match the wasm-bindgen crate in Cargo.lock exactly.

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use burn::tensor::Device;
 use serde::Serialize;
+#[cfg(not(target_feature = "atomics"))]
 use wasm_bindgen::{JsCast, JsValue};
 
 /// What the page shows in its backend badge.
@@ -19,6 +20,9 @@ pub struct BackendInfo {
     /// Why the CPU runs although WebGPU was wanted: missing `navigator.gpu`, no adapter, …
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// The CPU's threads: 1, or the threaded build's pool (absent on WebGPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// The caller's wish.
@@ -49,6 +53,7 @@ impl Preference {
 /// The outcome of the one WebGPU initialisation a page gets (burn's runtime cannot be
 /// initialised twice).
 #[derive(Clone)]
+#[cfg_attr(target_feature = "atomics", allow(dead_code))]
 enum Gpu {
     Ready(Device, String),
     Unavailable(String),
@@ -58,17 +63,31 @@ thread_local! {
     static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
 }
 
-const CPU_ADAPTER: &str = "flex (Burn's CPU backend, WebAssembly, one thread)";
+/// The CPU kernels' threads: one, or the threaded build's pool.
+fn cpu_threads() -> usize {
+    #[cfg(parallel)]
+    return rayon::current_num_threads();
+    #[cfg(not(parallel))]
+    1
+}
 
 fn cpu(reason: Option<String>) -> (Device, BackendInfo) {
+    let threads = cpu_threads();
+    let build = if cfg!(parallel) {
+        "threaded build"
+    } else {
+        "single-threaded build"
+    };
     let info = BackendInfo {
         backend: "cpu",
-        adapter: CPU_ADAPTER.into(),
+        adapter: format!("flex (Burn's CPU backend, WebAssembly, {build})"),
         fallback_reason: reason,
+        threads: Some(threads),
     };
     (Device::flex(), info)
 }
 
+#[cfg(not(target_feature = "atomics"))]
 /// `navigator.gpu` of the global scope (window or worker), if there is one.
 fn navigator_gpu() -> Option<JsValue> {
     let global = js_sys::global();
@@ -79,6 +98,7 @@ fn navigator_gpu() -> Option<JsValue> {
         .filter(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
+#[cfg(not(target_feature = "atomics"))]
 /// The adapter's vendor, architecture and description from `GPUAdapter.info` (wgpu passes on
 /// only the description, which browsers usually leave empty).
 async fn adapter_details(gpu: &JsValue) -> Option<String> {
@@ -95,6 +115,13 @@ async fn adapter_details(gpu: &JsValue) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// The threaded build has no WebGPU (Cargo.toml says why): the page loads it only for the CPU.
+#[cfg(target_feature = "atomics")]
+async fn init_gpu() -> Gpu {
+    Gpu::Unavailable("this is the threaded CPU build of the package, which has no WebGPU".into())
+}
+
+#[cfg(not(target_feature = "atomics"))]
 async fn init_gpu() -> Gpu {
     let Some(gpu) = navigator_gpu() else {
         return Gpu::Unavailable("this browser has no WebGPU (navigator.gpu is missing)".into());
@@ -137,6 +164,7 @@ pub async fn device(preference: Preference) -> Result<(Device, BackendInfo), Str
                 backend: "webgpu",
                 adapter,
                 fallback_reason: None,
+                threads: None,
             },
         )),
         (Gpu::Unavailable(reason), Preference::WebGpu) => Err(reason),

@@ -20,6 +20,10 @@ pub use backend::{BackendInfo, Preference, device};
 pub use classifier::Classifier;
 pub use dataset::Dataset;
 pub use trainer::Trainer;
+/// `initThreadPool(n)` (threaded build only): starts `n` Web Workers as the CPU kernels'
+/// threads; the page's model worker awaits it once, after `init()` and before any model.
+#[cfg(target_feature = "atomics")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -58,6 +62,8 @@ export interface BackendInfo {
   adapter: string;
   /** Why the CPU runs although WebGPU was wanted. */
   fallbackReason?: string;
+  /** The CPU's threads: 1, or the threaded build's pool (`initThreadPool`); absent on WebGPU. */
+  threads?: number;
 }
 export interface OptimizerOptions {
   /** Base learning rate (0.1 in the paper; 0.01 when fine-tuning). */

@@ -1,6 +1,8 @@
 // The real page in headless Chromium: it loads the bundled model, classifies a dropped image
 // on WebGPU and (with WebGPU off) on the CPU, shows the backend, refuses a non-image clearly,
-// and classifies with a DenseNet file trained and exported by the native binary.
+// and classifies with a DenseNet file trained and exported by the native binary. The page is
+// served cross-origin isolated, so its CPU runs the threaded build (pkg/threads/); a last run
+// serves it without isolation, where the CPU runs the main build on one thread.
 //   node tests/e2e/page.mjs [path/to/resnet]  (needs pkg/ built: scripts/build-web.sh; and the
 //                                              native binary: cargo build)
 import { execFileSync } from "node:child_process";
@@ -10,7 +12,7 @@ import { join, resolve } from "node:path";
 import { start } from "../../scripts/serve.mjs";
 import { check, checkOwnOrigin, launch, open, root, screenshot } from "./browser.mjs";
 
-const server = await start({ port: 0 });
+const server = await start({ port: 0, isolate: true });
 const url = `http://127.0.0.1:${server.address().port}/`;
 const TIMEOUT = 180_000;
 const binary = process.argv[2] ?? resolve(process.env.CARGO_TARGET_DIR ?? resolve(root, "target"), "debug/resnet");
@@ -85,6 +87,12 @@ async function classifyDropped(browser, name, expectBackend) {
   await page.waitForSelector("body[data-ready]", { timeout: TIMEOUT });
   const badge = await page.textContent("#backend-badge");
   check(badge.startsWith(expectBackend === "webgpu" ? "WebGPU" : "CPU"), `backend badge says ${expectBackend}: "${badge}"`);
+  if (expectBackend === "cpu") {
+    // Isolated: the threaded build, one thread per logical core.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const want = cores === 1 ? "1 thread" : `${cores} threads`;
+    check(badge.endsWith(`· ${want} (no WebGPU)`), `the CPU runs the threaded build on ${want}: "${badge}"`);
+  }
   const info = await page.textContent("#model-info");
   check(info.includes("resnet20") && info.includes("Shapes"), `bundled model described: "${info}"`);
 
@@ -256,15 +264,46 @@ async function withoutSimd(browser) {
   await context.close();
 }
 
+/**
+ * Served without cross-origin isolation (as a host that cannot send COOP/COEP does): the CPU
+ * runs the main build on one thread, the badge says so and why, and the bundled model still
+ * recognises the sample.
+ */
+async function singleThreaded(browser) {
+  console.log("\nclassify with WebGPU off on a page that is not cross-origin isolated");
+  const plain = await start({ port: 0, isolate: false });
+  try {
+    const { page, errors } = await open(browser, `http://127.0.0.1:${plain.address().port}/`, "not isolated");
+    await page.waitForSelector("body[data-ready]", { timeout: TIMEOUT });
+    check(!(await page.evaluate(() => self.crossOriginIsolated)), "the page is not cross-origin isolated");
+    const badge = await page.textContent("#backend-badge");
+    check(badge === "CPU · WebAssembly · 1 thread (no WebGPU)", `the CPU runs the main build on one thread: "${badge}"`);
+    const title = await page.getAttribute("#backend-badge", "title");
+    check(title.includes("cross-origin-isolated"), `its tooltip says why there are no threads: "${title}"`);
+    const samples = JSON.parse(readFileSync(resolve(root, "www/samples/index.json"), "utf8"));
+    const sample = samples.find((s) => s.label === "ring") ?? samples[0];
+    await dropFile(page, readFileSync(resolve(root, "www/samples", sample.file)), sample.file, "image/png");
+    const top = await predictions(page);
+    check(top[0].label === sample.label, `the bundled model recognises the dropped '${sample.label}' (got '${top[0].label}')`);
+    await screenshot(page, "classify-cpu-one-thread");
+    check(errors.length === 0, `no uncaught page errors (${errors.map(String).join("; ")})`);
+    await page.close();
+  } finally {
+    plain.close();
+  }
+}
+
 let failed = false;
 for (const [name, webgpu, backend] of [
   ["classify on WebGPU", true, "webgpu"],
   ["classify with WebGPU off (CPU fallback)", false, "cpu"],
   ["no SIMD", true, "no-simd"],
+  ["CPU, not isolated", false, "cpu-one-thread"],
 ]) {
   const browser = await launch({ webgpu });
   try {
     if (backend === "no-simd") await withoutSimd(browser);
+    else if (backend === "cpu-one-thread") await singleThreaded(browser);
     else await classifyDropped(browser, name, backend);
   } catch (err) {
     failed = true;

@@ -42,7 +42,8 @@ function observeTraining() {
 // Fault injection, from the test only (the page ships no test hooks). page.route serves every
 // copy of the model worker's script (js/worker.js: the first worker, and the fresh one the page
 // starts to recover) with FAULT_HOOK appended. Appended, it is part of the worker's module: it
-// imports the package's Trainer (the very module instance the worker imports, same URL) and
+// imports the package's Trainer, of both builds (the very module instances the worker imports,
+// same URLs: on a cross-origin-isolated page the CPU trains on pkg/threads/), and
 // wraps Trainer.prototype.run, the crate's run loop the worker calls for every training round.
 // Armed through Playwright's handle on that worker (`self.e2eLoseDeviceOnNextStep()`), the next
 // round rejects with the `device` error a lost GPU device gives, and the worker's own error
@@ -53,14 +54,17 @@ const PACKAGE_IMPORT = 'from "../pkg/resnet.js";';
 const FAULT_HOOK = `
 // ---- appended by tests/e2e/train.mjs: fault injection, not part of the page ----
 import { Trainer as FaultInjectedTrainer } from "../pkg/resnet.js";
+import { Trainer as FaultInjectedThreadedTrainer } from "../pkg/threads/resnet.js";
 {
   let loseDevice = false;
-  const run = FaultInjectedTrainer.prototype.run;
-  FaultInjectedTrainer.prototype.run = function (onEvent) {
-    if (!loseDevice) return run.call(this, onEvent);
-    loseDevice = false;
-    return Promise.reject(Object.assign(new Error("the GPU device was lost (simulated)"), { kind: "device" }));
-  };
+  for (const Trainer of [FaultInjectedTrainer, FaultInjectedThreadedTrainer]) {
+    const run = Trainer.prototype.run;
+    Trainer.prototype.run = function (onEvent) {
+      if (!loseDevice) return run.call(this, onEvent);
+      loseDevice = false;
+      return Promise.reject(Object.assign(new Error("the GPU device was lost (simulated)"), { kind: "device" }));
+    };
+  }
   self.e2eLoseDeviceOnNextStep = () => {
     loseDevice = true;
   };
@@ -124,6 +128,11 @@ try {
   const heat = await page.evaluate(() => [...document.querySelectorAll("canvas.heatmap")].map((c) => c.height));
   check(heat.length === 2 && heat[0] === 20, `gradient heatmaps for both nets, 20 layers each (${heat})`);
   await screenshot(page, "train-running");
+  if (DEVICE === "cpu") {
+    // The page is cross-origin isolated (scripts/serve.mjs): the CPU trains on the threaded build.
+    const badge = await page.textContent("#backend-badge");
+    check(/· \d+ threads?$/.test(badge) && !badge.endsWith("· 1 thread"), `the nets train on the threaded build: "${badge}"`);
+  }
 
   // Pause: the counter stops.
   await page.click("#train-pause");
@@ -144,6 +153,9 @@ try {
   await screenshot(page, "train-device-lost");
   await page.click("#session-restore");
   await page.waitForFunction((n) => document.querySelector("#view-train").dataset.restored === String(n), paused, { timeout: TIMEOUT });
+  // A worker with a thread pool (the threaded build's nested workers) goes a few seconds after
+  // terminate(), once its pool has gone.
+  for (let i = 0; i < 60 && !lostWorkerClosed; i++) await page.waitForTimeout(500);
   const modelWorkers = page.workers().filter((w) => new URL(w.url()).pathname.endsWith("/js/worker.js"));
   check(lostWorkerClosed && modelWorkers.length === 1 && modelWorkers[0] !== lostWorker, "the worker that lost its device was replaced by a fresh one");
   check((await page.textContent("#backend-badge")).startsWith("CPU"), `continued from step ${paused} on the CPU`);

@@ -4,14 +4,19 @@
 // With ?ort=1 (scripts/bench-web.mjs --ort serves /ort/ and /onnx/) each inference case is
 // also timed in ONNX Runtime Web, same input, same warm-up and median, and a ratio line
 // follows: ONNX Runtime's ms / ours (above 1, we are faster). Its wasm backend runs on one
-// thread, as our CPU fallback does. ONNX Runtime cannot train: with ?tfjs=1 (bench-web.mjs
+// thread, as our CPU fallback does (N threads each with ?threads=N). ONNX Runtime cannot train: with ?tfjs=1 (bench-web.mjs
 // --tfjs serves /tfjs/) the training step is also timed in TensorFlow.js (www/js/bench-tfjs.js:
 // the same ResNet-20, batch and step, its webgpu backend beside our WebGPU, its pure-JS cpu
 // backend beside our CPU fallback, as its wasm backend has no filter-gradient kernel), and a
 // ratio line follows. ?batch=N and ?trainRuns=N size the training row (128 and 3).
+// ?threads=N runs the threaded CPU build (pkg/threads/, N workers; the page must be
+// cross-origin isolated) in a Web Worker, as the page does (bench-worker.js), and gives ONNX
+// Runtime's wasm backend the same N threads.
 import init, { Classifier, Dataset, Trainer, backendInfo } from "../pkg/resnet.js";
 
 const params = new URLSearchParams(location.search);
+const threads = Number(params.get("threads") ?? 0);
+
 const device = params.get("device") ?? "webgpu";
 const runs = Number(params.get("runs") ?? 5);
 const warmup = Number(params.get("warmup") ?? 2);
@@ -22,6 +27,48 @@ const report = (line) => {
   out.textContent = lines.join("\n");
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Our cases: in this page (the main build), or in bench-worker.js (the threaded build). */
+function ours() {
+  if (threads > 0) {
+    const worker = new Worker(new URL("./bench-worker.js", import.meta.url), { type: "module" });
+    const call = (type, args) =>
+      new Promise((resolve, reject) => {
+        worker.onmessage = ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.result));
+        worker.postMessage({ type, args });
+      });
+    return { start: () => call("start", { threads }), infer: (args) => call("infer", args), train: (args) => call("train", args) };
+  }
+  return {
+    async start() {
+      await init();
+      return backendInfo(device);
+    },
+    async infer({ arch, size, input }) {
+      const classifier = await Classifier.random({ arch, device });
+      const times = [];
+      for (let i = 0; i < warmup + runs; i++) {
+        const t = performance.now();
+        await classifier.logits(input, Uint32Array.from([1, 3, size, size]));
+        if (i >= warmup) times.push(performance.now() - t);
+      }
+      classifier.free();
+      return times;
+    },
+    async train({ batch, trainRuns }) {
+      const data = Dataset.shapes({ trainSize: 4 * batch, testSize: 10 });
+      const trainer = await Trainer.create({ arch: "resnet20", batchSize: batch, device, schedule: { kind: "constant" } }, data);
+      const times = [];
+      for (let i = 0; i < 1 + trainRuns; i++) {
+        const t = performance.now();
+        await trainer.step(1);
+        if (i >= 1) times.push(performance.now() - t);
+      }
+      trainer.free();
+      return times;
+    },
+  };
+}
 
 /** Median ms of ONNX Runtime Web on `/onnx/${arch}.onnx`, its outputs read to the CPU. */
 async function ortMs(ort, arch, size, input, backend) {
@@ -42,28 +89,21 @@ async function ortMs(ort, arch, size, input, backend) {
 }
 
 try {
-  await init();
-  const info = await backendInfo(device);
-  report({ backend: info.backend, adapter: info.adapter, fallbackReason: info.fallbackReason ?? null });
+  const engine = ours();
+  const info = await engine.start();
+  report({ backend: info.backend, adapter: info.adapter, threads: info.threads ?? null, fallbackReason: info.fallbackReason ?? null });
   let ort = null;
   if (params.get("ort") === "1") {
     ort = await import("/ort/ort.webgpu.min.mjs");
     ort.env.wasm.wasmPaths = "/ort/";
-    ort.env.wasm.numThreads = 1;
-    report({ engine: "onnxruntime-web", version: ort.env.versions?.web ?? null, wasmThreads: 1 });
+    ort.env.wasm.numThreads = Math.max(1, threads);
+    report({ engine: "onnxruntime-web", version: ort.env.versions?.web ?? null, wasmThreads: ort.env.wasm.numThreads, crossOriginIsolated: self.crossOriginIsolated });
   }
   for (const [arch, size] of [["resnet20", 32], ["resnet18", 224], ["resnet50", 224]]) {
-    const classifier = await Classifier.random({ arch, device });
     const input = new Float32Array(3 * size * size).map(() => Math.random() * 2 - 1);
-    const times = [];
-    for (let i = 0; i < warmup + runs; i++) {
-      const t = performance.now();
-      await classifier.logits(input, Uint32Array.from([1, 3, size, size]));
-      if (i >= warmup) times.push(performance.now() - t);
-    }
+    const times = await engine.infer({ arch, size, input, runs, warmup });
     const ms = median(times);
     report({ mode: "infer", arch, size, batch: 1, device: info.backend, ms: +ms.toFixed(1), msMin: +Math.min(...times).toFixed(1), runs });
-    classifier.free();
     if (ort) {
       const theirs = await ortMs(ort, arch, size, input, info.backend);
       const theirMs = median(theirs);
@@ -73,18 +113,10 @@ try {
   }
   if (params.get("train") !== "0") {
     const batch = Number(params.get("batch") ?? 128);
-    const data = Dataset.shapes({ trainSize: 4 * batch, testSize: 10 });
-    const trainer = await Trainer.create({ arch: "resnet20", batchSize: batch, device, schedule: { kind: "constant" } }, data);
-    const times = [];
     const trainRuns = Number(params.get("trainRuns") ?? 3);
-    for (let i = 0; i < 1 + trainRuns; i++) {
-      const t = performance.now();
-      await trainer.step(1);
-      if (i >= 1) times.push(performance.now() - t);
-    }
+    const times = await engine.train({ batch, trainRuns });
     const ms = median(times);
     report({ mode: "train", arch: "resnet20", size: 32, batch, device: info.backend, msPerStep: +ms.toFixed(0), imagesPerSecond: +((batch * 1000) / ms).toFixed(1), runs: trainRuns });
-    trainer.free();
     if (params.get("tfjs") === "1") {
       const { loadTf, wasmConvGradError, timeTraining, RESNET20_PARAMS } = await import("./bench-tfjs.js");
       const tf = await loadTf("/tfjs/");

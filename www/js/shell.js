@@ -62,9 +62,10 @@ export function showBackend(info) {
     return;
   }
   badge.classList.add(info.backend === "webgpu" ? "gpu" : "cpu");
-  badge.textContent = info.backend === "webgpu" ? `WebGPU · ${info.adapter}` : "CPU · WebAssembly";
+  const threads = info.threads === 1 ? "1 thread" : `${info.threads} threads`;
+  badge.textContent = info.backend === "webgpu" ? `WebGPU · ${info.adapter}` : `CPU · WebAssembly · ${threads}`;
   badge.title = info.fallbackReason
-    ? `Running on the CPU because ${info.fallbackReason}`
+    ? `Running on the CPU because ${info.fallbackReason}\n${info.adapter}`
     : info.adapter;
   backendTitle = badge.title;
   badge.dataset.backend = info.backend;

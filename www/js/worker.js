@@ -3,7 +3,7 @@
 // loop also posts `{ event, data }` messages (progress, evaluations, snapshots, status).
 // Every decision and every number comes from the wasm package; the worker forwards them.
 
-import init, { Classifier, Dataset, Trainer, backendInfo, version } from "../pkg/resnet.js";
+import * as main from "../pkg/resnet.js";
 
 /** Typed error for the page. */
 function fail(kind, message) {
@@ -17,7 +17,7 @@ const simd = WebAssembly.validate(
   new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]),
 );
 const ready = simd
-  ? init()
+  ? main.default()
   : Promise.reject(
       fail(
         "unsupported",
@@ -26,6 +26,41 @@ const ready = simd
     );
 ready.catch(() => {}); // reported with each request below
 let classifier = null;
+
+// ---------------------------------------------------------------- which build runs the CPU
+// The package has two builds: the main one (WebGPU, and the CPU on one thread) and a threaded
+// CPU build (pkg/threads/: its kernels run on rayon's pool of Web Workers sharing one memory).
+// Browsers share WebAssembly memory only on a cross-origin-isolated page (COOP + COEP headers,
+// which scripts/serve.mjs sends), so elsewhere the CPU runs the main build; the backend badge
+// says which one runs and on how many threads.
+
+let threaded = null; // the threaded build's promise, started at the first CPU request
+
+/** The threaded build with its thread pool started, or null where it cannot run (and why). */
+function threadedBuild() {
+  if (!self.crossOriginIsolated) return Promise.resolve({ pkg: null, why: "threads need a cross-origin-isolated page" });
+  threaded ??= (async () => {
+    const pkg = await import("../pkg/threads/resnet.js");
+    const { memory } = await pkg.default();
+    // One thread per logical core: the kernels split each layer's work over all of them.
+    await pkg.initThreadPool(Math.max(1, navigator.hardwareConcurrency || 1));
+    return { pkg, memory, why: null };
+  })().catch((err) => ({ pkg: null, why: `the threaded build did not start: ${err?.message ?? err}` }));
+  return threaded;
+}
+
+/**
+ * The build that runs `device` ("auto" | "webgpu" | "cpu"), the device to ask it for, and what
+ * runs (the main build decides: WebGPU when it has an adapter, else the CPU, saying why).
+ */
+async function buildFor(device) {
+  const info = await main.backendInfo(device);
+  if (info.backend !== "cpu") return { pkg: main, device, info };
+  const { pkg, why } = await threadedBuild();
+  if (!pkg) return { pkg: main, device, info: { ...info, adapter: `${info.adapter}; ${why}` } };
+  const cpu = await pkg.backendInfo("cpu");
+  return { pkg, device: "cpu", info: { ...cpu, ...(info.fallbackReason ? { fallbackReason: info.fallbackReason } : {}) } };
+}
 
 function describe(classifier) {
   return {
@@ -47,6 +82,7 @@ const training = {
   dataset: null,
   datasetKey: null,
   trainer: null, // one wasm Trainer: one net, or a residual net and its plain twin
+  backend: null, // what runs it (buildFor's info)
   running: false,
   options: null,
   snapshotStep: null, // the step of the last snapshot handed to the page (or restored)
@@ -63,7 +99,8 @@ function describeKey(key) {
 
 const post = (event, data, transfer = []) => self.postMessage({ event, data }, transfer);
 
-async function makeDataset(spec) {
+async function makeDataset(pkg, spec) {
+  const { Dataset } = pkg;
   if (spec.kind === "shapes") return Dataset.shapes({ trainSize: spec.trainSize, testSize: spec.testSize });
   if (spec.kind === "cifar") return Dataset.cifar(spec.files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes) })));
   if (spec.kind === "folder") return Dataset.fromImages(spec.files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes) })));
@@ -94,7 +131,7 @@ function runSpec(o, dataset) {
 
 function netInfos() {
   const t = training.trainer;
-  return t ? t.nets.map((n) => ({ ...n, backend: t.backend })) : [];
+  return t ? t.nets.map((n) => ({ ...n, backend: training.backend })) : [];
 }
 
 /**
@@ -217,24 +254,26 @@ function dropTrainer() {
 
 const handlers = {
   async version() {
-    return version();
+    return main.version();
   },
 
   async backend({ device }) {
-    return backendInfo(device);
+    return (await buildFor(device)).info;
   },
 
-  /** This worker's WebAssembly memory (the backend badge's tooltip shows it; it never shrinks). */
+  /** This worker's WebAssembly memory, both builds' (the badge's tooltip shows it; it never shrinks). */
   async memory() {
     const { memory } = await ready;
-    return { wasmBytes: memory.buffer.byteLength };
+    const shared = threaded ? (await threaded).memory : null;
+    return { wasmBytes: memory.buffer.byteLength + (shared?.buffer.byteLength ?? 0) };
   },
 
   async load({ bytes, device, arch, numClasses }) {
-    const next = await Classifier.load(new Uint8Array(bytes), { device, arch, numClasses });
+    const build = await buildFor(device);
+    const next = await build.pkg.Classifier.load(new Uint8Array(bytes), { device: build.device, arch, numClasses });
     classifier?.free();
     classifier = next;
-    return describe(classifier);
+    return { ...describe(classifier), backend: build.info };
   },
 
   async classify({ image, tta, topK }) {
@@ -247,11 +286,14 @@ const handlers = {
   async trainStart({ options, dataset, fineTune }) {
     await stopLoop();
     dropTrainer();
-    training.dataset = await makeDataset(dataset);
+    const build = await buildFor(options.device);
+    training.dataset = await makeDataset(build.pkg, dataset);
     training.datasetKey = dataset.key;
     training.options = options;
     training.snapshotStep = null;
-    const spec = { ...runSpec(options, dataset), device: options.device };
+    training.backend = build.info;
+    const spec = { ...runSpec(options, dataset), device: build.device };
+    const { Trainer } = build.pkg;
     training.trainer = fineTune
       ? await Trainer.fineTune(new Uint8Array(fineTune.bytes), { ...spec, arch: undefined, plain: false, compare: false, fineTune: { freezeBackbone: fineTune.freezeBackbone } }, training.dataset)
       : await Trainer.create(spec, training.dataset);
@@ -332,12 +374,14 @@ const handlers = {
     const options = device ? { ...session.options, device } : session.options;
     await stopLoop();
     dropTrainer();
-    training.dataset = await makeDataset(dataset);
+    const build = await buildFor(options.device);
+    training.dataset = await makeDataset(build.pkg, dataset);
     training.datasetKey = dataset.key;
     training.options = options;
+    training.backend = build.info;
     const nets = session.nets.map((n) => ({ name: n.name, bytes: new Uint8Array(n.bytes) }));
     try {
-      training.trainer = await Trainer.restore(nets, training.dataset, options.device);
+      training.trainer = await build.pkg.Trainer.restore(nets, training.dataset, build.device);
     } catch (err) {
       // A device that cannot be had is not the snapshot's fault; anything else the package
       // refuses is (its message says what).

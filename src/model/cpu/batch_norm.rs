@@ -211,12 +211,12 @@ fn squares(v: &[f32], mean: f32) -> f64 {
 
 /// `f(c)` for every channel, over the threads.
 fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         use rayon::prelude::*;
         (0..channels).into_par_iter().map(f).collect()
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     (0..channels).map(f).collect()
 }
 

@@ -255,11 +255,11 @@ impl CpuConv {
     }
 }
 
-/// Every thread natively (the gemm decides how many a product is worth), one in a browser.
+/// Every thread with `cfg(parallel)` (the gemm decides how many a product is worth), else one.
 fn parallelism() -> gemm::Parallelism {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     return gemm::Parallelism::Rayon(rayon::current_num_threads());
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     gemm::Parallelism::None
 }
 

@@ -42,13 +42,14 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// `f()` on one of rayon's threads natively. A parallel loop started from outside the pool
-/// waits for a worker to wake (~0.1 ms here, more than many of a small net's layers take); one
-/// started on a worker runs there at once while the others join as they wake.
+/// `f()` on one of rayon's threads (`cfg(parallel)`: natively and in the threaded browser
+/// build). A parallel loop started from outside the pool waits for a worker to wake (~0.1 ms
+/// here, more than many of a small net's layers take); one started on a worker runs there at
+/// once while the others join as they wake.
 pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     return rayon::scope(|_| f());
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     f()
 }
 
@@ -84,9 +85,9 @@ impl Map {
     }
 }
 
-/// `f(row index, row)` over the `len`-long rows of `out`, on every thread natively.
+/// `f(row index, row)` over the `len`-long rows of `out`, on every thread (`cfg(parallel)`).
 pub(crate) fn for_rows(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         use rayon::prelude::*;
         // Rows in chunks of at least ~16 K floats: below that a task costs more than it saves.
@@ -99,19 +100,19 @@ pub(crate) fn for_rows(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]
                 }
             });
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     out.chunks_mut(len)
         .enumerate()
         .for_each(|(i, row)| f(i, row));
 }
 
-/// `f(chunk index, chunk)` over the `len`-long chunks of `items`, on every thread natively.
+/// `f(chunk index, chunk)` over the `len`-long chunks of `items`, on every thread (`cfg(parallel)`).
 pub(crate) fn for_chunks<T: Send>(
     items: &mut [T],
     len: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         use rayon::prelude::*;
         items
@@ -119,7 +120,7 @@ pub(crate) fn for_chunks<T: Send>(
             .enumerate()
             .for_each(|(i, chunk)| f(i, chunk));
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     items
         .chunks_mut(len)
         .enumerate()

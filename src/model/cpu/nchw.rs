@@ -88,7 +88,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     };
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     let partials: Vec<Vec<f32>> = {
         use rayon::prelude::*;
         chunks
@@ -96,7 +96,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             .map(|&(first, n)| partial(first, n, parallelism))
             .collect()
     };
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     let partials: Vec<Vec<f32>> = chunks
         .iter()
         .map(|&(first, n)| partial(first, n, parallelism))
@@ -242,11 +242,11 @@ pub(super) fn gemm(
     }
 }
 
-/// Image ranges `(first, count)`, one per thread (one range in a browser).
+/// Image ranges `(first, count)`, one per thread (one range without `cfg(parallel)`: build.rs).
 pub(super) fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     let threads = rayon::current_num_threads().max(1);
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     let threads = 1;
     let per = batch.div_ceil(threads).max(1);
     (0..batch)
@@ -258,7 +258,7 @@ pub(super) fn chunk_images(batch: usize) -> Vec<(usize, usize)> {
 /// One thread per range of images when there are enough images for every thread; otherwise
 /// the gemm itself splits over the threads (batch 1 inference).
 pub(super) fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         let threads = rayon::current_num_threads();
         if chunks < threads {
@@ -282,14 +282,14 @@ pub(super) fn per_image_chunks(
         return;
     }
     let per = chunks.first().map_or(1, |c| c.1);
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         use rayon::prelude::*;
         out.par_chunks_mut(per * image_len)
             .enumerate()
             .for_each(|(i, chunk)| f(i * per, chunk, parallelism));
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     out.chunks_mut(per * image_len)
         .enumerate()
         .for_each(|(i, chunk)| f(i * per, chunk, parallelism));

@@ -177,12 +177,12 @@ pub(super) fn over_image_ranges(
     let run = |(&(first, images), dx): (&(usize, usize), Option<&mut [f32]>)| {
         range(first, images, dx, parallelism)
     };
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     let partials: Vec<Vec<f32>> = {
         use rayon::prelude::*;
         chunks.par_iter().zip(slices).map(run).collect()
     };
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     let partials: Vec<Vec<f32>> = chunks.iter().zip(slices).map(run).collect();
     let mut partials = partials.into_iter();
     let sum = partials.next().map(|mut sum| {

@@ -41,9 +41,9 @@ pub(crate) fn lift(pairs: usize, tap: impl Fn(usize, usize, usize) -> f32 + Sync
         return u;
     }
     // One range of kernels per thread, each writing its part of the 16 planes.
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     let threads = rayon::current_num_threads().max(1);
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     let threads = 1;
     let per = pairs.div_ceil(threads);
     let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::with_capacity(16)).collect();
@@ -54,12 +54,12 @@ pub(crate) fn lift(pairs: usize, tap: impl Fn(usize, usize, usize) -> f32 + Sync
     }
     let part =
         |(index, mut planes): (usize, Vec<&mut [f32]>)| lift_range(index * per, &mut planes, &tap);
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     {
         use rayon::prelude::*;
         parts.into_par_iter().enumerate().for_each(part);
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     parts.into_iter().enumerate().for_each(part);
     u
 }
@@ -140,9 +140,9 @@ pub(crate) fn forward(
     }
     let per_tile = 16 * (x.channels + k);
     let rows_per_block = (BLOCK_FLOATS / per_tile / tiles_w).max(1);
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(parallel)]
     let threads = rayon::current_num_threads();
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(parallel))]
     let threads = 1;
     // Too few tiles for a block per thread (a small map): one block, its 16 gemms spread over
     // the threads instead, so U is still read once.
@@ -186,7 +186,7 @@ pub(crate) fn forward(
             }
         };
         match taps_in_parallel {
-            #[cfg(not(target_family = "wasm"))]
+            #[cfg(parallel)]
             true => {
                 use rayon::prelude::*;
                 m.par_chunks_mut(tiles * k)
