@@ -293,16 +293,45 @@ async function singleThreaded(browser) {
   }
 }
 
+/**
+ * Isolated, but the threaded build cannot be had (its module is missing here: a deployment
+ * without pkg/threads/): the CPU runs the main build on one thread and the tooltip says why.
+ */
+async function threadedBuildMissing(browser) {
+  console.log("\nclassify with WebGPU off when the threaded build does not start");
+  const context = await browser.newContext();
+  await context.route("**/pkg/threads/resnet.js", (route) => route.fulfill({ status: 404, body: "not found" }));
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready]", { timeout: TIMEOUT });
+  check(await page.evaluate(() => self.crossOriginIsolated), "the page is cross-origin isolated");
+  const badge = await page.textContent("#backend-badge");
+  check(badge === "CPU · WebAssembly · 1 thread (no WebGPU)", `the CPU runs the main build on one thread: "${badge}"`);
+  const title = await page.getAttribute("#backend-badge", "title");
+  check(title.includes("the threaded build did not start"), `its tooltip says why: "${title.split("\n").pop()}"`);
+  const samples = JSON.parse(readFileSync(resolve(root, "www/samples/index.json"), "utf8"));
+  const sample = samples.find((s) => s.label === "ring") ?? samples[0];
+  await dropFile(page, readFileSync(resolve(root, "www/samples", sample.file)), sample.file, "image/png");
+  const top = await predictions(page);
+  check(top[0].label === sample.label, `the bundled model recognises the dropped '${sample.label}' (got '${top[0].label}')`);
+  check(errors.length === 0, `no uncaught page errors (${errors.map(String).join("; ")})`);
+  await context.close();
+}
+
 let failed = false;
 for (const [name, webgpu, backend] of [
   ["classify on WebGPU", true, "webgpu"],
   ["classify with WebGPU off (CPU fallback)", false, "cpu"],
   ["no SIMD", true, "no-simd"],
   ["CPU, not isolated", false, "cpu-one-thread"],
+  ["CPU, threaded build missing", false, "cpu-threads-missing"],
 ]) {
   const browser = await launch({ webgpu });
   try {
     if (backend === "no-simd") await withoutSimd(browser);
+    else if (backend === "cpu-threads-missing") await threadedBuildMissing(browser);
     else if (backend === "cpu-one-thread") await singleThreaded(browser);
     else await classifyDropped(browser, name, backend);
   } catch (err) {

@@ -35,17 +35,24 @@ let classifier = null;
 // says which one runs and on how many threads.
 
 let threaded = null; // the threaded build's promise, started at the first CPU request
+const THREAD_POOL_PATIENCE_S = 30;
 
 /** The threaded build with its thread pool started, or null where it cannot run (and why). */
 function threadedBuild() {
   if (!self.crossOriginIsolated) return Promise.resolve({ pkg: null, why: "threads need a cross-origin-isolated page" });
-  threaded ??= (async () => {
+  const start = async () => {
     const pkg = await import("../pkg/threads/resnet.js");
     const { memory } = await pkg.default();
     // One thread per logical core: the kernels split each layer's work over all of them.
     await pkg.initThreadPool(Math.max(1, navigator.hardwareConcurrency || 1));
     return { pkg, memory, why: null };
-  })().catch((err) => ({ pkg: null, why: `the threaded build did not start: ${err?.message ?? err}` }));
+  };
+  // A browser that never starts the pool's workers (nested workers refused, say) must not hang
+  // the model: after this long the CPU runs the main build, saying why.
+  const patience = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`its ${THREAD_POOL_PATIENCE_S} s to start its thread pool ran out`)), THREAD_POOL_PATIENCE_S * 1000),
+  );
+  threaded ??= Promise.race([start(), patience]).catch((err) => ({ pkg: null, why: `the threaded build did not start: ${err?.message ?? err}` }));
   return threaded;
 }
 
