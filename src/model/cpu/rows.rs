@@ -24,6 +24,12 @@ fn plane(g: &Geometry) -> (usize, usize) {
     (oh + (g.kernel[0] - 1) * g.dilation[0], ow)
 }
 
+/// Floats of one channel's plane, `rows · ow`.
+pub(super) fn plane_len(g: &Geometry) -> usize {
+    let (rows, ow) = plane(g);
+    rows * ow
+}
+
 /// Floats of one image's planes, `[in · kw, rows, ow]`.
 pub(super) fn cols_len(g: &Geometry) -> usize {
     let (rows, ow) = plane(g);

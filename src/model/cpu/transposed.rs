@@ -81,15 +81,25 @@ pub(crate) fn backward(
     let t = transposed(g)?;
     let weights = rows::weights(&flipped(w, g), &t);
     let [image_in, image_out] = g.image_lens();
-    // Each range of images sums M, per group and kernel row a of the transposed
-    // convolution, `[in_g, out_g · kw]` column-major, over its images.
+    // Each range of images sums M, per group, `[kh · in_g, out_g · kw]` column-major: row
+    // (a, c) for kernel row a of the transposed convolution, over its images.
     let len = w.len();
     let (ig, og) = (g.in_channels / g.groups, g.out_channels / g.groups);
     let [kh, kw] = g.kernel;
+    // Kernel row a's view of the planes starts shifts[a] floats into them (a rows down).
+    let shifts: Vec<usize> = (0..kh).map(|a| rows::view(&t, 0, a).0).collect();
+    let depth = rows::plane_len(&t);
     let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
         let mut m = vec![0.0f32; if want_dw { len } else { 0 }];
         let mut cols = vec![0.0f32; rows::cols_len(&t)];
-        let mut xt = vec![0.0f32; if want_dw { image_in } else { 0 }];
+        let mut stacked = vec![
+            0.0f32;
+            if want_dw {
+                depth * kh * g.in_channels
+            } else {
+                0
+            }
+        ];
         for i in 0..images {
             rows::im2col(&dy[(first + i) * image_out..][..image_out], &t, &mut cols);
             if let Some(dx) = dx.as_deref_mut() {
@@ -99,32 +109,30 @@ pub(crate) fn backward(
             if !want_dw {
                 continue;
             }
-            // x as [P, in] (column-major): the gemm reads it as is, where it would pack
-            // (gather and copy) row-major x once per kernel row.
-            let (x, n) = (
+            stack(
                 &x[(first + i) * image_in..][..image_in],
-                image_in / g.in_channels,
+                g,
+                &shifts,
+                &mut stacked,
             );
-            transpose(x, g.in_channels, n, &mut xt);
             for group in 0..g.groups {
-                for a in 0..kh {
-                    // M_{g,a} [in_g, out_g · kw] += x_g [in_g, P] · cols_{g,a}ᵀ [P, out_g · kw],
-                    // stored column-major.
-                    let (at, stride) = rows::view(&t, group, a);
-                    gemm(
-                        ig,
-                        og * kw,
-                        n,
-                        &mut m[(group * kh + a) * og * kw * ig..],
-                        [ig, 1],
-                        true,
-                        &xt[group * ig..],
-                        [g.in_channels, 1],
-                        &cols[at..],
-                        [stride, 1],
-                        parallelism,
-                    );
-                }
+                // M_g [kh · in_g, out_g · kw] += X_g [kh · in_g, D] · planes_gᵀ [D, out_g · kw]:
+                // the kh kernel rows' products in one gemm of kh times the rows (M = 16 gave
+                // the gemm its narrowest, slowest kernel), X_g holding x shifted by each row.
+                let (at, stride) = rows::view(&t, group, 0);
+                gemm(
+                    kh * ig,
+                    og * kw,
+                    depth,
+                    &mut m[group * kh * ig * og * kw..],
+                    [kh * ig, 1],
+                    true,
+                    &stacked[group * kh * ig * depth..],
+                    [1, depth],
+                    &cols[at..],
+                    [stride, 1],
+                    parallelism,
+                );
             }
         }
         m
@@ -132,17 +140,18 @@ pub(crate) fn backward(
     let (dx, m) = over_image_ranges(g, want_dx, range);
     let dw = want_dw.then(|| {
         let m = m.unwrap_or_else(|| vec![0.0; len]);
-        // dW[o, c, a, b] = M_{g, kh-1-a}[c, (o, kw-1-b)]: the transposed convolution's
+        // dW[o, c, a, b] = M_g[(kh-1-a, c), (o, kw-1-b)]: the transposed convolution's
         // kernel row and column a and b are the forward's rotated by 180°.
         let mut dw = vec![0.0f32; len];
         for group in 0..g.groups {
+            let m = &m[group * kh * ig * og * kw..];
             for o in 0..og {
                 for c in 0..ig {
                     for a in 0..kh {
                         for b in 0..kw {
-                            let row = (group * kh + kh - 1 - a) * og + o;
+                            let (row, column) = ((kh - 1 - a) * ig + c, o * kw + kw - 1 - b);
                             dw[(((group * og + o) * ig + c) * kh + a) * kw + b] =
-                                m[(row * kw + kw - 1 - b) * ig + c];
+                                m[column * kh * ig + row];
                         }
                     }
                 }
@@ -194,16 +203,18 @@ pub(super) fn over_image_ranges(
     (want_dx.then_some(dx), sum)
 }
 
-/// `dst [cols, rows] = src [rows, cols]ᵀ`, in blocks of 16 columns so that the 16 lines
-/// being written stay in cache while every row is read.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    for c0 in (0..cols).step_by(16) {
-        let width = 16.min(cols - c0);
-        for r in 0..rows {
-            let line = &src[r * cols + c0..][..width];
-            for (k, v) in line.iter().enumerate() {
-                dst[(c0 + k) * rows + r] = *v;
-            }
-        }
+/// One image `x [in, P]` as `[groups, kh, in_g, D]`: row `(group, a, c)` holds channel
+/// `c`'s pixels shifted `shifts[a]` along, zero where no pixel lands, so that one gemm over the
+/// planes' `D` rows gives every kernel row's product (see [backward]).
+fn stack(x: &[f32], g: &Geometry, shifts: &[usize], stacked: &mut [f32]) {
+    let (ig, kh) = (g.in_channels / g.groups, shifts.len());
+    let pixels = x.len() / g.in_channels.max(1);
+    let depth = stacked.len() / (kh * g.in_channels).max(1);
+    for (r, row) in stacked.chunks_exact_mut(depth).enumerate() {
+        let (group, a, c) = (r / (kh * ig), r / ig % kh, r % ig);
+        let shift = shifts[a];
+        row[..shift].fill(0.0);
+        row[shift..shift + pixels].copy_from_slice(&x[(group * ig + c) * pixels..][..pixels]);
+        row[shift + pixels..].fill(0.0);
     }
 }
