@@ -12,7 +12,10 @@
 // ?threads=N runs the threaded CPU build (pkg/threads/, N workers; the page must be
 // cross-origin isolated) in a Web Worker, as the page does (bench-worker.js), and gives ONNX
 // Runtime's wasm backend the same N threads.
-import init, { Classifier, Dataset, Trainer, backendInfo } from "../pkg/resnet.js";
+import * as main from "../pkg/resnet.js";
+import { timeInference, timeTraining } from "./bench-cases.js";
+
+const { default: init, backendInfo } = main;
 
 const params = new URLSearchParams(location.search);
 const threads = Number(params.get("threads") ?? 0);
@@ -44,29 +47,8 @@ function ours() {
       await init();
       return backendInfo(device);
     },
-    async infer({ arch, size, input }) {
-      const classifier = await Classifier.random({ arch, device });
-      const times = [];
-      for (let i = 0; i < warmup + runs; i++) {
-        const t = performance.now();
-        await classifier.logits(input, Uint32Array.from([1, 3, size, size]));
-        if (i >= warmup) times.push(performance.now() - t);
-      }
-      classifier.free();
-      return times;
-    },
-    async train({ batch, trainRuns }) {
-      const data = Dataset.shapes({ trainSize: 4 * batch, testSize: 10 });
-      const trainer = await Trainer.create({ arch: "resnet20", batchSize: batch, device, schedule: { kind: "constant" } }, data);
-      const times = [];
-      for (let i = 0; i < 1 + trainRuns; i++) {
-        const t = performance.now();
-        await trainer.step(1);
-        if (i >= 1) times.push(performance.now() - t);
-      }
-      trainer.free();
-      return times;
-    },
+    infer: (args) => timeInference(main, { ...args, device }),
+    train: (args) => timeTraining(main, { ...args, device }),
   };
 }
 

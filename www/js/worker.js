@@ -40,6 +40,7 @@ const THREAD_POOL_PATIENCE_S = 30;
 /** The threaded build with its thread pool started, or null where it cannot run (and why). */
 function threadedBuild() {
   if (!self.crossOriginIsolated) return Promise.resolve({ pkg: null, why: "threads need a cross-origin-isolated page" });
+  if (threaded) return threaded;
   const start = async () => {
     const pkg = await import("../pkg/threads/resnet.js");
     const { memory } = await pkg.default();
@@ -52,7 +53,7 @@ function threadedBuild() {
   const patience = new Promise((_, reject) =>
     setTimeout(() => reject(new Error(`its ${THREAD_POOL_PATIENCE_S} s to start its thread pool ran out`)), THREAD_POOL_PATIENCE_S * 1000),
   );
-  threaded ??= Promise.race([start(), patience]).catch((err) => ({ pkg: null, why: `the threaded build did not start: ${err?.message ?? err}` }));
+  threaded = Promise.race([start(), patience]).catch((err) => ({ pkg: null, why: `the threaded build did not start: ${err?.message ?? err}` }));
   return threaded;
 }
 
