@@ -24,11 +24,11 @@ wasm=pkg/resnet_bg.wasm
 raw=$(stat -c %s "$wasm")
 # The features rustc's wasm32 target enables (SIMD is used by some dependencies' kernels;
 # every browser with WebGPU has it).
+wasm_features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd)
 # --converge repeats -Oz until the module stops shrinking: 12 KB gzipped (2026-11-29) for
 # about three more minutes, which keeps the package under its 3 MB budget.
-node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
-  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers "${wasm_features[@]}" \
   "$wasm" -o "$wasm.opt"
 mv "$wasm.opt" "$wasm"
 
@@ -52,9 +52,7 @@ RUSTC_BOOTSTRAP=1 \
 rm -rf pkg/threads
 wasm-bindgen --target web --out-dir pkg/threads --out-name resnet \
   "$threads_target/wasm32-unknown-unknown/release/resnet.wasm"
-node_modules/.bin/wasm-opt -O3 --strip-debug --strip-producers \
-  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
+node_modules/.bin/wasm-opt -O3 --strip-debug --strip-producers "${wasm_features[@]}" \
   --enable-threads pkg/threads/resnet_bg.wasm -o pkg/threads/resnet_bg.wasm.opt
 mv pkg/threads/resnet_bg.wasm.opt pkg/threads/resnet_bg.wasm
 threads_gz=$(gzip -9 -c pkg/threads/resnet_bg.wasm | wc -c)

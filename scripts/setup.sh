@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the page and running the tests need, from package registries only:
-# the wasm32 target, rust-src (the threaded build rebuilds std), wasm-bindgen-cli at Cargo.lock's wasm-bindgen version, wasm-pack, the npm
-# dev packages (binaryen's wasm-opt, playwright-core, vite, uPlot) and, with --browser,
+# the wasm32 target, rust-src (the threaded build rebuilds std), wasm-bindgen-cli at
+# Cargo.lock's wasm-bindgen version, wasm-pack, the npm dev packages (binaryen's wasm-opt,
+# playwright-core, vite, uPlot) and, with --browser,
 # Debian's Chromium and chromedriver. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
