@@ -13,6 +13,7 @@
 //! normalization use it.
 
 use super::batch_norm_simd as imp;
+use super::zeroed::zeroed_parts;
 
 /// The shape of what is normalized: `[batch, channels, positions]` (a map flattened).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,7 +49,7 @@ pub(crate) struct Statistics {
 /// # Shapes
 /// - `x`: `[batch, channels, plane]`, row-major
 pub(crate) fn statistics(x: &[f32], d: Dims, epsilon: f64) -> Statistics {
-    let per_channel = per_channel(d.channels, |c| {
+    let per_channel = super::map_indices(d.channels, |c| {
         let mean = (0..d.batch)
             .map(|i| lanes(d.map(x, i, c), 0.0))
             .sum::<f64>()
@@ -85,9 +86,8 @@ pub(crate) fn forward(
     beta: &[f32],
     relu: bool,
 ) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
     let scale: Vec<f32> = gamma.iter().zip(&s.inv_std).map(|(g, i)| g * i).collect();
-    per_image(&mut y, d, |i, image| {
+    let (y, _) = zeroed_parts(x.len(), d.channels * d.plane, |i, image| {
         for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
             let (m, k, b) = (s.mean[c], scale[c], beta[c]);
             let input = d.map(x, i, c);
@@ -123,7 +123,7 @@ pub(crate) fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let scale: Vec<f32> = gamma.iter().zip(&s.inv_std).map(|(g, i)| g * i).collect();
     // Per channel, Σ dy' and Σ dy'·(x - mean), dy' being dy past the ReLU's mask.
-    let sums = per_channel(d.channels, |c| {
+    let sums = super::map_indices(d.channels, |c| {
         let (m, k, b) = (s.mean[c], scale[c], beta[c]);
         (0..d.batch)
             .map(|i| {
@@ -158,8 +158,7 @@ pub(crate) fn backward(
     let slope: Vec<f32> = (0..d.channels)
         .map(|c| -(scale[c] as f64 * s.inv_std[c] as f64 * dgamma[c] as f64 / n) as f32)
         .collect();
-    let mut dx = vec![0.0f32; x.len()];
-    per_image(&mut dx, d, |i, image| {
+    let (dx, _) = zeroed_parts(x.len(), d.channels * d.plane, |i, image| {
         for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
             let (m, k, b) = (s.mean[c], scale[c], beta[c]);
             let (mean_dy, slope) = (centre[c], slope[c]);
@@ -209,25 +208,6 @@ fn squares(v: &[f32], mean: f32) -> f64 {
     acc.iter().map(|&a| a as f64).sum()
 }
 
-/// `f(c)` for every channel, over the threads.
-fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    #[cfg(parallel)]
-    {
-        use rayon::prelude::*;
-        (0..channels).into_par_iter().map(f).collect()
-    }
-    #[cfg(not(parallel))]
-    (0..channels).map(f).collect()
-}
-
-/// `f(image, its part of out)` for every image, over the threads.
-fn per_image(out: &mut [f32], d: Dims, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    let len = d.channels * d.plane;
-    if len == 0 {
-        return;
-    }
-    super::for_chunks(out, len, f);
-}
 
 #[cfg(test)]
 mod tests {

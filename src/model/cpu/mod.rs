@@ -32,6 +32,7 @@ mod train_winograd;
 mod transposed;
 mod wide;
 mod winograd;
+mod zeroed;
 
 pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
@@ -83,6 +84,17 @@ impl Map {
         let shape = [self.batch, self.height, self.width, self.channels];
         Tensor::<4>::from_data(TensorData::new(self.data, shape), device).permute([0, 3, 1, 2])
     }
+}
+
+/// `[f(0), f(1), …, f(n - 1)]`, computed over the threads (`cfg(parallel)`).
+pub(crate) fn map_indices<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(parallel)]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(f).collect()
+    }
+    #[cfg(not(parallel))]
+    (0..n).map(f).collect()
 }
 
 /// `f(row index, row)` over the `len`-long rows of `out`, on every thread (`cfg(parallel)`).

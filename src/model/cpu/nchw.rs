@@ -10,24 +10,23 @@
 
 pub(crate) use super::geometry::Geometry;
 use super::rows;
+use super::zeroed::zeroed_parts;
 
 /// `conv(x, w)`: `x` is `[batch, in, height, width]`, `w` `[out, in / groups, kh, kw]`; the
 /// result is `[batch, out, oh, ow]`.
 pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let [image_in, image_out] = g.image_lens();
-    let mut y = vec![0.0f32; g.batch * image_out];
     if rows::applies(g) {
         let weights = rows::weights(w, g);
-        per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
+        return per_image_chunks(image_out, g, |first, chunk, parallelism| {
             let mut cols = vec![0.0f32; rows::cols_len(g)];
             for (i, y) in chunk.chunks_mut(image_out).enumerate() {
                 rows::im2col(&x[(first + i) * image_in..][..image_in], g, &mut cols);
                 rows::product(&cols, &weights, g, y, parallelism);
             }
         });
-        return y;
     }
-    per_image_chunks(&mut y, image_out, g, |first, chunk, parallelism| {
+    per_image_chunks(image_out, g, |first, chunk, parallelism| {
         let mut cols = scratch(g);
         for (i, y) in chunk.chunks_mut(image_out).enumerate() {
             let cols = image_cols(&x[(first + i) * image_in..][..image_in], g, &mut cols);
@@ -49,8 +48,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
                 );
             });
         }
-    });
-    y
+    })
 }
 
 /// The gradient of the loss with respect to `w`, given `dy` (`[batch, out, oh, ow]`).
@@ -122,8 +120,7 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 /// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let [image_in, image_out] = g.image_lens();
-    let mut dx = vec![0.0f32; g.batch * image_in];
-    per_image_chunks(&mut dx, image_in, g, |first, chunk, parallelism| {
+    per_image_chunks(image_in, g, |first, chunk, parallelism| {
         let mut cols = scratch(g);
         for (i, dx) in chunk.chunks_mut(image_in).enumerate() {
             let dy = &dy[(first + i) * image_out..][..image_out];
@@ -154,8 +151,7 @@ pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                 }
             }
         }
-    });
-    dx
+    })
 }
 
 /// `f(group, out_g, depth, positions)` for each group.
@@ -269,30 +265,20 @@ pub(super) fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
     gemm::Parallelism::None
 }
 
-/// `f(first image, its images' part of out, gemm parallelism)` over [chunk_images].
+/// A `[batch, image_len]` output made by `f(first image, its images' part, gemm parallelism)`
+/// over [chunk_images], each part zeroed first on the thread that runs it.
 pub(super) fn per_image_chunks(
-    out: &mut [f32],
     image_len: usize,
     g: &Geometry,
     f: impl Fn(usize, &mut [f32], gemm::Parallelism) + Sync + Send,
-) {
+) -> Vec<f32> {
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
-    if image_len == 0 {
-        return;
-    }
     let per = chunks.first().map_or(1, |c| c.1);
-    #[cfg(parallel)]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(per * image_len)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i * per, chunk, parallelism));
-    }
-    #[cfg(not(parallel))]
-    out.chunks_mut(per * image_len)
-        .enumerate()
-        .for_each(|(i, chunk)| f(i * per, chunk, parallelism));
+    let (out, _) = zeroed_parts(g.batch * image_len, per * image_len, |i, part| {
+        f(i * per, part, parallelism)
+    });
+    out
 }
 
 /// The output positions `lo..hi` whose kernel tap `t` falls inside an input of `size`.

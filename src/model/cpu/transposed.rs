@@ -13,6 +13,7 @@
 //! Both products of an image run while its planes are in cache.
 
 use super::nchw::{Geometry, chunk_images, gemm, inner_parallelism};
+use super::zeroed::zeroed_parts;
 use super::{rows, simd};
 
 /// The geometry of the input gradient's convolution, when the forward has stride 1.
@@ -177,22 +178,14 @@ pub(super) fn over_image_ranges(
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
     let per = chunks.first().map_or(1, |c| c.1);
-    let mut dx = vec![0.0f32; if want_dx { g.batch * image_in } else { 0 }];
-    let mut slices: Vec<Option<&mut [f32]>> = match want_dx {
-        true => dx.chunks_mut((per * image_in).max(1)).map(Some).collect(),
-        false => Vec::new(),
-    };
-    slices.resize_with(chunks.len(), || None);
-    let run = |(&(first, images), dx): (&(usize, usize), Option<&mut [f32]>)| {
+    let run = |i: usize, dx: Option<&mut [f32]>| {
+        let (first, images) = chunks[i];
         range(first, images, dx, parallelism)
     };
-    #[cfg(parallel)]
-    let partials: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        chunks.par_iter().zip(slices).map(run).collect()
+    let (dx, partials) = match want_dx {
+        true => zeroed_parts(g.batch * image_in, per * image_in, |i, dx| run(i, Some(dx))),
+        false => (Vec::new(), super::map_indices(chunks.len(), |i| run(i, None))),
     };
-    #[cfg(not(parallel))]
-    let partials: Vec<Vec<f32>> = chunks.iter().zip(slices).map(run).collect();
     let mut partials = partials.into_iter();
     let sum = partials.next().map(|mut sum| {
         for p in partials {
@@ -202,6 +195,7 @@ pub(super) fn over_image_ranges(
     });
     (want_dx.then_some(dx), sum)
 }
+
 
 /// One image `x [in, P]` as `[groups, kh, in_g, D]`: row `(group, a, c)` holds channel
 /// `c`'s pixels shifted `shifts[a]` along, zero where no pixel lands, so that one gemm over the

@@ -148,8 +148,7 @@ fn forward_in_blocks(x: &[f32], w: &[f32], g: &Geometry, blocking: [usize; 2]) -
     let (c, k) = (g.in_channels, g.out_channels);
     let u = transform_weight(w, g);
     let t = Tiles::new(g, 16 * (c + k), blocking);
-    let mut y = vec![0.0f32; g.batch * image_out];
-    per_image_chunks(&mut y, image_out, g, |first, y, parallelism| {
+    per_image_chunks(image_out, g, |first, y, parallelism| {
         let x = &x[first * image_in..][..y.len() / image_out * image_in];
         let mut v = vec![0.0f32; 16 * plane(c, t.per_block * t.cols)];
         let mut m = vec![0.0f32; 16 * plane(k, t.per_block * t.cols)];
@@ -164,8 +163,7 @@ fn forward_in_blocks(x: &[f32], w: &[f32], g: &Geometry, blocking: [usize; 2]) -
             }
             transform::<OUTPUT>((&m, g, &t, row, rows, y));
         });
-    });
-    y
+    })
 }
 
 /// `(dx, dW)` given `dy`, each when asked for, as [super::nchw::input_grad] and
