@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, s};
 #[cfg(doc)]
 use super::config::BlockVariant;
 use super::config::{BlockKind, Joining, ShortcutOption, StridePlacement};
-use super::cpu::{convolve, normalize, normalize_relu};
+use super::cpu::{add_relu, convolve, normalize, normalize_relu};
 use super::se::SqueezeExcitation;
 use super::split_attn::SplitAttention;
 
@@ -411,7 +411,7 @@ impl Block {
         }
         let out = self.residual_branch(x.clone());
         let out_channels = out.dims()[1];
-        relu(out + self.shortcut(x, out_channels))
+        add_relu(out, self.shortcut(x, out_channels))
     }
 }
 

@@ -28,6 +28,7 @@ mod rows;
 mod simd;
 mod train_bn;
 mod train_conv;
+mod train_residual;
 mod train_winograd;
 mod transposed;
 mod wide;
@@ -38,6 +39,7 @@ pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
 pub(crate) use train_bn::{normalize, normalize_relu};
 pub(crate) use train_conv::convolve;
+pub(crate) use train_residual::add_relu;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;
