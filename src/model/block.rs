@@ -324,16 +324,30 @@ impl Block {
         if self.preactivation {
             return self.preactivated_branch(self.preactivate(x));
         }
+        self.branch(x, false)
+    }
+
+    /// F(x) of a post-activation block, with its ReLU after when `then_relu` (a plain
+    /// block's output): fused into the last BN unless a gate comes between them.
+    fn branch(&self, x: Tensor<4>, then_relu: bool) -> Tensor<4> {
+        let fuse = then_relu && self.se.is_none();
+        let last = |bn: &BatchNorm, out| match fuse {
+            true => normalize_relu(bn, out),
+            false => normalize(bn, out),
+        };
         let out = normalize_relu(&self.bn1, convolve(&self.conv1, x));
         let out = convolve(&self.conv2, out);
         let out = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => {
                 let out = self.mix(normalize_relu(&self.bn2, out));
-                normalize(bn3, convolve(conv3, out))
+                last(bn3, convolve(conv3, out))
             }
-            _ => normalize(&self.bn2, out),
+            _ => last(&self.bn2, out),
         };
-        self.gate(out)
+        match then_relu && !fuse {
+            true => relu(self.gate(out)),
+            false => self.gate(out),
+        }
     }
 
     /// ResNeSt's step between a bottleneck's activated 3x3 and its 1x1 expansion: the split
@@ -407,7 +421,7 @@ impl Block {
             return out + shortcut;
         }
         if !self.residual {
-            return relu(self.residual_branch(x));
+            return self.branch(x, true);
         }
         let out = self.residual_branch(x.clone());
         let out_channels = out.dims()[1];
@@ -462,6 +476,7 @@ pub(crate) fn parameter_free_shortcut(
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::{Distribution, Tolerance};
     use burn::tensor::{Device, Tensor, TensorData};
 
     use super::*;
@@ -494,5 +509,27 @@ mod tests {
             [1, 4, 2, 2],
         );
         assert_eq!(y.into_data(), expected);
+    }
+
+    /// A plain block's output in training (its last BN and ReLU fused on flex) is
+    /// `relu(F(x))`, for a basic and a bottleneck block.
+    #[test]
+    fn a_plain_block_ends_in_relu() {
+        let device = Device::flex().autodiff();
+        for kind in [BlockKind::Basic, BlockKind::Bottleneck] {
+            let plain = Joining {
+                residual: false,
+                ..Joining::DEFAULT
+            };
+            let block = BlockConfig::new(kind, 4, 4)
+                .with_joining(plain)
+                .init(&device);
+            let x = Tensor::<4>::random([2, 4, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+            let y = block.forward(x.clone());
+            let expected = relu(block.residual_branch(x));
+            assert!(y.clone().min().into_scalar::<f32>() >= 0.0);
+            y.into_data()
+                .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+        }
     }
 }
