@@ -476,8 +476,8 @@ pub(crate) fn parameter_free_shortcut(
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, Tolerance};
     use burn::tensor::{Device, Tensor, TensorData};
+    use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
 

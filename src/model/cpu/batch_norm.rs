@@ -208,7 +208,6 @@ fn squares(v: &[f32], mean: f32) -> f64 {
     acc.iter().map(|&a| a as f64).sum()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

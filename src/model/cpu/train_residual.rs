@@ -134,7 +134,9 @@ mod tests {
             let a = random().require_grad();
             // b = -a on a third of the elements: their sums are exactly zero.
             let ties = random().greater_elem(0.5);
-            let b = random().mask_where(ties, a.clone().neg().detach()).require_grad();
+            let b = random()
+                .mask_where(ties, a.clone().neg().detach())
+                .require_grad();
             assert!(takes_fused_path(&a, &b));
             let expected = relu(a.clone() + b.clone());
             let actual = add_relu(a.clone(), b.clone());

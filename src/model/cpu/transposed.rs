@@ -184,7 +184,10 @@ pub(super) fn over_image_ranges(
     };
     let (dx, partials) = match want_dx {
         true => zeroed_parts(g.batch * image_in, per * image_in, |i, dx| run(i, Some(dx))),
-        false => (Vec::new(), super::map_indices(chunks.len(), |i| run(i, None))),
+        false => (
+            Vec::new(),
+            super::map_indices(chunks.len(), |i| run(i, None)),
+        ),
     };
     let mut partials = partials.into_iter();
     let sum = partials.next().map(|mut sum| {
@@ -195,7 +198,6 @@ pub(super) fn over_image_ranges(
     });
     (want_dx.then_some(dx), sum)
 }
-
 
 /// One image `x [in, P]` as `[groups, kh, in_g, D]`: row `(group, a, c)` holds channel
 /// `c`'s pixels shifted `shifts[a]` along, zero where no pixel lands, so that one gemm over the

@@ -49,7 +49,11 @@ fn split<T: Send, R: Send>(
     #[cfg(parallel)]
     {
         use rayon::prelude::*;
-        items.par_chunks_mut(part.max(1)).enumerate().map(f).collect()
+        items
+            .par_chunks_mut(part.max(1))
+            .enumerate()
+            .map(f)
+            .collect()
     }
     #[cfg(not(parallel))]
     items.chunks_mut(part.max(1)).enumerate().map(f).collect()
