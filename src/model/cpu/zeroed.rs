@@ -8,16 +8,13 @@
 
 use core::mem::MaybeUninit;
 
-/// From this size on glibc's calloc maps fresh pages, zeroed by the kernel as the writing
-/// threads first touch them, and clears nothing itself: zeroing such a buffer again cost
-/// ResNet-18's training step (batch 16, whose stem output alone is 51 MB) 11 %. The command
-/// fixes glibc's (otherwise adaptive) mmap threshold at this size: src/cli/allocator.rs.
-const FRESH_PAGES: usize = 32 << 20;
-
 /// A buffer of `len` floats cut into parts of `part` floats (the last may be shorter): each
 /// part is zeroed, then `f(index, part)` runs, on the thread that takes the part (over every
-/// thread with `cfg(parallel)`); a buffer of [FRESH_PAGES] or more comes zeroed from the
-/// allocator instead. Returns the buffer and what `f` returned, part by part.
+/// thread with `cfg(parallel)`). Returns the buffer and what `f` returned, part by part.
+///
+/// Big buffers too: calloc's fresh pages would spare the zeroing but fault twice per page
+/// under a kernel that reads before it writes, and the command keeps no block mapped on its
+/// own anyway (src/cli/allocator.rs), so its calloc would zero them on one thread.
 pub(crate) fn zeroed_parts<R: Send>(
     len: usize,
     part: usize,
@@ -25,11 +22,6 @@ pub(crate) fn zeroed_parts<R: Send>(
 ) -> (Vec<f32>, Vec<R>) {
     if len == 0 {
         return (Vec::new(), Vec::new());
-    }
-    if len * size_of::<f32>() >= FRESH_PAGES {
-        let mut out = vec![0.0f32; len];
-        let results = split(&mut out, part, |(i, part)| f(i, part));
-        return (out, results);
     }
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let spare = &mut out.spare_capacity_mut()[..len];
@@ -84,14 +76,5 @@ mod tests {
         assert_eq!(seen, [(0, 4), (1, 4), (2, 2)]);
         assert_eq!(out, [1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0]);
         assert_eq!(zeroed_parts(0, 0, |_, _| ()), (Vec::new(), Vec::new()));
-        // The allocator's zeroed pages, from FRESH_PAGES on.
-        let len = FRESH_PAGES / size_of::<f32>() + 3;
-        let (out, seen) = zeroed_parts(len, len / 2, |i, part| {
-            assert!(part.iter().all(|&v| v == 0.0));
-            part[0] = 1.0;
-            i
-        });
-        assert_eq!(seen, [0, 1, 2]);
-        assert_eq!(out.iter().sum::<f32>(), 3.0);
     }
 }
