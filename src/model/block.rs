@@ -424,8 +424,14 @@ impl Block {
             return self.branch(x, true);
         }
         let out = self.residual_branch(x.clone());
-        let out_channels = out.dims()[1];
-        add_relu(out, self.shortcut(x, out_channels))
+        match &self.downsample {
+            // Option A's shortcut joins inside the fused op (Block::shortcut's third arm).
+            None => add_relu(out, x, self.stride),
+            Some(_) => {
+                let shortcut = self.shortcut(x, out.dims()[1]);
+                add_relu(out, shortcut, 1)
+            }
+        }
     }
 }
 
