@@ -425,12 +425,9 @@ impl Block {
         }
         let out = self.residual_branch(x.clone());
         match &self.downsample {
-            // Option A's shortcut joins inside the fused op (Block::shortcut's third arm).
+            Some(downsample) => add_relu(out, downsample.forward(x), 1),
+            // The parameter-free shortcut (Block::shortcut's third arm) joins inside the op.
             None => add_relu(out, x, self.stride),
-            Some(_) => {
-                let shortcut = self.shortcut(x, out.dims()[1]);
-                add_relu(out, shortcut, 1)
-            }
         }
     }
 }
