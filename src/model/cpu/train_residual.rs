@@ -89,8 +89,8 @@ impl Join {
         (PART / self.plane().max(1)).max(1)
     }
 
-    /// `f(plane of a, x's plane under it or none)` for each of `out`'s planes, `first` the
-    /// index of `out`'s first plane in `a`.
+    /// `f(index of the plane in a, its part of out, index of x's plane under it or none)` for
+    /// each of `out`'s planes, `first` the index in `a` of `out`'s first plane.
     fn planes(&self, first: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32], Option<usize>)) {
         for (k, out) in out.chunks_mut(self.plane().max(1)).enumerate() {
             let p = first + k;
