@@ -25,30 +25,22 @@ pub(crate) fn zeroed_parts<R: Send>(
     }
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let spare = &mut out.spare_capacity_mut()[..len];
-    let results = split(spare, part, |(i, part)| f(i, zeroed(part)));
+    let run = |(i, part): (usize, &mut [MaybeUninit<f32>])| f(i, zeroed(part));
+    #[cfg(parallel)]
+    let results = {
+        use rayon::prelude::*;
+        spare
+            .par_chunks_mut(part.max(1))
+            .enumerate()
+            .map(run)
+            .collect()
+    };
+    #[cfg(not(parallel))]
+    let results = spare.chunks_mut(part.max(1)).enumerate().map(run).collect();
     // SAFETY: the parts cover the first `len` floats (chunks of a slice cover it), and
     // `zeroed` wrote every float of each part before `f` saw it.
     unsafe { out.set_len(len) };
     (out, results)
-}
-
-/// `f((index, part))` for each `part`-long chunk of `items`, over the threads, in order.
-fn split<T: Send, R: Send>(
-    items: &mut [T],
-    part: usize,
-    f: impl Fn((usize, &mut [T])) -> R + Sync + Send,
-) -> Vec<R> {
-    #[cfg(parallel)]
-    {
-        use rayon::prelude::*;
-        items
-            .par_chunks_mut(part.max(1))
-            .enumerate()
-            .map(f)
-            .collect()
-    }
-    #[cfg(not(parallel))]
-    items.chunks_mut(part.max(1)).enumerate().map(f).collect()
 }
 
 /// `part`, every float set to zero, as floats.
