@@ -13,7 +13,7 @@
 //! normalization use it.
 
 use super::batch_norm_simd as imp;
-use super::zeroed::zeroed_parts;
+use super::zeroed::written_parts;
 
 /// The shape of what is normalized: `[batch, channels, positions]` (a map flattened).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,23 +87,27 @@ pub(crate) fn forward(
     relu: bool,
 ) -> Vec<f32> {
     let scale: Vec<f32> = gamma.iter().zip(&s.inv_std).map(|(g, i)| g * i).collect();
-    let (y, _) = zeroed_parts(x.len(), d.channels * d.plane, |i, image| {
-        for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
-            let (m, k, b) = (s.mean[c], scale[c], beta[c]);
-            let input = d.map(x, i, c);
-            let done = imp::normalize(out, input, [m, k, b], relu);
-            let (out, input) = (&mut out[done..], &input[done..]);
-            if relu {
-                out.iter_mut()
-                    .zip(input)
-                    .for_each(|(o, &v)| *o = normalized(v, m, k, b).max(0.0));
-            } else {
-                out.iter_mut()
-                    .zip(input)
-                    .for_each(|(o, &v)| *o = normalized(v, m, k, b));
+    // SAFETY: each image's part is its `channels` maps, each written whole (the SIMD loop's
+    // floats, then the rest).
+    let (y, _) = unsafe {
+        written_parts(x.len(), d.channels * d.plane, |i, image| {
+            for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
+                let (m, k, b) = (s.mean[c], scale[c], beta[c]);
+                let input = d.map(x, i, c);
+                let done = imp::normalize(out, input, [m, k, b], relu);
+                let (out, input) = (&mut out[done..], &input[done..]);
+                if relu {
+                    out.iter_mut().zip(input).for_each(|(o, &v)| {
+                        o.write(normalized(v, m, k, b).max(0.0));
+                    });
+                } else {
+                    out.iter_mut().zip(input).for_each(|(o, &v)| {
+                        o.write(normalized(v, m, k, b));
+                    });
+                }
             }
-        }
-    });
+        })
+    };
     y
 }
 
@@ -158,23 +162,26 @@ pub(crate) fn backward(
     let slope: Vec<f32> = (0..d.channels)
         .map(|c| -(scale[c] as f64 * s.inv_std[c] as f64 * dgamma[c] as f64 / n) as f32)
         .collect();
-    let (dx, _) = zeroed_parts(x.len(), d.channels * d.plane, |i, image| {
-        for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
-            let (m, k, b) = (s.mean[c], scale[c], beta[c]);
-            let (mean_dy, slope) = (centre[c], slope[c]);
-            let (x, dy) = (d.map(x, i, c), d.map(dy, i, c));
-            let done = imp::input_grad(out, x, dy, [m, k, b], relu, [mean_dy, slope]);
-            let (out, x, dy) = (&mut out[done..], &x[done..], &dy[done..]);
-            for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
-                let g = if relu && normalized(v, m, k, b) <= 0.0 {
-                    0.0
-                } else {
-                    g
-                };
-                *o = k * (g - mean_dy) + slope * (v - m);
+    // SAFETY: as in [forward], each map of each image's part is written whole.
+    let (dx, _) = unsafe {
+        written_parts(x.len(), d.channels * d.plane, |i, image| {
+            for (c, out) in image.chunks_exact_mut(d.plane).enumerate() {
+                let (m, k, b) = (s.mean[c], scale[c], beta[c]);
+                let (mean_dy, slope) = (centre[c], slope[c]);
+                let (x, dy) = (d.map(x, i, c), d.map(dy, i, c));
+                let done = imp::input_grad(out, x, dy, [m, k, b], relu, [mean_dy, slope]);
+                let (out, x, dy) = (&mut out[done..], &x[done..], &dy[done..]);
+                for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+                    let g = if relu && normalized(v, m, k, b) <= 0.0 {
+                        0.0
+                    } else {
+                        g
+                    };
+                    o.write(k * (g - mean_dy) + slope * (v - m));
+                }
             }
-        }
-    });
+        })
+    };
     (dx, dgamma, dbeta)
 }
 

@@ -7,6 +7,7 @@
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
     use core::arch::wasm32::*;
+    use core::mem::MaybeUninit;
 
     /// # Safety
     /// `p..p + 4` must be readable.
@@ -87,7 +88,7 @@ mod imp {
     }
 
     /// The forward's output.
-    pub fn normalize(out: &mut [f32], x: &[f32], mkb: [f32; 3], relu: bool) -> usize {
+    pub fn normalize(out: &mut [MaybeUninit<f32>], x: &[f32], mkb: [f32; 3], relu: bool) -> usize {
         let (n, p) = (out.len().min(x.len()) / 4 * 4, splat(mkb));
         for i in (0..n).step_by(4) {
             // SAFETY: i + 4 <= n <= both lengths.
@@ -106,7 +107,7 @@ mod imp {
 
     /// The input gradient `k·(dy' - mean_dy) + slope·(x - mean)`.
     pub fn input_grad(
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         x: &[f32],
         dy: &[f32],
         mkb: [f32; 3],
@@ -137,6 +138,8 @@ mod imp {
 /// Natively the compiler vectorises the scalar loops: nothing done here.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod imp {
+    use core::mem::MaybeUninit;
+
     pub fn lanes(_: &[f32], _: f32, _: bool, _: &mut [f32; 16]) -> usize {
         0
     }
@@ -149,11 +152,11 @@ mod imp {
     ) -> usize {
         0
     }
-    pub fn normalize(_: &mut [f32], _: &[f32], _: [f32; 3], _: bool) -> usize {
+    pub fn normalize(_: &mut [MaybeUninit<f32>], _: &[f32], _: [f32; 3], _: bool) -> usize {
         0
     }
     pub fn input_grad(
-        _: &mut [f32],
+        _: &mut [MaybeUninit<f32>],
         _: &[f32],
         _: &[f32],
         _: [f32; 3],

@@ -10,7 +10,8 @@
 
 pub(crate) use super::geometry::Geometry;
 use super::rows;
-use super::zeroed::zeroed_parts;
+use super::zeroed::{written_parts, zeroed};
+use core::mem::MaybeUninit;
 
 /// `conv(x, w)`: `x` is `[batch, in, height, width]`, `w` `[out, in / groups, kh, kw]`; the
 /// result is `[batch, out, oh, ow]`.
@@ -18,37 +19,44 @@ pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let [image_in, image_out] = g.image_lens();
     if rows::applies(g) {
         let weights = rows::weights(w, g);
-        return per_image_chunks(image_out, g, |first, chunk, parallelism| {
-            let mut cols = vec![0.0f32; rows::cols_len(g)];
-            for (i, y) in chunk.chunks_mut(image_out).enumerate() {
-                rows::im2col(&x[(first + i) * image_in..][..image_in], g, &mut cols);
-                rows::product(&cols, &weights, g, y, parallelism);
-            }
-        });
+        // SAFETY: `rows::product` writes each image's output whole.
+        return unsafe {
+            per_image_chunks(image_out, g, |first, chunk, parallelism| {
+                let mut cols = vec![0.0f32; rows::cols_len(g)];
+                for (i, y) in chunk.chunks_mut(image_out).enumerate() {
+                    rows::im2col(&x[(first + i) * image_in..][..image_in], g, &mut cols);
+                    rows::product(&cols, &weights, g, y, parallelism);
+                }
+            })
+        };
     }
-    per_image_chunks(image_out, g, |first, chunk, parallelism| {
-        let mut cols = scratch(g);
-        for (i, y) in chunk.chunks_mut(image_out).enumerate() {
-            let cols = image_cols(&x[(first + i) * image_in..][..image_in], g, &mut cols);
-            products(g, |group, m, k, n| {
-                // y_g [out_g, P] = W_g [out_g, K] · cols_g [K, P]
-                let (w, c) = (&w[group * m * k..], &cols[group * k * n..]);
-                gemm(
-                    m,
-                    n,
-                    k,
-                    &mut y[group * m * n..],
-                    [1, n],
-                    false,
-                    w,
-                    [1, k],
-                    c,
-                    [1, n],
-                    parallelism,
-                );
-            });
-        }
-    })
+    // SAFETY: each image's groups' gemms, which do not read their destination, cover its
+    // output.
+    unsafe {
+        per_image_chunks(image_out, g, |first, chunk, parallelism| {
+            let mut cols = scratch(g);
+            for (i, y) in chunk.chunks_mut(image_out).enumerate() {
+                let cols = image_cols(&x[(first + i) * image_in..][..image_in], g, &mut cols);
+                products(g, |group, m, k, n| {
+                    // y_g [out_g, P] = W_g [out_g, K] · cols_g [K, P]
+                    let (w, c) = (&w[group * m * k..], &cols[group * k * n..]);
+                    gemm(
+                        m,
+                        n,
+                        k,
+                        &mut y[group * m * n..],
+                        [1, n],
+                        false,
+                        w,
+                        [1, k],
+                        c,
+                        [1, n],
+                        parallelism,
+                    );
+                });
+            }
+        })
+    }
 }
 
 /// The gradient of the loss with respect to `w`, given `dy` (`[batch, out, oh, ow]`).
@@ -120,38 +128,42 @@ pub(crate) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 /// The gradient of the loss with respect to `x`, given `dy` (`[batch, out, oh, ow]`).
 pub(crate) fn input_grad(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let [image_in, image_out] = g.image_lens();
-    per_image_chunks(image_in, g, |first, chunk, parallelism| {
-        let mut cols = scratch(g);
-        for (i, dx) in chunk.chunks_mut(image_in).enumerate() {
-            let dy = &dy[(first + i) * image_out..][..image_out];
-            // dcols_g [K, P] = W_gᵀ [K, out_g] · dy_g [out_g, P]
-            let dcols = |dst: &mut [f32]| {
-                products(g, |group, m, k, n| {
-                    let (w, d) = (&w[group * m * k..], &dy[group * m * n..]);
-                    gemm(
-                        k,
-                        n,
-                        m,
-                        &mut dst[group * k * n..],
-                        [1, n],
-                        false,
-                        w,
-                        [k, 1],
-                        d,
-                        [1, n],
-                        parallelism,
-                    );
-                })
-            };
-            match g.is_pointwise() {
-                true => dcols(dx),
-                false => {
-                    dcols(&mut cols);
-                    col2im(&cols, g, dx);
+    // SAFETY: each part is zeroed whole first (col2im adds to it).
+    unsafe {
+        per_image_chunks(image_in, g, |first, chunk, parallelism| {
+            let chunk = zeroed(chunk);
+            let mut cols = scratch(g);
+            for (i, dx) in chunk.chunks_mut(image_in).enumerate() {
+                let dy = &dy[(first + i) * image_out..][..image_out];
+                // dcols_g [K, P] = W_gᵀ [K, out_g] · dy_g [out_g, P]
+                let dcols = |dst: &mut [f32]| {
+                    products(g, |group, m, k, n| {
+                        let (w, d) = (&w[group * m * k..], &dy[group * m * n..]);
+                        gemm(
+                            k,
+                            n,
+                            m,
+                            &mut dst[group * k * n..],
+                            [1, n],
+                            false,
+                            w,
+                            [k, 1],
+                            d,
+                            [1, n],
+                            parallelism,
+                        );
+                    })
+                };
+                match g.is_pointwise() {
+                    true => dcols(dx),
+                    false => {
+                        dcols(&mut cols);
+                        col2im(&cols, g, dx);
+                    }
                 }
             }
-        }
-    })
+        })
+    }
 }
 
 /// `f(group, out_g, depth, positions)` for each group.
@@ -179,13 +191,29 @@ pub(super) fn scratch(g: &Geometry) -> Vec<f32> {
     }
 }
 
+/// A gemm's destination: floats, or memory not yet written, which it may only overwrite.
+pub(super) trait Destination {
+    /// Whether the gemm may read it.
+    const READABLE: bool;
+}
+
+impl Destination for f32 {
+    const READABLE: bool = true;
+}
+
+impl Destination for MaybeUninit<f32> {
+    const READABLE: bool = false;
+}
+
 /// `dst [m, n] = (read ? dst : 0) + lhs [m, k] · rhs [k, n]`; strides as `[column, row]`.
+/// With `read` false the gemm only writes `dst` (gemm 0.19 zeroes `alpha` and skips every read
+/// of the destination), which may then be memory not yet written.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(
+pub(super) fn gemm<D: Destination>(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    dst: &mut [D],
     [dst_cs, dst_rs]: [usize; 2],
     read: bool,
     lhs: &[f32],
@@ -198,6 +226,10 @@ pub(super) fn gemm(
         0 => 0,
         _ => (rows - 1) * rs + (cols - 1) * cs + 1,
     };
+    assert!(
+        D::READABLE || !read,
+        "gemm: reading a destination not yet written"
+    );
     // The slices must hold every element the strides reach: the gemm reads raw pointers.
     assert!(
         dst.len() >= last(dst_cs, dst_rs, m, n),
@@ -211,14 +243,15 @@ pub(super) fn gemm(
         rhs.len() >= last(rhs_cs, rhs_rs, k, n),
         "gemm: right operand too short"
     );
-    // SAFETY: the assertions above keep every access inside the three slices, and `dst` is
-    // borrowed mutably, so it aliases neither operand.
+    // SAFETY: the assertions above keep every access inside the three slices and read no
+    // destination not yet written, and `dst` is borrowed mutably, so it aliases neither
+    // operand. (`D` is `f32` or `MaybeUninit<f32>`, which has its layout.)
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr() as *mut f32,
             dst_cs as isize,
             dst_rs as isize,
             read,
@@ -266,18 +299,24 @@ pub(super) fn inner_parallelism(chunks: usize) -> gemm::Parallelism {
 }
 
 /// A `[batch, image_len]` output made by `f(first image, its images' part, gemm parallelism)`
-/// over [chunk_images], each part zeroed first on the thread that runs it.
-pub(super) fn per_image_chunks(
+/// over [chunk_images], each part not yet written ([written_parts]; [zeroed] zeroes one).
+///
+/// # Safety
+/// `f` must write every float of its part.
+pub(super) unsafe fn per_image_chunks(
     image_len: usize,
     g: &Geometry,
-    f: impl Fn(usize, &mut [f32], gemm::Parallelism) + Sync + Send,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>], gemm::Parallelism) + Sync + Send,
 ) -> Vec<f32> {
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
     let per = chunks.first().map_or(1, |c| c.1);
-    let (out, _) = zeroed_parts(g.batch * image_len, per * image_len, |i, part| {
-        f(i * per, part, parallelism)
-    });
+    // SAFETY: per the caller.
+    let (out, _) = unsafe {
+        written_parts(g.batch * image_len, per * image_len, |i, part| {
+            f(i * per, part, parallelism)
+        })
+    };
     out
 }
 

@@ -21,7 +21,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 use super::train_conv::floats;
-use super::zeroed::zeroed_parts;
+use super::zeroed::{written_parts, zeroed_parts};
 use crate::model::block::parameter_free_shortcut;
 
 /// Floats per task: below ~16 K a task costs more than it saves.
@@ -91,7 +91,7 @@ impl Join {
 
     /// `f(index of the plane in a, its part of out, index of x's plane under it or none)` for
     /// each of `out`'s planes, `first` the index in `a` of `out`'s first plane.
-    fn planes(&self, first: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32], Option<usize>)) {
+    fn planes<T>(&self, first: usize, out: &mut [T], f: impl Fn(usize, &mut [T], Option<usize>)) {
         for (k, out) in out.chunks_mut(self.plane().max(1)).enumerate() {
             let p = first + k;
             let (n, c) = (p / self.a[1], p % self.a[1]);
@@ -125,43 +125,49 @@ fn join(a: &FlexTensor, x: &FlexTensor, stride: usize) -> Join {
 fn forward(a: &FlexTensor, x: &FlexTensor, j: Join) -> FlexTensor {
     let (a_floats, x_floats) = (floats(a), floats(x));
     let (plane, per) = (j.plane(), j.planes_per_part());
-    let (y, _) = zeroed_parts(a_floats.len(), per * plane, |i, out| {
-        j.planes(i * per, out, |p, out, under| {
-            let a = &a_floats[p * plane..][..out.len()];
-            match under {
-                Some(xp) if j.stride == 1 => {
-                    let x = &x_floats[xp * plane..][..plane];
-                    for ((o, &a), &x) in out.iter_mut().zip(a).zip(x) {
-                        *o = (a + x).max(0.0);
+    // SAFETY: every plane of each part is written whole, in each of the three cases.
+    let (y, _) = unsafe {
+        written_parts(a_floats.len(), per * plane, |i, out| {
+            j.planes(i * per, out, |p, out, under| {
+                let a = &a_floats[p * plane..][..out.len()];
+                match under {
+                    Some(xp) if j.stride == 1 => {
+                        let x = &x_floats[xp * plane..][..plane];
+                        for ((o, &a), &x) in out.iter_mut().zip(a).zip(x) {
+                            o.write((a + x).max(0.0));
+                        }
                     }
-                }
-                Some(xp) => {
-                    let x = &x_floats[xp * j.x_plane()..][..j.x_plane()];
-                    for (r, out) in out.chunks_mut(j.a[3]).enumerate() {
-                        for (q, o) in out.iter_mut().enumerate() {
-                            *o = (a[r * j.a[3] + q] + x[j.under(r, q)]).max(0.0);
+                    Some(xp) => {
+                        let x = &x_floats[xp * j.x_plane()..][..j.x_plane()];
+                        for (r, out) in out.chunks_mut(j.a[3]).enumerate() {
+                            for (q, o) in out.iter_mut().enumerate() {
+                                o.write((a[r * j.a[3] + q] + x[j.under(r, q)]).max(0.0));
+                            }
+                        }
+                    }
+                    None => {
+                        for (o, &a) in out.iter_mut().zip(a) {
+                            o.write(a.max(0.0));
                         }
                     }
                 }
-                None => {
-                    for (o, &a) in out.iter_mut().zip(a) {
-                        *o = a.max(0.0);
-                    }
-                }
-            }
-        });
-    });
+            });
+        })
+    };
     FlexTensor::from_data(TensorData::new(y, a.shape()))
 }
 
 /// `dy` where `y > 0`, zero elsewhere: the gradient of `a`, and of `x` through the shortcut.
 fn masked(y: &[f32], dy: &[f32]) -> Vec<f32> {
-    let (g, _) = zeroed_parts(y.len(), PART, |i, out| {
-        let (y, dy) = (&y[i * PART..], &dy[i * PART..]);
-        for ((o, &y), &g) in out.iter_mut().zip(y).zip(dy) {
-            *o = if y > 0.0 { g } else { 0.0 };
-        }
-    });
+    // SAFETY: `y` and `dy` are as long as the buffer, so the zip writes each part whole.
+    let (g, _) = unsafe {
+        written_parts(y.len(), PART, |i, out| {
+            let (y, dy) = (&y[i * PART..], &dy[i * PART..]);
+            for ((o, &y), &g) in out.iter_mut().zip(y).zip(dy) {
+                o.write(if y > 0.0 { g } else { 0.0 });
+            }
+        })
+    };
     g
 }
 

@@ -13,8 +13,9 @@
 //! Both products of an image run while its planes are in cache.
 
 use super::nchw::{Geometry, chunk_images, gemm, inner_parallelism};
-use super::zeroed::zeroed_parts;
+use super::zeroed::written_parts;
 use super::{rows, simd};
+use core::mem::MaybeUninit;
 
 /// The geometry of the input gradient's convolution, when the forward has stride 1.
 pub(super) fn transposed(g: &Geometry) -> Option<Geometry> {
@@ -90,55 +91,57 @@ pub(crate) fn backward(
     // Kernel row a's view of the planes starts shifts[a] floats into them (a rows down).
     let shifts: Vec<usize> = (0..kh).map(|a| rows::view(&t, 0, a).0).collect();
     let depth = rows::plane_len(&t);
-    let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
-        let mut m = vec![0.0f32; if want_dw { len } else { 0 }];
-        let mut cols = vec![0.0f32; rows::cols_len(&t)];
-        let mut stacked = vec![
-            0.0f32;
-            if want_dw {
-                depth * kh * g.in_channels
-            } else {
-                0
-            }
-        ];
-        for i in 0..images {
-            rows::im2col(&dy[(first + i) * image_out..][..image_out], &t, &mut cols);
-            if let Some(dx) = dx.as_deref_mut() {
-                let dx = &mut dx[i * image_in..][..image_in];
-                rows::product(&cols, &weights, &t, dx, parallelism);
-            }
-            if !want_dw {
-                continue;
-            }
-            stack(
-                &x[(first + i) * image_in..][..image_in],
-                g,
-                &shifts,
-                &mut stacked,
-            );
-            for group in 0..g.groups {
-                // M_g [kh · in_g, out_g · kw] += X_g [kh · in_g, D] · planes_gᵀ [D, out_g · kw]:
-                // the kh kernel rows' products in one gemm of kh times the rows (M = 16 gave
-                // the gemm its narrowest, slowest kernel), X_g holding x shifted by each row.
-                let (at, stride) = rows::view(&t, group, 0);
-                gemm(
-                    kh * ig,
-                    og * kw,
-                    depth,
-                    &mut m[group * kh * ig * og * kw..],
-                    [kh * ig, 1],
-                    true,
-                    &stacked[group * kh * ig * depth..],
-                    [1, depth],
-                    &cols[at..],
-                    [stride, 1],
-                    parallelism,
+    let range =
+        |first: usize, images: usize, mut dx: Option<&mut [MaybeUninit<f32>]>, parallelism| {
+            let mut m = vec![0.0f32; if want_dw { len } else { 0 }];
+            let mut cols = vec![0.0f32; rows::cols_len(&t)];
+            let mut stacked = vec![
+                0.0f32;
+                if want_dw {
+                    depth * kh * g.in_channels
+                } else {
+                    0
+                }
+            ];
+            for i in 0..images {
+                rows::im2col(&dy[(first + i) * image_out..][..image_out], &t, &mut cols);
+                if let Some(dx) = dx.as_deref_mut() {
+                    let dx = &mut dx[i * image_in..][..image_in];
+                    rows::product(&cols, &weights, &t, dx, parallelism);
+                }
+                if !want_dw {
+                    continue;
+                }
+                stack(
+                    &x[(first + i) * image_in..][..image_in],
+                    g,
+                    &shifts,
+                    &mut stacked,
                 );
+                for group in 0..g.groups {
+                    // M_g [kh · in_g, out_g · kw] += X_g [kh · in_g, D] · planes_gᵀ [D, out_g · kw]:
+                    // the kh kernel rows' products in one gemm of kh times the rows (M = 16 gave
+                    // the gemm its narrowest, slowest kernel), X_g holding x shifted by each row.
+                    let (at, stride) = rows::view(&t, group, 0);
+                    gemm(
+                        kh * ig,
+                        og * kw,
+                        depth,
+                        &mut m[group * kh * ig * og * kw..],
+                        [kh * ig, 1],
+                        true,
+                        &stacked[group * kh * ig * depth..],
+                        [1, depth],
+                        &cols[at..],
+                        [stride, 1],
+                        parallelism,
+                    );
+                }
             }
-        }
-        m
-    };
-    let (dx, m) = over_image_ranges(g, want_dx, range);
+            m
+        };
+    // SAFETY: `rows::product` writes each image's dx whole.
+    let (dx, m) = unsafe { over_image_ranges(g, want_dx, range) };
     let dw = want_dw.then(|| {
         let m = m.unwrap_or_else(|| vec![0.0; len]);
         // dW[o, c, a, b] = M_g[(kh-1-a, c), (o, kw-1-b)]: the transposed convolution's
@@ -167,23 +170,31 @@ pub(crate) fn backward(
 /// gemm parallelism)` for each range of [chunk_images], in parallel, each returning its
 /// images' part of a gradient summed over the batch (a weight gradient, or none).
 ///
-/// Returns dx (zeroed before the ranges add to it; `None` unless `want_dx`) and the ranges'
-/// parts summed (`None` for an empty batch).
-pub(super) fn over_image_ranges(
+/// Returns dx (`None` unless `want_dx`; each range's part not yet written when the range gets
+/// it, [written_parts]) and the ranges' parts summed (`None` for an empty batch).
+///
+/// # Safety
+/// With `want_dx`, `range` must write every float of its part of dx.
+pub(super) unsafe fn over_image_ranges(
     g: &Geometry,
     want_dx: bool,
-    range: impl Fn(usize, usize, Option<&mut [f32]>, gemm::Parallelism) -> Vec<f32> + Sync + Send,
+    range: impl Fn(usize, usize, Option<&mut [MaybeUninit<f32>]>, gemm::Parallelism) -> Vec<f32>
+    + Sync
+    + Send,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let [image_in, _] = g.image_lens();
     let chunks = chunk_images(g.batch);
     let parallelism = inner_parallelism(chunks.len());
     let per = chunks.first().map_or(1, |c| c.1);
-    let run = |i: usize, dx: Option<&mut [f32]>| {
+    let run = |i: usize, dx: Option<&mut [MaybeUninit<f32>]>| {
         let (first, images) = chunks[i];
         range(first, images, dx, parallelism)
     };
     let (dx, partials) = match want_dx {
-        true => zeroed_parts(g.batch * image_in, per * image_in, |i, dx| run(i, Some(dx))),
+        // SAFETY: per the caller.
+        true => unsafe {
+            written_parts(g.batch * image_in, per * image_in, |i, dx| run(i, Some(dx)))
+        },
         false => (
             Vec::new(),
             super::map_indices(chunks.len(), |i| run(i, None)),

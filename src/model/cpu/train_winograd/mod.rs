@@ -23,6 +23,8 @@ use super::nchw::{Geometry, gemm, per_image_chunks};
 use super::transposed::{InputAndWeightGrads, over_image_ranges};
 use super::wide::LANES;
 use super::winograd;
+use super::zeroed::zeroed;
+use core::mem::MaybeUninit;
 
 mod transforms;
 
@@ -148,22 +150,26 @@ fn forward_in_blocks(x: &[f32], w: &[f32], g: &Geometry, blocking: [usize; 2]) -
     let (c, k) = (g.in_channels, g.out_channels);
     let u = transform_weight(w, g);
     let t = Tiles::new(g, 16 * (c + k), blocking);
-    per_image_chunks(image_out, g, |first, y, parallelism| {
-        let x = &x[first * image_in..][..y.len() / image_out * image_in];
-        let mut v = vec![0.0f32; 16 * plane(c, t.per_block * t.cols)];
-        let mut m = vec![0.0f32; 16 * plane(k, t.per_block * t.cols)];
-        t.blocks(y.len() / image_out, |row, rows| {
-            let n = rows * t.cols;
-            transform::<INPUT>((x, g, &t, row, rows, &mut v));
-            for xi in 0..16 {
-                // M_ξ [out, tiles] = U_ξ [out, in] · V_ξ [in, tiles]
-                let (m, v) = (&mut m[xi * plane(k, n)..], &v[xi * plane(c, n)..]);
-                let u = &u[xi * k * c..];
-                gemm(k, n, c, m, [1, n], false, u, [1, c], v, [1, n], parallelism);
-            }
-            transform::<OUTPUT>((&m, g, &t, row, rows, y));
-        });
-    })
+    // SAFETY: each part is zeroed whole first.
+    unsafe {
+        per_image_chunks(image_out, g, |first, y, parallelism| {
+            let y = zeroed(y);
+            let x = &x[first * image_in..][..y.len() / image_out * image_in];
+            let mut v = vec![0.0f32; 16 * plane(c, t.per_block * t.cols)];
+            let mut m = vec![0.0f32; 16 * plane(k, t.per_block * t.cols)];
+            t.blocks(y.len() / image_out, |row, rows| {
+                let n = rows * t.cols;
+                transform::<INPUT>((x, g, &t, row, rows, &mut v));
+                for xi in 0..16 {
+                    // M_ξ [out, tiles] = U_ξ [out, in] · V_ξ [in, tiles]
+                    let (m, v) = (&mut m[xi * plane(k, n)..], &v[xi * plane(c, n)..]);
+                    let u = &u[xi * k * c..];
+                    gemm(k, n, c, m, [1, n], false, u, [1, c], v, [1, n], parallelism);
+                }
+                transform::<OUTPUT>((&m, g, &t, row, rows, y));
+            });
+        })
+    }
 }
 
 /// `(dx, dW)` given `dy`, each when asked for, as [super::nchw::input_grad] and
@@ -195,7 +201,9 @@ fn backward_in_blocks(
     let u = transform_weight(w, g);
     // A block holds dM, and V or dV (one buffer, used for one then the other).
     let t = Tiles::new(g, 16 * (c + k), blocking);
-    let range = |first: usize, images: usize, mut dx: Option<&mut [f32]>, parallelism| {
+    let range = |first: usize, images: usize, dx: Option<&mut [MaybeUninit<f32>]>, parallelism| {
+        // The input transform's adjoint adds the overlapping patches into dx.
+        let mut dx = dx.map(zeroed);
         let x = &x[first * image_in..][..images * image_in];
         let dy = &dy[first * image_out..][..images * image_out];
         let mut du = vec![0.0f32; if want_dw { 16 * k * c } else { 0 }];
@@ -249,7 +257,8 @@ fn backward_in_blocks(
         });
         du
     };
-    let (dx, du) = over_image_ranges(g, want_dx, range);
+    // SAFETY: each range zeroes its part of dx whole first.
+    let (dx, du) = unsafe { over_image_ranges(g, want_dx, range) };
     let dw = want_dw.then(|| weight_grad(&du.unwrap_or_else(|| vec![0.0; 16 * k * c]), k * c));
     (dx, dw)
 }
