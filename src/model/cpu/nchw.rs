@@ -381,13 +381,7 @@ fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
 
 /// One im2col line: `out[x0..x1]` from `line` starting at `first` with stride `sw`, zeros
 /// around it.
-pub(super) fn gather_line(
-    out: &mut [f32],
-    line: &[f32],
-    (x0, x1): (usize, usize),
-    first: usize,
-    sw: usize,
-) {
+fn gather_line(out: &mut [f32], line: &[f32], (x0, x1): (usize, usize), first: usize, sw: usize) {
     out[..x0].fill(0.0);
     out[x1..].fill(0.0);
     match sw {

@@ -212,7 +212,9 @@ pub(super) unsafe fn over_image_ranges(
 
 /// One image `x [in, P]` as `[groups, kh, in_g, D]`: row `(group, a, c)` holds channel
 /// `c`'s pixels shifted `shifts[a]` along, zero where no pixel lands, so that one gemm over the
-/// planes' `D` rows gives every kernel row's product (see [backward]).
+/// planes' `D` rows gives every kernel row's product (see [backward]). The zeros are not
+/// written: `stacked` was zeroed once, and only this function writes it, always where the
+/// pixels land.
 fn stack(x: &[f32], g: &Geometry, shifts: &[usize], stacked: &mut [f32]) {
     let (ig, kh) = (g.in_channels / g.groups, shifts.len());
     let pixels = x.len() / g.in_channels.max(1);
@@ -220,8 +222,6 @@ fn stack(x: &[f32], g: &Geometry, shifts: &[usize], stacked: &mut [f32]) {
     for (r, row) in stacked.chunks_exact_mut(depth).enumerate() {
         let (group, a, c) = (r / (kh * ig), r / ig % kh, r % ig);
         let shift = shifts[a];
-        row[..shift].fill(0.0);
         row[shift..shift + pixels].copy_from_slice(&x[(group * ig + c) * pixels..][..pixels]);
-        row[shift + pixels..].fill(0.0);
     }
 }

@@ -113,8 +113,8 @@ mod tests {
         let (out, seen) = unsafe {
             written_parts(10, 4, |i, part| {
                 // SAFETY: read only where debug builds wrote the poison.
-                let poisoned = cfg!(debug_assertions)
-                    && part.iter().all(|v| v.assume_init().is_nan());
+                let poisoned =
+                    cfg!(debug_assertions) && part.iter().all(|v| v.assume_init().is_nan());
                 for (k, v) in part.iter_mut().enumerate() {
                     v.write((10 * i + k) as f32);
                 }
