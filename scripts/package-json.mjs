@@ -1,10 +1,19 @@
-// Completes the package.json wasm-pack writes: an npm name, `main` next to `module`, an
+// Writes the npm package's package.json: version, description, license and repository from
+// Cargo.toml (one source for both registries), an npm name, `main` next to `module`, an
 // `exports` map, and the files list (so bundlers and plain ESM both resolve it).
-import { readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 
 const path = process.argv[2];
-const pkg = JSON.parse(readFileSync(path, "utf8"));
+const crate = JSON.parse(
+  execFileSync("cargo", ["metadata", "--no-deps", "--format-version", "1"], { encoding: "utf8" }),
+).packages.find((p) => p.name === "resnet");
+const pkg = {};
 pkg.name = "resnet-burn";
+pkg.version = crate.version;
+pkg.description = crate.description;
+pkg.license = crate.license;
+pkg.repository = { type: "git", url: crate.repository };
 pkg.type = "module";
 pkg.main = pkg.module = "resnet.js";
 pkg.types = "resnet.d.ts";
@@ -17,7 +26,7 @@ pkg.exports = {
   "./threads/resnet_bg.wasm": "./threads/resnet_bg.wasm",
   "./package.json": "./package.json",
 };
-pkg.files = ["resnet_bg.wasm", "resnet_bg.wasm.d.ts", "resnet.js", "resnet.d.ts", "README.md", "threads/"];
+pkg.files = ["resnet_bg.wasm", "resnet_bg.wasm.d.ts", "resnet.js", "resnet.d.ts", "README.md", "LICENSE", "snippets/", "threads/"];
 // The thread pool's worker script is a snippet that runs on load.
 pkg.sideEffects = ["./snippets/*", "./threads/snippets/*"];
 pkg.keywords = ["resnet", "webgpu", "wasm", "burn", "image-classification"];

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building the page and running the tests need, from package registries only:
 # the wasm32 target, rust-src (the threaded build rebuilds std), wasm-bindgen-cli at
-# Cargo.lock's wasm-bindgen version, wasm-pack, the npm dev packages (binaryen's wasm-opt,
-# playwright-core, vite, uPlot) and, with --browser,
-# Debian's Chromium and chromedriver. Safe to run again: it skips what is already there.
+# Cargo.lock's wasm-bindgen version (with its test runner), the npm dev packages (binaryen's
+# wasm-opt, playwright-core, vite, uPlot) and, with --browser, Debian's Chromium, chromedriver
+# and lavapipe. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,10 +45,6 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version
   # Not --locked: the locked dependency set asks for a webpki-roots the registry no longer serves.
   cargo install wasm-bindgen-cli --version "$wbg_version"
 fi
-command -v wasm-pack >/dev/null || {
-  say "installing wasm-pack"
-  cargo install wasm-pack --locked
-}
 
 if [ ! -x node_modules/.bin/wasm-opt ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dev packages"

@@ -18,11 +18,18 @@ scripts/setup.sh --browser
 step "native tests (cargo test)"
 cargo test --no-fail-fast
 
-step "wasm tests in headless Chromium: WebGPU and CPU (wasm-pack test)"
-# Dependencies are optimised (profile.dev.package."*"), debug info is not needed in the browser.
-# The suite trains nets on a software GPU: 1,339 s seen on 2026-11-28 (2 cores), so the limit
-# leaves room; the runner's default is 20 s.
-WASM_BINDGEN_TEST_TIMEOUT=2700 CARGO_PROFILE_DEV_DEBUG=0 wasm-pack test --headless --chrome
+step "wasm tests in headless Chromium: WebGPU and CPU (wasm-bindgen-test-runner)"
+# The browser suite (tests/web.rs, in Chromium through chromedriver, with webdriver.json's
+# flags) and the library's wasm unit tests (in Node.js: the SIMD128 kernels' hand-computed
+# cases, which `wasm-pack test --chrome` skipped as node-only), run by cargo through
+# wasm-bindgen's runner: one build of the crate rather than wasm-pack's two, and none of the
+# native-only test targets. Dependencies are optimised (profile.dev.package."*");
+# debug info is not needed in the browser. The suite trains nets on a software GPU: 1,339 s
+# seen on 2026-11-28 (2 cores), so the limit leaves room; the runner's default is 20 s.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} \
+  WASM_BINDGEN_TEST_TIMEOUT=2700 CARGO_PROFILE_DEV_DEBUG=0 \
+  cargo test --target wasm32-unknown-unknown --no-fail-fast --lib --test web
 
 step "npm package (scripts/build-web.sh)"
 scripts/build-web.sh

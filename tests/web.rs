@@ -1,5 +1,6 @@
 //! The wasm package in real headless Chromium, on WebGPU and on the CPU fallback:
-//! `wasm-pack test --headless --chrome --release` (see webdriver.json for the flags).
+//! `scripts/test.sh` runs it through `wasm-bindgen-test-runner` (see webdriver.json for the
+//! browser's flags).
 #![cfg(target_family = "wasm")]
 
 use js_sys::{Float32Array, Reflect, Uint8Array};
