@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/resnet-target}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 started=$SECONDS
+# Each step says when it starts, so a CI log shows where the time went.
+step() { printf '\n\033[1;34m==> %s\033[0m (at %d min %d s)\n' "$*" $(( (SECONDS - started) / 60 )) $(( (SECONDS - started) % 60 )); }
 
 step "tools"
 scripts/setup.sh --browser
