@@ -245,25 +245,25 @@ fn trainer_options(plain: bool, device: &str) -> JsValue {
     ])
 }
 
-/// 50+ steps of ResNet-20 and plain-20 on one small batch (the dataset is 2 images) lower
-/// the loss on the CPU fallback, and ResNet-20's on WebGPU. The plain twin is left out on
-/// WebGPU, where SwiftShader takes minutes over each net: it runs a subset of ResNet-20's
-/// kernels (no shortcuts, no joins).
+/// 52 steps of ResNet-20 and plain-20 on one small batch (the dataset is 2 images) lower the
+/// loss on the CPU fallback, and 12 of ResNet-20 on WebGPU, where SwiftShader takes 6 s a step:
+/// its loss halves at the first step and is under 1e-5 by the tenth (2026-12-02). The plain
+/// twin is left out on WebGPU: it runs a subset of ResNet-20's kernels (no shortcuts, no joins).
 #[wasm_bindgen_test]
-async fn fifty_steps_lower_the_loss_of_residual_and_plain_nets() {
+async fn training_steps_lower_the_loss_of_residual_and_plain_nets() {
     let data =
         Dataset::shapes(options(&[("trainSize", 2.into()), ("testSize", 2.into())])).unwrap();
-    for (device, plain) in [("webgpu", false), ("cpu", false), ("cpu", true)] {
+    for (device, plain, steps) in [("webgpu", false, 12), ("cpu", false, 52), ("cpu", true, 52)] {
         let trainer = Trainer::create(trainer_options(plain, device), &data)
             .await
             .unwrap();
         let started = js_sys::Date::now();
-        let losses = step_losses(&trainer, 52).await;
+        let losses = step_losses(&trainer, steps).await;
         let seconds = (js_sys::Date::now() - started) / 1e3;
         web_sys::console::log_1(
-            &format!("{device} plain={plain}: 52 steps in {seconds:.1} s").into(),
+            &format!("{device} plain={plain}: {steps} steps in {seconds:.1} s").into(),
         );
-        let (first, last) = (losses[0], losses[51]);
+        let (first, last) = (losses[0], losses[steps - 1]);
         web_sys::console::log_1(
             &format!("{device} plain={plain}: loss {first:.3} → {last:.3}").into(),
         );
@@ -271,7 +271,7 @@ async fn fifty_steps_lower_the_loss_of_residual_and_plain_nets() {
             last < first * 0.5,
             "{device} plain={plain}: {first} → {last}"
         );
-        assert_eq!(trainer.step_count(), 52);
+        assert_eq!(trainer.step_count(), steps);
         assert_eq!(trainer.layers().len(), 20, "19 convolutions + fc");
     }
 }
