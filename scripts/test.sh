@@ -25,8 +25,9 @@ step "wasm tests in headless Chromium: WebGPU and CPU (wasm-bindgen-test-runner)
 # cases, which `wasm-pack test --chrome` skipped as node-only), run by cargo through
 # wasm-bindgen's runner: one build of the crate rather than wasm-pack's two, and none of the
 # native-only test targets. Dependencies are optimised (profile.dev.package."*");
-# debug info is not needed in the browser. The suite trains nets on a software GPU: 1,339 s
-# seen on 2026-11-28 (2 cores), so the limit leaves room; the runner's default is 20 s.
+# debug info is not needed in the browser. The suite trains nets on a software GPU: about
+# 5 min on 2026-12-02, 1,339 s seen on 2026-11-28 (2 cores), so the limit leaves room; the
+# runner's default is 20 s.
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} \
   WASM_BINDGEN_TEST_TIMEOUT=2700 CARGO_PROFILE_DEV_DEBUG=0 \
