@@ -12,7 +12,10 @@
 //! per map and in f64 across maps; the variance is biased, as burn's and PyTorch's
 //! normalization use it.
 
+#[cfg(not(target_arch = "x86_64"))]
 use super::batch_norm_simd as imp;
+#[cfg(target_arch = "x86_64")]
+use super::batch_norm_wide as imp;
 use super::zeroed::written_parts;
 
 /// The shape of what is normalized: `[batch, channels, positions]` (a map flattened).

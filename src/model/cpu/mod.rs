@@ -19,7 +19,10 @@
 //! stride-1 ones where it pays ([train_winograd]).
 
 mod batch_norm;
+#[cfg(not(target_arch = "x86_64"))]
 mod batch_norm_simd;
+#[cfg(target_arch = "x86_64")]
+mod batch_norm_wide;
 mod conv;
 mod geometry;
 mod nchw;
