@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockConfig, batch_norm, conv};
 use super::config::{BlockKind, Joining, ResNetConfig, Stem};
-use super::cpu::{convolve, normalize_relu};
+use super::cpu::{convolve, max_pool2d, normalize_relu};
 use super::pool::global_average;
 use super::stem::DeepStem;
 
@@ -310,7 +310,7 @@ impl ResNet {
             None => x,
         };
         match &self.maxpool {
-            Some(pool) => pool.forward(x),
+            Some(pool) => max_pool2d(pool, x),
             None => x,
         }
     }

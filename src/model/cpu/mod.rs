@@ -31,6 +31,7 @@ mod rows;
 mod simd;
 mod train_bn;
 mod train_conv;
+mod train_pool;
 mod train_residual;
 mod train_winograd;
 mod transposed;
@@ -42,6 +43,7 @@ pub(crate) use conv::CpuConv;
 pub(crate) use plan::{BlockPlan, NetPlan, SePlan};
 pub(crate) use train_bn::{normalize, normalize_relu};
 pub(crate) use train_conv::convolve;
+pub(crate) use train_pool::max_pool2d;
 pub(crate) use train_residual::add_relu;
 
 use burn::nn::PaddingConfig2d;
